@@ -1,0 +1,286 @@
+"""Named heuristic strategies: the ways of using proxies that the essay discusses.
+
+Every strategy has one interface: ``strategy.act(obs)`` takes a batch of observations
+``(N, n)`` (from :class:`envs.vector.ProxyAlignmentVectorEnv`, or one observation of
+:class:`envs.proxy_alignment.ProxyAlignmentEnv` as a batch of one) and returns ``(N, 2 + k)``
+actions; ``strategy(obs)`` also accepts a single observation. A strategy reads the
+observation only through :class:`envs.observation.ObservationLayout`, so it sees what an
+organization sees and nothing hidden.
+
+A strategy that is a fixed regimen (decided before anything is observed) returns it from
+``regimen()``, and the exact analysis scores the same object the env plays: one
+definition, two evaluations. The others return None.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable
+
+import numpy as np
+
+from agents.regimen import RegimenAgent
+from envs.analysis import Regimen, analyze, make_regimen
+from envs.dynamics import Dynamics
+from envs.observation import ObservationLayout
+from envs.proxy_alignment import CONTINUE, DEPLOY, DISCARD
+from envs.scenario import ProxyGymError, Scenario
+
+
+class Strategy(ABC):
+    """Base class: a policy for ProxyAlignment-v0 over a batch of observations."""
+
+    name = "strategy"
+    #: True when the strategy reads the exact posterior (the env must run with observation="belief").
+    needs_belief = False
+
+    def __init__(self, scenario: Scenario, layout: ObservationLayout, seed: int | None = None):
+        if self.needs_belief and layout.mode != "belief":
+            raise ProxyGymError(f"strategy {self.name!r} reads the exact posterior: use observation='belief'")
+        self.scenario = scenario
+        self.layout = layout
+        self.budget = scenario.budget
+        self.n_phases = len(scenario.phases)
+        self.n_proxies = len(scenario.proxies)
+        self.rng = np.random.default_rng(seed)
+
+    def regimen(self) -> Regimen | None:
+        """The fixed regimen this strategy plays, or None if it adapts to what it sees."""
+        return None
+
+    @abstractmethod
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """``(N, 2 + k)`` actions for a batch of observations ``(N, n)``."""
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs)
+        return self.act(obs[None, :])[0] if obs.ndim == 1 else self.act(obs)
+
+
+class FixedRegimen(Strategy):
+    """A strategy that is a fixed regimen; subclasses say which one in :meth:`build`."""
+
+    def __init__(self, scenario: Scenario, layout: ObservationLayout, seed: int | None = None):
+        super().__init__(scenario, layout, seed)
+        self._regimen = self.build(scenario)
+        self._agent = RegimenAgent(self._regimen, layout, scenario.budget)
+
+    @abstractmethod
+    def build(self, scenario: Scenario) -> Regimen:
+        """The regimen this strategy plays on ``scenario``."""
+
+    def regimen(self) -> Regimen:
+        return self._regimen
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self._agent.act(obs)
+
+
+def _groups(letters: list[str]) -> str:
+    return ",".join(letters)
+
+
+class AlwaysReserve(FixedRegimen):
+    """Plain rejection sampling: never train on a proxy; deploy the first run that passes every
+    proxy at the final checkpoint; when the budget runs out with no pass, deploy the last model.
+
+    Essay: "The net effect" (rejection sampling on "do you look like an angel?") and the
+    formal section's rejection-sampling equation, where training leaves both the base rate
+    and the likelihood ratio as they are by default.
+    """
+
+    name = "always_reserve"
+
+    def build(self, scenario):
+        return make_regimen(scenario, "R")
+
+
+class AlwaysTrain(FixedRegimen):
+    """Train on every proxy in every phase, then test at the end as always_reserve does.
+
+    Essay: "The base rate" (use the blueprint) and "Quality of the proxy" (training on a
+    proxy makes it a worse test): this is the side of the trade that bets on the base rate.
+    """
+
+    name = "always_train"
+
+    def build(self, scenario):
+        return make_regimen(scenario, "T")
+
+
+class AlwaysAnti(FixedRegimen):
+    """Anti-train on every proxy in every phase, then test at the end.
+
+    Essay: "Cost": removing circumvention precursors from the objective can sharpen the
+    test, at the price of many more runs failing before one passes.
+    """
+
+    name = "always_anti"
+
+    def build(self, scenario):
+        return make_regimen(scenario, "A")
+
+
+class FirstModel(FixedRegimen):
+    """No test at all: deploy the first run whatever it shows.
+
+    Essay: "Formal": the baseline that a proxy with likelihood ratio below 1 loses to.
+    """
+
+    name = "first_model"
+
+    def build(self, scenario):
+        return make_regimen(scenario, "R", test="none")
+
+
+class TrainEarlyReserveLate(FixedRegimen):
+    """Train on every proxy while values are plastic (the first phase, and every phase with
+    plasticity at least 0.5), reserve them afterwards, test at the end.
+
+    Essay: "Quality of the proxy" and "The base rate": steer values before they
+    crystallize, then keep the proxy out of training so it still measures something.
+    """
+
+    name = "train_early_reserve_late"
+    PLASTIC = 0.5
+
+    def build(self, scenario):
+        letters = ["T" if t == 0 or p.plasticity >= self.PLASTIC else "R" for t, p in enumerate(scenario.phases)]
+        return make_regimen(scenario, _groups(letters))
+
+
+class EarlyRejection(FixedRegimen):
+    """Reserve every proxy; discard a run at the first checkpoint where any proxy fails
+    (every early checkpoint screens, and the final one tests).
+
+    Essay: TLDR and "Quality of the proxy": if capable models get around the test, doing
+    rejection sampling early in training, while the model is weak, beats doing it at the end.
+    """
+
+    name = "early_rejection"
+
+    def build(self, scenario):
+        T = len(scenario.phases)
+        return make_regimen(scenario, "R", screen={d: "all" for d in range(1, T)})
+
+
+class AreYouAlignedProtocol(FixedRegimen):
+    """The essay's multi-part protocol: reserve the proxies in the first phase and reject runs
+    until one passes them at checkpoint 1; then train on them in every later phase (continuing
+    to ask and penalizing a "no"); test at the end. With one phase there is no early
+    checkpoint, and the protocol is always_reserve.
+
+    Essay: "The net effect", the "are you aligned?" protocol against plain rejection sampling.
+    """
+
+    name = "are_you_aligned_protocol"
+
+    def build(self, scenario):
+        T = len(scenario.phases)
+        if T == 1:
+            return make_regimen(scenario, "R")
+        return make_regimen(scenario, _groups(["R"] + ["T"] * (T - 1)), screen={1: "all"})
+
+
+class IdeaScreening(Strategy):
+    """Use throwaway runs to learn which ideas are bad, then commit to the best one.
+
+    Each run uses the idea whose posterior mean base rate is highest (ties: the first),
+    reserves every proxy and tests at the end: a failed run lowers its idea's posterior, so
+    the next run moves to another idea; a pass is deployed. On the last run the model is
+    deployed whatever it shows, as always_reserve does.
+
+    Essay: TLDR and the end of "What if pass/fail are close in parameter space?": when each
+    idea is decided in advance, find out which ideas are promising, then use the best fully.
+    """
+
+    name = "idea_screening"
+    needs_belief = True
+
+    def __init__(self, scenario, layout, seed=None):
+        super().__init__(scenario, layout, seed)
+        self._agent = RegimenAgent(make_regimen(scenario, "R"), layout, scenario.budget)
+
+    def act(self, obs):
+        actions = self._agent.act(obs)
+        rates = self.layout.decode(obs)["base_rate"]  # (N, m)
+        start = np.argmax(self.layout.decode(obs)["checkpoint"], axis=-1) == 0
+        actions[start, -1] = np.argmax(rates[start], axis=-1)
+        return actions
+
+
+class BayesThreshold(Strategy):
+    """Reserve every proxy and read the exact posterior: at the final checkpoint, deploy when
+    the expected reward of deploying, P(aligned) R_aligned + (1 - P(aligned)) R_misaligned,
+    is at least what the runs left are worth (the exact value of always_reserve with that
+    budget; with no run left, the abstain reward); else discard.
+
+    Essay: "Formal": Bayes' rule decides, and "Cost": the threshold falls as the budget runs out.
+    """
+
+    name = "bayes_threshold"
+    needs_belief = True
+
+    def __init__(self, scenario, layout, seed=None):
+        super().__init__(scenario, layout, seed)
+        dyn = Dynamics(scenario)
+        r = scenario.reward
+        # worth[n]: what n runs left are worth under always_reserve (n = 0: abstain)
+        self.worth = np.array(
+            [r.abstain]
+            + [analyze(scenario, make_regimen(scenario, "R", budget=n), dyn).expected_return for n in range(1, self.budget + 1)]
+        )
+
+    def act(self, obs):
+        o = self.layout.decode(obs)
+        n = obs.shape[0]
+        d = np.argmax(o["checkpoint"], axis=-1)
+        runs_left = np.rint(o["runs_left"][:, 0] * self.budget).astype(int)
+        p = o["p_aligned"][:, 0].astype(np.float64)
+        r = self.scenario.reward
+        deploy_value = p * r.aligned + (1.0 - p) * r.misaligned
+        at_end = d == self.n_phases
+        verdict = np.where(at_end, np.where(deploy_value >= self.worth[runs_left], DEPLOY, DISCARD), CONTINUE)
+        return np.concatenate(
+            [verdict[:, None], np.zeros((n, self.n_proxies), dtype=np.int64), np.zeros((n, 1), dtype=np.int64)], axis=1
+        ).astype(np.int64)
+
+
+class RandomStrategy(Strategy):
+    """Uniformly random among the allowed verdicts, with random usages and ideas: the floor."""
+
+    name = "random"
+
+    def act(self, obs):
+        o = self.layout.decode(obs)
+        n = obs.shape[0]
+        d = np.argmax(o["checkpoint"], axis=-1)
+        coin = self.rng.integers(0, 2, size=n)
+        verdict = np.where(d == 0, CONTINUE, np.where(d < self.n_phases, coin * DISCARD, DISCARD + coin))
+        usage = self.rng.integers(0, 3, size=(n, self.n_proxies))
+        idea = self.rng.integers(0, len(self.scenario.ideas), size=(n, 1))
+        return np.concatenate([verdict[:, None], usage, idea], axis=1).astype(np.int64)
+
+
+STRATEGIES: dict[str, Callable[..., Strategy]] = {
+    cls.name: cls
+    for cls in (
+        AlwaysReserve,
+        AlwaysTrain,
+        AlwaysAnti,
+        FirstModel,
+        TrainEarlyReserveLate,
+        EarlyRejection,
+        AreYouAlignedProtocol,
+        IdeaScreening,
+        BayesThreshold,
+        RandomStrategy,
+    )
+}
+
+
+def make_strategy(name: str, scenario: Scenario, layout: ObservationLayout, seed: int | None = None) -> Strategy:
+    """Build a strategy by name; an unknown name is a one-line error that lists the valid ones."""
+    if name not in STRATEGIES:
+        raise ProxyGymError(f"unknown strategy {name!r}; strategies are {', '.join(STRATEGIES)}")
+    return STRATEGIES[name](scenario, layout, seed)

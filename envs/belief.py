@@ -1,0 +1,199 @@
+"""The exact Bayesian filter: what the organization can know about the hidden state.
+
+Runs are independent given the ideas' base rates, and each idea's base rate is
+independent of the others a priori, so the posterior factorizes (docs/model.md,
+"The Bayesian filter"):
+
+- per idea i, a posterior weight over the support of its base rate, updated by every
+  finished run of that idea;
+- for the run under way, the joint posterior over (its idea's base rate, latent state),
+  pushed through the same transition matrices and test likelihoods as the env.
+
+The filter is written once, over a batch of N independent episodes
+(:class:`BatchBeliefFilter`, used by the vectorized env); :class:`BeliefFilter`, the
+single-episode filter of ``ProxyAlignmentEnv``, is its N = 1 case. Ideas whose base-rate
+priors have different numbers of support values share one padded support axis: the
+padding has prior weight 0, so it stays 0 through every update and adds nothing to any sum.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.dynamics import Dynamics
+
+
+def padded_support(dynamics: Dynamics) -> tuple[np.ndarray, np.ndarray]:
+    """Every idea's base-rate support on one axis: ``values`` and ``probs``, both ``(m, V)``.
+
+    ``V`` is the largest support; shorter ones are padded with value 0 at probability 0.
+    """
+    m = dynamics.n_ideas
+    width = max(len(v) for v in dynamics.base_rate_values)
+    values = np.zeros((m, width))
+    probs = np.zeros((m, width))
+    for i, (v, p) in enumerate(zip(dynamics.base_rate_values, dynamics.base_rate_probs)):
+        values[i, : len(v)] = v
+        probs[i, : len(p)] = p
+    return values, probs
+
+
+class BatchBeliefFilter:
+    """Exact posterior over the hidden state of N independent episodes, given each one's observable history.
+
+    State, for episode n: ``weights[n, i, v]`` the posterior over idea i's base rate
+    (on the padded support, see :func:`padded_support`), ``idea[n]`` the idea of the run
+    under way (-1: none), ``joint[n, v, s]`` the joint posterior over that idea's base
+    rate and the current latent state (all zeros when no run is under way).
+
+    Every update takes ``envs``, the episodes it applies to (an index array or a boolean
+    mask of length N; ``None``: all); array arguments are given per episode updated.
+    """
+
+    def __init__(self, dynamics: Dynamics, num_envs: int):
+        self.dyn = dynamics
+        self.num_envs = int(num_envs)
+        self.values, self.prior = padded_support(dynamics)
+        m, width = self.values.shape
+        self.weights = np.empty((self.num_envs, m, width))
+        self.idea = np.full(self.num_envs, -1, dtype=np.int64)
+        self.joint = np.zeros((self.num_envs, width, dynamics.n_states))
+        self._aligned = dynamics.aligned.astype(np.float64)
+        self._shaped = dynamics.shaped.astype(np.float64)
+        self.reset()
+
+    def _select(self, envs) -> "slice | np.ndarray":
+        """The episodes ``envs`` names, as an index array, or ``slice(None)`` for all (no copies then)."""
+        if envs is None:
+            return slice(None)
+        envs = np.asarray(envs)
+        return np.flatnonzero(envs) if envs.dtype == bool else envs.astype(np.int64, copy=False)
+
+    def _rows(self, envs) -> np.ndarray:
+        sel = self._select(envs)
+        return np.arange(self.num_envs) if isinstance(sel, slice) else sel
+
+    def reset(self, envs=None) -> None:
+        """Forget everything: back to the scenario's priors, no run under way."""
+        sel = self._select(envs)
+        self.weights[sel] = self.prior
+        self.idea[sel] = -1
+        self.joint[sel] = 0.0
+
+    def start_run(self, idea, envs=None) -> None:
+        """Start a run of ``idea`` (per episode, or one for all): ``J(v, s) = W_i(v) * init_v(s)``."""
+        rows = self._rows(envs)
+        self.idea[rows] = idea
+        self.joint[rows] = self.weights[rows, idea][:, :, None] * self.dyn.initial(self.values[idea])
+
+    def advance(self, phase, usage_code, envs=None) -> None:
+        """Apply phase ``phase`` (0-based) under ``usage_code`` (each per episode, or one for all): ``J <- J @ P``."""
+        sel = self._select(envs)
+        trans = self.dyn.transition[phase, usage_code, self.idea[sel]]  # (n, S, S)
+        self.joint[sel] = np.matmul(self.joint[sel], trans)
+
+    def observe(self, phase, n_anti: np.ndarray, results: np.ndarray, envs=None) -> np.ndarray:
+        """Condition on the test results at the end of ``phase``; returns their predictive probabilities ``(n,)``.
+
+        ``n_anti`` and ``results`` are ``(n, k)``: the run's anti-training counts so far and
+        each proxy's result (True: pass), for each episode updated.
+        """
+        sel = self._select(envs)
+        joint = self.joint[sel] * self.dyn.test_likelihood(phase, n_anti, results)[:, None, :]
+        total = joint.sum(axis=(1, 2))
+        if (total <= 0.0).any():
+            raise ValueError("the observed test results have probability 0 under the scenario")
+        self.joint[sel] = joint / total[:, None, None]
+        return total
+
+    def end_run(self, envs=None) -> None:
+        """Fold each finished run's evidence into its idea's base-rate posterior: ``W_i(v) <- sum_s J(v, s)``."""
+        rows = self._rows(envs)
+        w = self.joint[rows].sum(axis=2)
+        self.weights[rows, self.idea[rows]] = w / w.sum(axis=1, keepdims=True)
+        self.idea[rows] = -1
+        self.joint[rows] = 0.0
+
+    # -- read-outs (every episode) -----------------------------------------------
+    @property
+    def p_aligned(self) -> np.ndarray:
+        """``(N,)`` P(the current model is aligned | history); 0.0 where no run is under way."""
+        return self.joint.sum(axis=1) @ self._aligned
+
+    @property
+    def p_shaped(self) -> np.ndarray:
+        """``(N, k)`` P(the current model is shaped to pass proxy j | history); zeros where no run is under way."""
+        return self.joint.sum(axis=1) @ self._shaped
+
+    @property
+    def mean_base_rates(self) -> np.ndarray:
+        """``(N, m)`` posterior mean base rate of each idea, counting the run under way."""
+        out = (self.weights * self.values).sum(axis=2)
+        rows = np.flatnonzero(self.idea >= 0)
+        idea = self.idea[rows]
+        out[rows, idea] = (self.joint[rows].sum(axis=2) * self.values[idea]).sum(axis=1)
+        return out
+
+
+class BeliefFilter:
+    """Exact posterior over the hidden state given the observable history of one episode.
+
+    The N = 1 case of :class:`BatchBeliefFilter`, with scalar arguments and read-outs.
+    """
+
+    def __init__(self, dynamics: Dynamics):
+        self.dyn = dynamics
+        self.batch = BatchBeliefFilter(dynamics, 1)
+
+    def reset(self) -> None:
+        """Forget everything: back to the scenario's priors, no run under way."""
+        self.batch.reset()
+
+    def start_run(self, idea: int) -> None:
+        self.batch.start_run(idea)
+
+    def advance(self, phase: int, usage_code: int) -> None:
+        """Apply phase ``phase`` (0-based) under a usage code."""
+        self.batch.advance(phase, usage_code)
+
+    def observe(self, phase: int, n_anti: np.ndarray, results: np.ndarray) -> float:
+        """Condition on the test results at the end of ``phase``; returns their predictive probability."""
+        return float(self.batch.observe(phase, np.asarray(n_anti)[None, :], np.asarray(results)[None, :])[0])
+
+    def end_run(self) -> None:
+        """Fold the finished run's evidence into its idea's base-rate posterior."""
+        self.batch.end_run()
+
+    # -- state, as the unpadded per-episode objects ------------------------------
+    @property
+    def idea(self) -> int | None:
+        """The idea of the run under way, or None."""
+        i = int(self.batch.idea[0])
+        return None if i < 0 else i
+
+    @property
+    def joint(self) -> np.ndarray | None:
+        """``(support of the idea's base rate, S)`` joint posterior of the run under way, or None."""
+        i = self.idea
+        return None if i is None else self.batch.joint[0, : len(self.dyn.base_rate_values[i])].copy()
+
+    @property
+    def idea_weights(self) -> list[np.ndarray]:
+        """Per idea, the posterior over its base rate's support (finished runs only)."""
+        return [self.batch.weights[0, i, : len(v)].copy() for i, v in enumerate(self.dyn.base_rate_values)]
+
+    # -- read-outs ---------------------------------------------------------------
+    @property
+    def p_aligned(self) -> float:
+        """P(the current model is aligned | history); 0.0 when no run is under way."""
+        return float(self.batch.p_aligned[0])
+
+    @property
+    def p_shaped(self) -> np.ndarray:
+        """``(k,)`` P(the current model is shaped to pass proxy j | history); zeros when no run is under way."""
+        return self.batch.p_shaped[0]
+
+    @property
+    def mean_base_rates(self) -> np.ndarray:
+        """``(m,)`` posterior mean base rate of each idea, counting the run under way."""
+        return self.batch.mean_base_rates[0]

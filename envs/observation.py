@@ -1,0 +1,142 @@
+"""The observation vector: named slices of one flat float32 Box in [0, 1].
+
+Both modes share the ``history`` slices; ``belief`` appends the exact posterior.
+Strategies read observations through :meth:`ObservationLayout.decode`, so nothing
+outside this file depends on the order of the slices.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from envs.dynamics import Dynamics
+
+OBSERVATION_MODES = ("history", "belief")
+
+
+@functools.lru_cache(maxsize=None)
+def _one_hot(n: int) -> np.ndarray:
+    """``(n + 1, n)`` bool: row i is the one-hot of i, row n is all False (read-only, shared)."""
+    table = np.eye(n + 1, n, dtype=bool)
+    table.setflags(write=False)
+    return table
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    shape: tuple[int, ...]
+    doc: str
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+class ObservationLayout:
+    """Where each named quantity sits in the observation vector.
+
+    ``history`` slices (T phases, k proxies, m ideas, B budget):
+
+    ========================  ===========  ===================================================
+    name                      shape        value
+    ========================  ===========  ===================================================
+    ``checkpoint``            (T+1,)       one-hot of the decision point d (0 = a run's start)
+    ``runs_left``             (1,)         runs not yet started / B (a run under way is started)
+    ``idea``                  (m,)         one-hot of the current run's idea (zeros at d = 0)
+    ``usage``                 (T, k, 3)    one-hot usage (reserve, train, anti) of each phase
+                                           done so far in this run; zeros for phases to come
+    ``results``               (T, k, 2)    one-hot (pass, fail) of each proxy at each checkpoint
+                                           reached so far in this run; zeros for those to come
+    ``idea_runs``             (m,)         finished earlier runs of each idea / B
+    ``idea_passes``           (m, k)       passes seen in finished runs, per idea and proxy / (B T)
+    ``idea_fails``            (m, k)       fails seen in finished runs, per idea and proxy / (B T)
+    ========================  ===========  ===================================================
+
+    ``belief`` adds:
+
+    ========================  ===========  ===================================================
+    ``p_aligned``             (1,)         P(current model aligned | history); 0 at d = 0
+    ``p_shaped``              (k,)         P(current model shaped to pass proxy j | history)
+    ``base_rate``             (m,)         posterior mean base rate of each idea
+    ========================  ===========  ===================================================
+    """
+
+    def __init__(self, dynamics: Dynamics, mode: str = "history"):
+        if mode not in OBSERVATION_MODES:
+            raise ValueError(f"observation must be one of {', '.join(OBSERVATION_MODES)}, got {mode!r}")
+        T, k, m = dynamics.n_phases, dynamics.n_proxies, dynamics.n_ideas
+        self.mode = mode
+        self.slots = [
+            Slot("checkpoint", (T + 1,), "one-hot decision point"),
+            Slot("runs_left", (1,), "runs not yet started / budget"),
+            Slot("idea", (m,), "one-hot idea of the current run"),
+            Slot("usage", (T, k, 3), "usage so far in this run"),
+            Slot("results", (T, k, 2), "test results so far in this run"),
+            Slot("idea_runs", (m,), "finished runs per idea / budget"),
+            Slot("idea_passes", (m, k), "passes in finished runs / (budget * phases)"),
+            Slot("idea_fails", (m, k), "fails in finished runs / (budget * phases)"),
+        ]
+        if mode == "belief":
+            self.slots += [
+                Slot("p_aligned", (1,), "posterior P(aligned)"),
+                Slot("p_shaped", (k,), "posterior P(shaped) per proxy"),
+                Slot("base_rate", (m,), "posterior mean base rate per idea"),
+            ]
+        self.slices: dict[str, slice] = {}
+        start = 0
+        for slot in self.slots:
+            self.slices[slot.name] = slice(start, start + slot.size)
+            start += slot.size
+        self.size = start
+        self._shapes = {slot.name: slot.shape for slot in self.slots}
+
+    def history(
+        self,
+        checkpoint: np.ndarray,
+        runs_used: np.ndarray,
+        idea: np.ndarray,
+        usage: np.ndarray,
+        results: np.ndarray,
+        idea_runs: np.ndarray,
+        idea_passes: np.ndarray,
+        idea_fails: np.ndarray,
+        budget: int,
+    ) -> dict[str, np.ndarray]:
+        """The ``history`` slots for a batch of N programs, from their observable state.
+
+        Arguments are per program: ``checkpoint``, ``runs_used``, ``idea`` (-1: none) ``(N,)``;
+        the current run's ``usage`` and ``results`` (True: pass) ``(N, T, k)``, read only for
+        the phases done; ``idea_runs`` ``(N, m)``; ``idea_passes``, ``idea_fails`` ``(N, m, k)``.
+        Returns each slot with a leading N axis (one-hots as booleans, which encode to 0 and 1).
+        """
+        N, T, _ = usage.shape
+        m = idea_runs.shape[1]
+        reached = (np.arange(T)[None, :] < checkpoint[:, None])[:, :, None]  # phases done in this run
+        # One-hots by table look-up; the index one past the last picks the table's row of zeros.
+        return dict(
+            checkpoint=_one_hot(T + 1).take(checkpoint, axis=0),
+            runs_left=((budget - runs_used) / budget)[:, None],
+            idea=_one_hot(m).take(np.where(checkpoint > 0, idea, m), axis=0),
+            usage=_one_hot(3).take(np.where(reached, usage, 3), axis=0),
+            results=_one_hot(2).take(np.where(reached, ~results, 2), axis=0),
+            idea_runs=idea_runs / budget,
+            idea_passes=idea_passes / (budget * T),
+            idea_fails=idea_fails / (budget * T),
+        )
+
+    def encode(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """``(N, size)`` float32 observations from every slot's values, each with a leading N axis."""
+        n = len(values["checkpoint"])
+        out = np.empty((n, self.size), dtype=np.float32)
+        for name, sl in self.slices.items():
+            out[:, sl] = np.asarray(values[name]).reshape(n, -1)
+        return out
+
+    def decode(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        """Split an observation into its named slots, each reshaped."""
+        obs = np.asarray(obs)
+        return {name: obs[..., sl].reshape(obs.shape[:-1] + self._shapes[name]) for name, sl in self.slices.items()}

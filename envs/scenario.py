@@ -1,0 +1,364 @@
+"""Scenario files: the schema, the loader and the error every bad input turns into.
+
+A scenario is one YAML file in ``scenarios/`` (see ``docs/model.md`` for what each
+field means in the essay's terms). Every field is validated on load; a bad file
+raises :class:`ScenarioError` whose message is one line naming the file, the field
+path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+#: Limits that keep the exact belief state small (it has 2**(proxies+1) latent
+#: states and 3**proxies usages per phase; see docs/model.md, "Size").
+MAX_PROXIES = 4
+MAX_PHASES = 8
+MAX_IDEAS = 8
+MAX_BUDGET = 1000
+
+#: Outcomes of the analysis for which a smaller value is the better one.
+LOWER_IS_BETTER = frozenset({"p_deploy_misaligned", "p_abstain", "expected_runs", "p_pass_misaligned"})
+METRICS = (
+    "base_rate",
+    "p_pass_aligned",
+    "p_pass_misaligned",
+    "likelihood_ratio",
+    "prior_odds",
+    "posterior_odds",
+    "p_pass",
+    "expected_runs",
+    "p_deploy_aligned",
+    "p_deploy_misaligned",
+    "p_abstain",
+    "expected_return",
+)
+
+
+class ProxyGymError(Exception):
+    """A user-facing error: its message is one line that says what is wrong and what is allowed."""
+
+
+class ScenarioError(ProxyGymError):
+    """A scenario file (or a plan, test set or name given with it) is malformed."""
+
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Reward(_Strict):
+    aligned: float = Field(1.0, allow_inf_nan=False)
+    misaligned: float = Field(0.0, allow_inf_nan=False)
+    abstain: float = Field(0.0, allow_inf_nan=False)
+    run_cost: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+
+
+class Phase(_Strict):
+    name: Name
+    capability: float = Field(ge=0.0, allow_inf_nan=False)
+    plasticity: Unit
+
+
+class Prior(_Strict):
+    """A discrete prior over an idea's base rate: P(rho = values[i]) = probs[i]."""
+
+    values: list[Unit] = Field(min_length=1, max_length=16)
+    probs: list[Unit] = Field(min_length=1, max_length=16)
+
+    @model_validator(mode="after")
+    def _probs_match_values(self) -> "Prior":
+        if len(self.values) != len(self.probs):
+            raise ValueError(
+                f"values has {len(self.values)} entries and probs has {len(self.probs)}; they must be the same length"
+            )
+        total = sum(self.probs)
+        if not math.isclose(total, 1.0, abs_tol=1e-9):
+            raise ValueError(f"probs must sum to 1, they sum to {total:g}")
+        return self
+
+
+class Idea(_Strict):
+    name: Name
+    base_rate: Union[Unit, Prior] = 0.3
+    drift: Unit = 0.0
+
+    @property
+    def support(self) -> tuple[list[float], list[float]]:
+        """The base rate's possible values and their prior probabilities."""
+        if isinstance(self.base_rate, Prior):
+            return list(self.base_rate.values), list(self.base_rate.probs)
+        return [float(self.base_rate)], [1.0]
+
+
+class Proxy(_Strict):
+    name: Name
+    sensitivity: Unit
+    false_pass: Unit
+    steer: float = Field(0.0, ge=-1.0, le=1.0, allow_inf_nan=False)
+    incentive: float = Field(1.0, ge=0.0, allow_inf_nan=False)
+    native: float = Field(0.0, allow_inf_nan=False)
+    anti_strength: float = Field(1.0, ge=0.0, allow_inf_nan=False)
+    anti_damage: Unit = 0.0
+    proximity: Unit = 0.0
+    difficulty: float = Field(10.0, allow_inf_nan=False)
+    sharpness: float = Field(10.0, gt=0.0, allow_inf_nan=False)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v.lower() in {"none", "all"}:
+            raise ValueError(f"'{v}' is reserved (it means a test set on the command line); choose another name")
+        return v
+
+
+PLAN_PATTERN = re.compile(r"^[RTA]+(,[RTA]+)*$")
+
+
+class RegimenSpec(_Strict):
+    """A fixed regimen named in an ``expect`` entry (see envs.analysis.Regimen)."""
+
+    plan: str
+    test: Union[str, None] = None
+    screen: dict[int, str] = Field(default_factory=dict)
+    idea: Union[str, None] = None
+    budget: Union[Annotated[int, Field(ge=1, le=MAX_BUDGET)], None] = None
+    fallback: Literal["deploy", "abstain"] = "deploy"
+
+    @field_validator("plan")
+    @classmethod
+    def _plan_syntax(cls, v: str) -> str:
+        if not PLAN_PATTERN.match(v):
+            raise ValueError(f"plan {v!r} must be groups of the letters R, T, A separated by commas, e.g. 'TR,TR,RR'")
+        return v
+
+
+Contender = Union[Annotated[str, Field(min_length=1)], RegimenSpec]
+
+
+class Expectation(_Strict):
+    """A claim the tests check, in one of two forms.
+
+    - ``{better: X, than: Y, metric: M}``: X beats Y on M (higher is better, except
+      for the metrics in LOWER_IS_BETTER, where lower is better);
+    - ``{same: [X, Y], metric: M, tolerance: e}``: X and Y differ by at most e on M.
+
+    X and Y are plans (``"T,R,R"``), regimens (``{plan, test, screen, idea, budget,
+    fallback}``) or strategy names.
+    """
+
+    better: Union[Contender, None] = None
+    than: Union[Contender, None] = None
+    same: Union[Annotated[list[Contender], Field(min_length=2, max_length=2)], None] = None
+    tolerance: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    metric: Literal[METRICS] = "expected_return"  # type: ignore[valid-type]
+    note: str = ""
+
+    @field_validator("better", "than")
+    @classmethod
+    def _plan_or_strategy(cls, v: Contender) -> Contender:
+        _check_contender(v)
+        return v
+
+    @field_validator("same")
+    @classmethod
+    def _pair(cls, v: list) -> list:
+        for c in v or []:
+            _check_contender(c)
+        return v
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Expectation":
+        comparative = self.better is not None and self.than is not None
+        if comparative == (self.same is not None) or (self.better is None) != (self.than is None):
+            raise ValueError("give either 'better' and 'than', or 'same' (a pair), not both or neither")
+        return self
+
+    @property
+    def contenders(self) -> tuple[Contender, Contender]:
+        return (self.better, self.than) if self.same is None else (self.same[0], self.same[1])
+
+
+def _check_contender(v: Contender) -> None:
+    if isinstance(v, str) and not (PLAN_PATTERN.match(v) or re.match(r"^[a-z_][a-z0-9_]*$", v)):
+        raise ValueError(
+            f"{v!r} is neither a plan (letters R, T, A in comma-separated groups) nor a strategy name (lower_case)"
+        )
+
+
+def _default_ideas() -> list[Idea]:
+    return [Idea(name="default", base_rate=0.3)]
+
+
+class Scenario(_Strict):
+    name: Name
+    title: str = Field(min_length=1)
+    claim: str = Field(min_length=1)
+    description: str = ""
+    budget: int = Field(ge=1, le=MAX_BUDGET)
+    reward: Reward = Field(default_factory=Reward)
+    phases: list[Phase] = Field(min_length=1, max_length=MAX_PHASES)
+    ideas: list[Idea] = Field(default_factory=_default_ideas, min_length=1, max_length=MAX_IDEAS)
+    proxies: list[Proxy] = Field(min_length=1, max_length=MAX_PROXIES)
+    expect: list[Expectation] = Field(default_factory=list)
+    _source: str = PrivateAttr(default="")
+
+    def __eq__(self, other: object) -> bool:
+        # Where a scenario was read from is not part of what it is.
+        return isinstance(other, Scenario) and self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(self.model_dump_json())
+
+    @property
+    def source(self) -> str:
+        """Where the scenario came from (its file), for error messages."""
+        return self._source or self.name
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _whole_budget(cls, v: object) -> object:
+        if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+            raise ValueError(f"budget must be a whole number of runs, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_names_and_plans(self) -> "Scenario":
+        for field in ("phases", "ideas", "proxies"):
+            names = [item.name for item in getattr(self, field)]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{field}: names must be unique, {', '.join(dupes)} repeats")
+        for i, exp in enumerate(self.expect):
+            for side, spec in zip(("better", "than") if exp.same is None else ("same[0]", "same[1]"), exp.contenders):
+                try:
+                    if isinstance(spec, RegimenSpec):
+                        self._check_regimen(spec)
+                    elif PLAN_PATTERN.match(spec):
+                        self._check_regimen(RegimenSpec(plan=spec))
+                except ValueError as err:
+                    raise ValueError(f"expect[{i}].{side}: {err}") from None
+        return self
+
+    def _check_regimen(self, spec: RegimenSpec) -> None:
+        # Imported here: analysis depends on this module.
+        from envs.analysis import regimen_from_spec
+
+        try:
+            regimen_from_spec(self, spec)
+        except ScenarioError as err:
+            raise ValueError(str(err).removeprefix(f"{self.source}: ")) from None
+
+    # -- convenience -------------------------------------------------------------
+    @property
+    def proxy_names(self) -> list[str]:
+        return [p.name for p in self.proxies]
+
+    @property
+    def idea_names(self) -> list[str]:
+        return [i.name for i in self.ideas]
+
+    def idea_index(self, name: str) -> int:
+        if name not in self.idea_names:
+            raise ScenarioError(f"{self.source}: unknown idea {name!r}; ideas are {', '.join(self.idea_names)}")
+        return self.idea_names.index(name)
+
+
+_TYPE_TAGS = {"float", "int", "str", "bool", "list", "dict", "none"}
+
+
+def _is_field(part: object) -> bool:
+    """Pydantic puts the union branch it tried into an error's location; field names look different."""
+    text = str(part)
+    return not ("[" in text or "-" in text or text[:1].isupper() or text in _TYPE_TAGS)
+
+
+def _format_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _is_field(part):
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _first_error(err: ValidationError) -> str:
+    errors = err.errors(include_url=False)
+    # A value that may be a number or a mapping (a prior, a regimen) fails once per branch:
+    # report the branch that matches the type of what was written.
+    def branch_fits(e: dict) -> bool:
+        tried_mapping = any(str(p).endswith(("Prior", "Prior]", "RegimenSpec", "RegimenSpec]")) for p in e["loc"])
+        return isinstance(e.get("input"), dict) == tried_mapping
+
+    e = next((cand for cand in errors if branch_fits(cand)), errors[0])
+    msg = e["msg"].removeprefix("Value error, ")
+    where = _format_loc(e["loc"])
+    extra = ""
+    if e["type"] == "extra_forbidden":
+        parent = where.rsplit(".", 1)[0] if "." in where else "the top level"
+        msg = f"unknown key (not allowed in {parent})"
+    elif e["type"] == "missing":
+        msg = "required field is missing"
+    elif "input" in e and not isinstance(e["input"], (dict, list)) and e["type"] != "value_error":
+        extra = f" (got {e['input']!r})"
+    return f"{where}: {msg}{extra}" if where else f"{msg}{extra}"
+
+
+def parse_scenario(data: object, source: str = "<scenario>", expected_name: str | None = None) -> Scenario:
+    """Validate a mapping (already parsed from YAML) into a :class:`Scenario`."""
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: the file must hold a mapping of fields (name, budget, phases, ...), got {type(data).__name__}")
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as err:
+        raise ScenarioError(f"{source}: {_first_error(err)}") from None
+    if expected_name is not None and scenario.name != expected_name:
+        raise ScenarioError(f"{source}: name: must equal the file stem {expected_name!r}, got {scenario.name!r}")
+    scenario._source = source
+    return scenario
+
+
+def shipped_scenarios() -> list[str]:
+    """Names of the scenarios that ship with ProxyGym, sorted."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def load_scenario(ref: "str | Path | Scenario") -> Scenario:
+    """Load a scenario by shipped name, by path to a YAML file, or pass a loaded one through."""
+    if isinstance(ref, Scenario):
+        return ref
+    ref_str = str(ref)
+    path = Path(ref_str)
+    if not (ref_str.endswith((".yaml", ".yml")) or path.is_file()):
+        if not re.match(NAME_PATTERN, ref_str) or not (SCENARIO_DIR / f"{ref_str}.yaml").is_file():
+            names = ", ".join(shipped_scenarios())
+            raise ScenarioError(f"unknown scenario {ref_str!r}: give a path to a YAML file or one of: {names}")
+        path = SCENARIO_DIR / f"{ref_str}.yaml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ScenarioError(f"{path}: cannot be read ({err.__class__.__name__}: {err})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ScenarioError(f"{path}: not valid YAML{where}: {problem}") from None
+    return parse_scenario(data, source=str(path), expected_name=path.stem)

@@ -1,0 +1,5 @@
+import sys
+
+from proxygym.cli import main
+
+sys.exit(main())

@@ -1,0 +1,233 @@
+"""The ``proxygym`` command: list scenarios, analyze regimens exactly, check claims, train agents.
+
+Every user error (a bad scenario file, plan, name or argument) exits with status 2
+and one line on stderr that says what was wrong and what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from envs.scenario import ProxyGymError, ScenarioError, load_scenario, shipped_scenarios
+
+DESCRIPTIONS = {
+    "base_rate": "P(aligned at the final checkpoint)",
+    "p_pass_aligned": "P(pass | aligned)",
+    "p_pass_misaligned": "P(pass | misaligned)",
+    "likelihood_ratio": "P(pass | aligned) / P(pass | misaligned)",
+    "prior_odds": "O(aligned), before any test",
+    "posterior_odds": "O(aligned | pass) = prior odds x likelihood ratio",
+    "p_pass": "P(a run passes every test of the regimen)",
+    "expected_runs": "runs started, under the budget",
+    "p_deploy_aligned": "P(the deployed model is aligned)",
+    "p_deploy_misaligned": "P(the deployed model is misaligned)",
+    "p_abstain": "P(nothing is deployed)",
+    "expected_return": "the reward those outcomes pay, less run costs",
+}
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "undefined"
+    return f"{x:.4f}" if abs(x) < 1e4 else f"{x:.4g}"
+
+
+def _parse_screens(scenario, items: list[str]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for item in items:
+        d, sep, names = item.partition(":")
+        if not sep or not d.strip().isdigit() or not names.strip():
+            raise ScenarioError(
+                f"--screen {item!r}: write CHECKPOINT:NAMES, e.g. 1:{scenario.proxy_names[0]}"
+                f" (checkpoints 1..{len(scenario.phases) - 1}, proxies {', '.join(scenario.proxy_names)})"
+            )
+        out[int(d)] = names
+    return out
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from envs.analysis import analyze, compare, make_regimen, what_moved
+
+    scenario = load_scenario(args.scenario)
+    common = dict(
+        test=args.test,
+        screen=_parse_screens(scenario, args.screen),
+        idea=args.idea,
+        budget=args.budget,
+        fallback=args.fallback,
+    )
+    regimen = make_regimen(scenario, args.plan, **common)
+    result = analyze(scenario, regimen)
+    other = None
+    if args.compare:
+        other_regimen = make_regimen(scenario, args.compare, **common)
+        other = analyze(scenario, other_regimen)
+        result.compare = compare(result, other)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+
+    print(f"{scenario.name}: {scenario.title}")
+    print(f"regimen: {regimen.describe(scenario)}")
+    if other is not None:
+        print(f"compare: {other_regimen.describe(scenario)}")
+    print()
+    header = f"{'quantity':<20} {args.plan:>12}"
+    if other is not None:
+        header += f" {args.compare:>12}"
+    print(header + "   meaning")
+    for key, meaning in DESCRIPTIONS.items():
+        row = f"{key:<20} {_fmt(getattr(result, key)):>12}"
+        if other is not None:
+            row += f" {_fmt(getattr(other, key)):>12}"
+        print(row + f"   {meaning}")
+    print()
+    if other is not None:
+        for key, value in result.compare.items():
+            print(f"{key:<26} {_fmt(value)}")
+        print(what_moved(result.compare))
+    else:
+        lp, ll = (None if v is None or v <= 0 else math.log(v) for v in (result.prior_odds, result.likelihood_ratio))
+        if lp is None or ll is None:
+            print("log posterior odds: undefined (a probability of 0 or 1 makes an odds or a ratio infinite).")
+        else:
+            bigger = "the base rate (prior odds)" if abs(lp) >= abs(ll) else "the likelihood ratio"
+            print(
+                f"log posterior odds {lp + ll:+.3f} = log prior odds {lp:+.3f} + log likelihood ratio {ll:+.3f}:"
+                f" {bigger} weighs more."
+            )
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    rows = []
+    for name in shipped_scenarios():
+        sc = load_scenario(name)
+        rows.append(
+            {
+                "name": sc.name,
+                "title": sc.title,
+                "claim": " ".join(sc.claim.split()),
+                "budget": sc.budget,
+                "phases": len(sc.phases),
+                "proxies": sc.proxy_names,
+                "ideas": sc.idea_names,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        shape = f"T={r['phases']} k={len(r['proxies'])} m={len(r['ideas'])} B={r['budget']}"
+        print(f"{r['name']:<{width}}  {shape:<18} {r['title']}")
+    return 0
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    from envs.analysis import check_expectations
+
+    names = args.scenario or shipped_scenarios()
+    failed = 0
+    for name in names:
+        sc = load_scenario(name)
+        print(f"{sc.name}: {sc.title}")
+        for check in check_expectations(sc):
+            mark = {True: "holds", False: "FAILS", None: "later"}[check.holds]
+            failed += check.holds is False
+            print(f"  [{mark}] {check.text}")
+    return 1 if failed else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from agents.bench import format_markdown, format_tables, resolve_names, run_bench, write_csv, write_json, write_plot
+
+    scenarios, strategies = resolve_names(args.scenario, args.strategy)
+    results = run_bench(scenarios, strategies, args.episodes, args.seed, progress=sys.stderr.isatty())
+    print(format_tables(results))
+    if args.json:
+        write_json(results, args.json)
+    if args.csv:
+        write_csv(results, args.csv)
+    if args.markdown:
+        from proxygym.files import write_text_atomic
+
+        write_text_atomic(args.markdown, format_markdown(results))
+    if args.plot:
+        write_plot(results, args.plot)
+    for label, path in (("json", args.json), ("csv", args.csv), ("markdown", args.markdown), ("plot", args.plot)):
+        if path:
+            print(f"wrote {label}: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="proxygym",
+        description="Should we train on this alignment proxy, keep it as a held-out test, or anti-train on it?",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("analyze", help="exact analysis of a fixed regimen (the essay's formal section)")
+    p.add_argument("scenario", metavar="SCENARIO", help="a shipped scenario's name or a path to a YAML file")
+    p.add_argument("--plan", required=True, help="usage per phase and proxy: R reserve, T train, A anti; e.g. TR,TR,RR")
+    p.add_argument("--test", default=None, help="proxies that must all pass at the final checkpoint (default all; 'none')")
+    p.add_argument(
+        "--screen",
+        action="append",
+        default=[],
+        metavar="D:NAMES",
+        help="also discard a run whose NAMES fail at early checkpoint D (repeatable)",
+    )
+    p.add_argument("--idea", default=None, help="the idea every run uses (default the first)")
+    p.add_argument("--budget", type=int, default=None, help="override the scenario's budget of runs")
+    p.add_argument("--fallback", choices=("deploy", "abstain"), default="deploy", help="when the budget is spent with no pass")
+    p.add_argument("--compare", metavar="PLAN2", default=None, help="compare with a second plan (same test, idea, budget)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("scenarios", help="list the shipped scenarios")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=cmd_scenarios)
+
+    p = sub.add_parser("bench", help="every strategy on every scenario, with 95% intervals and exact values")
+    p.add_argument("--scenario", action="extend", nargs="+", metavar="NAME", help="default: every shipped scenario")
+    p.add_argument("--strategy", action="extend", nargs="+", metavar="NAME", help="default: every strategy")
+    p.add_argument("--episodes", type=int, default=2000, help="episodes per scenario and strategy (default 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="PATH", help="write the results as a JSON list")
+    p.add_argument("--csv", metavar="PATH", help="write the results as CSV")
+    p.add_argument("--markdown", metavar="PATH", help="write one Markdown table (the README's)")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG: a panel per scenario")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("claims", help="check the scenarios' expect claims by the exact analysis")
+    p.add_argument("scenario", nargs="*", metavar="SCENARIO", help="default: every shipped scenario")
+    p.set_defaults(func=cmd_claims)
+
+    p = sub.add_parser("train", help="train an RL agent (the same as python train.py)", add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: _train(a.args))
+    return parser
+
+
+def _train(argv: list[str]) -> int:
+    import train
+
+    return train.main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ProxyGymError as err:
+        print(f"proxygym: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""The exact analysis against a hand-worked case, against its own algebra, and against Monte Carlo."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.regimen import RegimenAgent, play_episode
+from envs.analysis import analyze, compare, make_regimen
+from envs.proxy_alignment import ProxyAlignmentEnv
+from envs.scenario import parse_scenario
+from tests.conftest import within_interval, z_value
+
+SIG1 = 1.0 / (1.0 + math.exp(-1.0))  # sigmoid(1) = 0.7310586
+
+
+def hand_scenario(**over) -> dict:
+    """One proxy, one phase: the case worked by hand below."""
+    data = {
+        "name": "hand",
+        "title": "hand-worked",
+        "claim": "a case small enough to compute on paper",
+        "budget": 2,
+        "reward": {"aligned": 1.0, "misaligned": -1.0, "abstain": 0.0, "run_cost": 0.1},
+        "phases": [{"name": "only", "capability": 0.0, "plasticity": 0.5}],
+        "ideas": [{"name": "idea", "base_rate": 0.4}],
+        "proxies": [
+            {
+                "name": "ask",
+                "sensitivity": 0.9,
+                "false_pass": 0.2,
+                "steer": 0.4,
+                "incentive": 1.0,
+                "native": 0.0,
+                "anti_strength": 1.0,
+                "anti_damage": 0.5,
+                "proximity": 0.5,
+                "difficulty": 10.0,
+                "sharpness": 10.0,
+            }
+        ],
+    }
+    data.update(over)
+    return data
+
+
+def test_hand_worked_reserve():
+    """Plan R, test ask, budget 2, fallback deploy.
+
+    Circumvention: sigmoid(10 * (0 - 10)) < 1e-40, so misaligned unshaped models pass
+    with false_pass = 0.2. Values: nothing trained, no drift, so P(A) = 0.4.
+    Shaping: pressure = native = 0, P(h: 0 -> 1) = proximity * sigmoid(0) = 0.25.
+      P(pass | A) = 0.25 + 0.75 * 0.9 = 0.925
+      P(pass | M) = 0.25 + 0.75 * 0.2 = 0.4
+      likelihood ratio = 0.925 / 0.4 = 2.3125
+      prior odds = 0.4 / 0.6 = 2/3; posterior odds = 2/3 * 2.3125 = 1.541667
+      p_pass = 0.4 * 0.925 + 0.6 * 0.4 = 0.37 + 0.24 = 0.61
+    Budget 2, the second run deployed whatever it shows:
+      P(deploy A) = 0.37 + 0.39 * 0.4 = 0.526;  P(deploy M) = 0.24 + 0.39 * 0.6 = 0.474
+      E[runs] = 1 + 0.39 = 1.39;  return = 0.526 - 0.474 - 0.1 * 1.39 = -0.087
+    """
+    sc = parse_scenario(hand_scenario())
+    a = analyze(sc, make_regimen(sc, "R"))
+    assert a.base_rate == pytest.approx(0.4)
+    assert a.p_pass_aligned == pytest.approx(0.925)
+    assert a.p_pass_misaligned == pytest.approx(0.4)
+    assert a.likelihood_ratio == pytest.approx(2.3125)
+    assert a.prior_odds == pytest.approx(2 / 3)
+    assert a.posterior_odds == pytest.approx(1.5416667)
+    assert a.p_pass == pytest.approx(0.61)
+    assert a.expected_runs == pytest.approx(1.39)
+    assert a.p_deploy_aligned == pytest.approx(0.526)
+    assert a.p_deploy_misaligned == pytest.approx(0.474)
+    assert a.p_abstain == pytest.approx(0.0)
+    assert a.expected_return == pytest.approx(-0.087)
+
+
+def test_hand_worked_abstain_fallback():
+    """Same regimen, fallback abstain: a second failing run is discarded too.
+
+    P(deploy A) = 0.37 * (1 + 0.39) = 0.5143; P(deploy M) = 0.24 * 1.39 = 0.3336;
+    P(abstain) = 0.39^2 = 0.1521; return = 0.5143 - 0.3336 - 0.139 = 0.0417.
+    """
+    sc = parse_scenario(hand_scenario())
+    a = analyze(sc, make_regimen(sc, "R", fallback="abstain"))
+    assert a.p_deploy_aligned == pytest.approx(0.5143)
+    assert a.p_deploy_misaligned == pytest.approx(0.3336)
+    assert a.p_abstain == pytest.approx(0.1521)
+    assert a.expected_runs == pytest.approx(1.39)
+    assert a.expected_return == pytest.approx(0.0417)
+
+
+def test_hand_worked_train_and_compare():
+    """Plan T against plan R.
+
+    Values: P(M -> A) = plasticity * steer = 0.2, so base rate = 0.4 + 0.6 * 0.2 = 0.52.
+    Shaping: pressure = 0 + 1 = 1, P(h: 0 -> 1) = 0.5 * sigmoid(1) = 0.365529.
+      P(pass | A) = 0.365529 + 0.634471 * 0.9 = 0.936553
+      P(pass | M) = 0.365529 + 0.634471 * 0.2 = 0.492423
+      likelihood ratio = 0.936553 / 0.492423 = 1.901926; prior odds = 0.52 / 0.48 = 1.083333
+    Log impacts of T against R:
+      base rate: ln(1.083333 / 0.666667) = ln(1.625) = 0.485508
+      likelihood: ln(1.901926 / 2.3125) = ln(0.822455) = -0.195462
+      posterior-odds ratio: 0.290046 (their sum)
+    """
+    sc = parse_scenario(hand_scenario())
+    t = analyze(sc, make_regimen(sc, "T"))
+    r = analyze(sc, make_regimen(sc, "R"))
+    on = 0.5 * SIG1
+    assert t.base_rate == pytest.approx(0.52)
+    assert t.p_pass_aligned == pytest.approx(on + (1 - on) * 0.9)
+    assert t.p_pass_misaligned == pytest.approx(on + (1 - on) * 0.2)
+    assert t.p_pass_aligned == pytest.approx(0.936553, abs=1e-6)
+    assert t.likelihood_ratio == pytest.approx(1.901926, abs=1e-6)
+    c = compare(t, r)
+    assert c["base_rate_log_impact"] == pytest.approx(0.485508, abs=1e-6)
+    assert c["likelihood_log_impact"] == pytest.approx(-0.195462, abs=1e-6)
+    assert c["log_posterior_odds_ratio"] == pytest.approx(0.290046, abs=1e-6)
+
+
+def test_hand_worked_anti():
+    """Plan A: pressure = -1, P(h: 0 -> 1) = 0.5 * sigmoid(-1) = 0.134471; one anti phase
+    halves the sensitivity (anti_damage 0.5): 0.45.
+      P(pass | A) = 0.134471 + 0.865529 * 0.45 = 0.523959 (0.5239589 unrounded)
+      P(pass | M) = 0.134471 + 0.865529 * 0.2 = 0.307577
+    """
+    sc = parse_scenario(hand_scenario())
+    a = analyze(sc, make_regimen(sc, "A"))
+    assert a.base_rate == pytest.approx(0.4)
+    assert a.p_pass_aligned == pytest.approx(0.523959, abs=1e-6)
+    assert a.p_pass_misaligned == pytest.approx(0.307577, abs=1e-6)
+
+
+def test_hand_worked_no_test():
+    """Test set 'none': the first model is deployed, so P(deploy A) is the base rate and one run is used."""
+    sc = parse_scenario(hand_scenario())
+    a = analyze(sc, make_regimen(sc, "T", test="none"))
+    assert a.p_pass == pytest.approx(1.0)
+    assert a.expected_runs == pytest.approx(1.0)
+    assert a.p_deploy_aligned == pytest.approx(0.52)
+
+
+def test_prior_makes_runs_correlated():
+    """An idea that is either always aligned (rho = 1) or never (rho = 0), 50/50.
+
+    Given rho = 1 every run is aligned, given rho = 0 none is; so P(deploy aligned) = 0.5
+    whatever the test does. Treating runs as independent draws with base rate 0.5 would
+    give 0.4625 + (1 - 0.6625) * 0.5 = 0.63125 instead. Expected runs:
+    rho = 1: 1 + 0.075 = 1.075; rho = 0: 1 + 0.6 = 1.6; mean 1.3375.
+    """
+    sc = parse_scenario(hand_scenario(ideas=[{"name": "idea", "base_rate": {"values": [0.0, 1.0], "probs": [0.5, 0.5]}}]))
+    a = analyze(sc, make_regimen(sc, "R"))
+    assert a.base_rate == pytest.approx(0.5)
+    assert a.p_pass == pytest.approx(0.6625)
+    assert a.p_deploy_aligned == pytest.approx(0.5)
+    assert a.expected_runs == pytest.approx(1.3375)
+
+
+def test_screen_at_early_checkpoint():
+    """Two phases; screen at checkpoint 1, no final test; budget 1 means the screen never acts
+    (the only run is the last), budget 2 means a first run failing the screen is replaced.
+
+    Phase 1 reserve, capability 0: P(pass at 1 | A) = 0.25 + 0.75 * 0.9 = 0.925, | M: 0.4.
+    Phase 2 has plasticity 0, capability 0; nothing changes alignment.
+    Budget 2: P(deploy A) = 0.4 * 0.925 + (1 - 0.61) * 0.4 = 0.37 + 0.156 = 0.526.
+    """
+    phases = [
+        {"name": "early", "capability": 0.0, "plasticity": 0.5},
+        {"name": "late", "capability": 0.0, "plasticity": 0.0},
+    ]
+    sc = parse_scenario(hand_scenario(phases=phases))
+    one = analyze(sc, make_regimen(sc, "R", test="none", screen={1: "ask"}, budget=1))
+    two = analyze(sc, make_regimen(sc, "R", test="none", screen={1: "ask"}, budget=2))
+    assert one.p_deploy_aligned == pytest.approx(0.4)
+    assert two.p_pass == pytest.approx(0.61)
+    assert two.p_deploy_aligned == pytest.approx(0.526)
+
+
+# -- properties on random valid scenarios ----------------------------------------------
+unit = st.floats(0.0, 1.0, allow_nan=False)
+
+
+@st.composite
+def scenarios(draw, max_phases: int = 3, max_proxies: int = 2, max_ideas: int = 2):
+    T = draw(st.integers(1, max_phases))
+    k = draw(st.integers(1, max_proxies))
+    m = draw(st.integers(1, max_ideas))
+    ideas = []
+    for i in range(m):
+        if draw(st.booleans()):
+            values = draw(st.lists(unit, min_size=1, max_size=3))
+            raw = draw(st.lists(st.floats(0.1, 1.0), min_size=len(values), max_size=len(values)))
+            probs = [r / sum(raw) for r in raw]
+            probs[-1] = 1.0 - sum(probs[:-1])
+            base = {"values": values, "probs": probs}
+        else:
+            base = draw(unit)
+        ideas.append({"name": f"i{i}", "base_rate": base, "drift": draw(st.floats(0.0, 0.3))})
+    proxies = [
+        {
+            "name": f"p{j}",
+            "sensitivity": draw(unit),
+            "false_pass": draw(unit),
+            "steer": draw(st.floats(-1.0, 1.0)),
+            "incentive": draw(st.floats(0.0, 5.0)),
+            "native": draw(st.floats(-10.0, 10.0)),
+            "anti_strength": draw(st.floats(0.0, 5.0)),
+            "anti_damage": draw(unit),
+            "proximity": draw(unit),
+            "difficulty": draw(st.floats(-1.0, 2.0)),
+            "sharpness": draw(st.floats(0.1, 20.0)),
+        }
+        for j in range(k)
+    ]
+    phases = [
+        {"name": f"t{t}", "capability": draw(st.floats(0.0, 2.0)), "plasticity": draw(unit)} for t in range(T)
+    ]
+    data = {
+        "name": "random",
+        "title": "random",
+        "claim": "random",
+        "budget": draw(st.integers(1, 5)),
+        "phases": phases,
+        "ideas": ideas,
+        "proxies": proxies,
+    }
+    return parse_scenario(data)
+
+
+@st.composite
+def scenario_and_regimens(draw):
+    sc = draw(scenarios())
+    T, k = len(sc.phases), len(sc.proxies)
+    plans = [",".join("".join(draw(st.sampled_from("RTA")) for _ in range(k)) for _ in range(T)) for _ in range(2)]
+    test = draw(st.sampled_from(["all", "none", sc.proxy_names[0]]))
+    screen = {1: sc.proxy_names[-1]} if T > 1 and draw(st.booleans()) else {}
+    idea = draw(st.sampled_from(sc.idea_names))
+    fallback = draw(st.sampled_from(["deploy", "abstain"]))
+    regs = [make_regimen(sc, p, test=test, screen=screen, idea=idea, fallback=fallback) for p in plans]
+    return sc, regs
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario_and_regimens())
+def test_probabilities_and_bayes_identities(case):
+    sc, (r1, r2) = case
+    a, b = analyze(sc, r1), analyze(sc, r2)
+    for res in (a, b):
+        for key in ("base_rate", "p_pass_aligned", "p_pass_misaligned", "p_pass", "p_deploy_aligned",
+                    "p_deploy_misaligned", "p_abstain"):
+            v = getattr(res, key)
+            assert v is None or -1e-12 <= v <= 1 + 1e-12, (key, v)
+        assert res.p_deploy_aligned + res.p_deploy_misaligned + res.p_abstain == pytest.approx(1.0)
+        assert 1.0 - 1e-12 <= res.expected_runs <= sc.budget + 1e-12
+        if None not in (res.prior_odds, res.likelihood_ratio, res.posterior_odds):
+            assert res.posterior_odds == pytest.approx(res.prior_odds * res.likelihood_ratio, rel=1e-9, abs=1e-12)
+    c = compare(a, b)
+    if None not in c.values():
+        assert c["log_posterior_odds_ratio"] == pytest.approx(
+            c["base_rate_log_impact"] + c["likelihood_log_impact"], abs=1e-9
+        )
+
+
+# -- Monte Carlo through the env ------------------------------------------------------------
+def monte_carlo(sc, regimen, episodes: int, seed: int) -> dict:
+    """Play the regimen through the env (with the regimen's budget) and count outcomes."""
+    if regimen.budget != sc.budget:
+        sc = sc.model_copy(update={"budget": regimen.budget})
+    env = ProxyAlignmentEnv(sc)
+    agent = RegimenAgent(regimen, env.layout, regimen.budget)
+    counts = {"aligned": 0, "misaligned": 0, "abstain": 0}
+    runs, returns = [], []
+    for ep in range(episodes):
+        total, info = play_episode(env, agent, seed=seed + ep)
+        counts["abstain" if info["abstained"] else "aligned" if info["aligned"] else "misaligned"] += 1
+        runs.append(info["runs_used"])
+        returns.append(total)
+    return {"counts": counts, "runs": np.array(runs), "returns": np.array(returns)}
+
+
+def regimens_to_check(sc):
+    """The basic regimens, an abstaining one, and every fixed regimen the scenario's claims name."""
+    from envs.analysis import contender_regimen
+
+    out = [
+        make_regimen(sc, "R"),
+        make_regimen(sc, "T"),
+        make_regimen(sc, "A", fallback="abstain"),
+        make_regimen(sc, "R", test="none"),
+    ]
+    for exp in sc.expect:
+        for c in exp.contenders:
+            r = contender_regimen(sc, c)
+            if r is not None and r not in out:
+                out.append(r)
+    return out
+
+
+def test_monte_carlo_agrees_with_exact_analysis(shipped):
+    """Every regimen, played through the env, lands inside the exact outcome distribution.
+
+    Per outcome (deploy aligned, deploy misaligned, abstain) and for the mean runs and the
+    mean return, the simulated value must lie inside a 99% interval around the exact one;
+    the 99% is family-wise (Bonferroni over every comparison this test makes), so a
+    correct env fails this test less than 1% of the time, for any seed.
+    """
+    episodes = 1500
+    cases = [(sc, r) for sc in shipped for r in regimens_to_check(sc)]
+    z = z_value(0.99, comparisons=5 * len(cases))
+    failures = []
+    for n, (sc, reg) in enumerate(cases):
+        exact = analyze(sc, reg)
+        mc = monte_carlo(sc, reg, episodes, seed=1000 * n)
+        for key, p in (("aligned", exact.p_deploy_aligned), ("misaligned", exact.p_deploy_misaligned),
+                       ("abstain", exact.p_abstain)):
+            if not within_interval(mc["counts"][key], episodes, p, z):
+                failures.append(f"{sc.name} [{reg.describe(sc)}]: {key} {mc['counts'][key] / episodes:.4f} vs exact {p:.4f}")
+        for key, values, target in (("runs", mc["runs"], exact.expected_runs),
+                                    ("return", mc["returns"], exact.expected_return)):
+            sd = max(values.std(ddof=1), 1e-9)
+            if abs(values.mean() - target) > z * sd / math.sqrt(episodes) + 1e-9:
+                failures.append(f"{sc.name} [{reg.describe(sc)}]: mean {key} {values.mean():.4f} vs exact {target:.4f}")
+    assert not failures, "\n".join(failures)

@@ -1,0 +1,165 @@
+"""ProxyAlignment-v0: the Gymnasium and SB3 contracts, seeding, the decision protocol, and no leaks."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import envs
+from envs.proxy_alignment import CONTINUE, DEPLOY, DISCARD, ProxyAlignmentEnv
+from envs.scenario import parse_scenario, shipped_scenarios
+from tests.test_analysis import hand_scenario
+
+MODES = ("history", "belief")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", shipped_scenarios())
+def test_check_env_gymnasium_and_sb3(name, mode):
+    env = gym.make("ProxyAlignment-v0", scenario=name, observation=mode, render_mode="ansi")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a checker warning is a failure here
+        gym_check_env(env.unwrapped, skip_render_check=False)
+        sb3_check_env(ProxyAlignmentEnv(name, observation=mode), warn=True)
+
+
+def test_registration_both_ways():
+    a = gym.make("ProxyAlignment-v0", scenario="sticky_values")
+    b = gym.make("envs:ProxyAlignment-v0", scenario="sticky_values", observation="belief")
+    assert a.unwrapped.scenario.name == "sticky_values"
+    assert b.observation_space.shape[0] > a.observation_space.shape[0]
+    assert envs.ENV_ID == "ProxyAlignment-v0"
+
+
+def test_scenario_argument_forms(tmp_path):
+    import shutil
+
+    path = tmp_path / "sticky_values.yaml"
+    shutil.copy(envs.scenario.SCENARIO_DIR / "sticky_values.yaml", path)
+    loaded = envs.load_scenario("sticky_values")
+    for arg in ("sticky_values", str(path), loaded):
+        env = ProxyAlignmentEnv(scenario=arg)
+        assert env.scenario == loaded
+
+
+def rollout(env, seed: int, steps: int = 200) -> list:
+    """Random actions from a seeded action space; returns every (obs, reward, terminated, info)."""
+    env.action_space.seed(seed)
+    out = []
+    obs, info = env.reset(seed=seed)
+    out.append((obs.copy(), 0.0, False, dict(info)))
+    for _ in range(steps):
+        obs, r, term, trunc, info = env.step(env.action_space.sample())
+        out.append((obs.copy(), r, term, dict(info)))
+        if term or trunc:
+            obs, info = env.reset()
+            out.append((obs.copy(), 0.0, False, dict(info)))
+    return out
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_same_seed_same_trajectory(mode):
+    a = rollout(ProxyAlignmentEnv("sticky_values", observation=mode), seed=7)
+    b = rollout(ProxyAlignmentEnv("sticky_values", observation=mode), seed=7)
+    c = rollout(ProxyAlignmentEnv("sticky_values", observation=mode), seed=8)
+    for (o1, r1, t1, i1), (o2, r2, t2, i2) in zip(a, b):
+        assert np.array_equal(o1, o2) and r1 == r2 and t1 == t2 and i1 == i2
+    assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a, c))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_observation_does_not_carry_the_hidden_state(mode):
+    """Two programs whose hidden state differs but whose observable history is the same see the same observations.
+
+    The proxy here is uninformative (it passes with probability 0.5 whatever the model), so
+    with the same random stream both programs see the same test results; only their hidden
+    base rate, and so their models' alignment, differ. If any slot of the observation leaked
+    alignment, shaping or the base rate, the two observation streams would differ.
+    """
+    data = hand_scenario(budget=3)
+    data["proxies"][0].update(sensitivity=0.5, false_pass=0.5, proximity=0.0, anti_damage=0.0)
+    sc = parse_scenario(data)
+    envs_ = [ProxyAlignmentEnv(sc, observation=mode) for _ in range(2)]
+    differed = 0
+    for seed in range(50):
+        obs = [e.reset(seed=seed)[0] for e in envs_]
+        envs_[0]._rho[:] = 0.0  # hidden: every model misaligned
+        envs_[1]._rho[:] = 1.0  # hidden: every model aligned
+        rng = np.random.default_rng(seed)
+        done = False
+        while not done:
+            assert np.array_equal(obs[0], obs[1])
+            action = np.array([rng.integers(3), rng.integers(3), 0])
+            steps = [e.step(action) for e in envs_]
+            obs = [s[0] for s in steps]
+            done = steps[0][2]
+            assert steps[1][2] == done
+            assert steps[0][4]["p_aligned"] == steps[1][4]["p_aligned"]
+        assert np.array_equal(obs[0], obs[1])
+        differed += steps[0][4].get("aligned") != steps[1][4].get("aligned")
+    assert differed > 0  # the hidden truth really did differ
+
+
+def first_checkpoint(env: ProxyAlignmentEnv, seed: int = 0):
+    env.reset(seed=seed)
+    return env.step(np.array([CONTINUE] + [0] * env.n_proxies + [0]))
+
+
+def test_protocol_masks_and_invalid_actions():
+    sc = parse_scenario(hand_scenario(phases=[
+        {"name": "a", "capability": 0.0, "plasticity": 0.5},
+        {"name": "b", "capability": 0.0, "plasticity": 0.5},
+    ]))
+    env = ProxyAlignmentEnv(sc)
+    env.reset(seed=0)
+    mask = env.action_masks()
+    assert mask[:3].tolist() == [True, False, False] and mask[3:].all()
+    # checkpoint 0: deploy is read as continue (the run starts, run_cost is charged)
+    obs, r, term, _, info = env.step(np.array([DEPLOY, 0, 0]))
+    assert info["invalid_action"] and info["checkpoint"] == 1 and info["runs_used"] == 1 and not term
+    assert r == pytest.approx(-0.1)
+    assert env.action_masks()[:3].tolist() == [True, True, False]
+    # an early checkpoint: deploy is read as continue
+    obs, r, term, _, info = env.step(np.array([DEPLOY, 0, 0]))
+    assert info["invalid_action"] and info["checkpoint"] == 2 and not term
+    assert env.action_masks()[:3].tolist() == [False, True, True]
+    # the final checkpoint: continue is read as deploy
+    obs, r, term, _, info = env.step(np.array([CONTINUE, 0, 0]))
+    assert info["invalid_action"] and term and info["deployed"]
+    assert r == (1.0 if info["aligned"] else -1.0)
+
+
+def test_discard_restarts_then_abstains():
+    sc = parse_scenario(hand_scenario(budget=2, reward={"aligned": 1.0, "misaligned": -1.0, "abstain": -0.25, "run_cost": 0.1}))
+    env = ProxyAlignmentEnv(sc)
+    obs, r, term, _, info = first_checkpoint(env)
+    assert info["checkpoint"] == 1 and not info["invalid_action"]
+    obs, r, term, _, info = env.step(np.array([DISCARD, 0, 0]))
+    assert not term and info["checkpoint"] == 0 and info["runs_used"] == 1 and r == 0.0
+    layout = env.layout.decode(obs)
+    assert layout["runs_left"][0] == pytest.approx(0.5) and layout["idea_runs"][0] == pytest.approx(0.5)
+    obs, r, term, _, info = env.step(np.array([CONTINUE, 0, 0]))
+    assert r == pytest.approx(-0.1) and info["runs_used"] == 2
+    obs, r, term, _, info = env.step(np.array([DISCARD, 0, 0]))
+    assert term and info["abstained"] and not info["deployed"] and r == pytest.approx(-0.25)
+    with pytest.raises(RuntimeError):
+        env.step(np.array([CONTINUE, 0, 0]))
+
+
+def test_render_shows_the_program():
+    env = ProxyAlignmentEnv("sticky_values", render_mode="ansi")
+    first_checkpoint(env)
+    text = env.render()
+    assert "checkpoint 1/" in text and "P(aligned | history)" in text
+    assert all(name in text for name in env.scenario.proxy_names)
+    assert ProxyAlignmentEnv("sticky_values").render() is None
+
+
+def test_bad_observation_mode_is_refused():
+    with pytest.raises(ValueError, match="history, belief"):
+        ProxyAlignmentEnv("sticky_values", observation="full")
