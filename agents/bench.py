@@ -41,8 +41,14 @@ class BenchResult:
     p_deploy_misaligned: float
     p_abstain: float
     mean_runs: float
-    exact_return: float | None  # None where the strategy is not a fixed regimen
-    _runs_half: float = 0.0  # half-width of the 95% interval of mean_runs (not in the JSON)
+    exact_return: float | None  # None where the strategy has no exact value (not a fixed regimen, not optimal)
+    # not in the JSON:
+    runs_ci95: float = 0.0  # half-width of the 95% interval of mean_runs
+    optimal_return: float | None = None  # the scenario's optimum (agents.solver), where it can be solved
+
+    @property
+    def optimality_gap(self) -> float | None:
+        return None if self.optimal_return is None else self.optimal_return - self.mean_return
 
     def interval(self, metric: str, z: float = Z95) -> tuple[float, float]:
         """(value, half-width) of a metric: the mean return's interval, or a binomial one for a share."""
@@ -52,7 +58,7 @@ class BenchResult:
             p = getattr(self, metric)
             return p, z * math.sqrt(max(p * (1 - p), 1e-12) / self.episodes)
         if metric in ("expected_runs", "mean_runs"):
-            return self.mean_runs, self._runs_half * z / Z95
+            return self.mean_runs, self.runs_ci95 * z / Z95
         raise ProxyGymError(
             f"the benchmark measures expected_return, p_deploy_aligned, p_deploy_misaligned, p_abstain and"
             f" expected_runs; {metric!r} is only defined for fixed regimens (use the exact analysis)"
@@ -71,7 +77,6 @@ def run_pair(scenario: Scenario, strategy: str, episodes: int, seed: int) -> Ben
     env = ProxyAlignmentVectorEnv(num_envs=episodes, scenario=scenario, observation="belief")
     agent = make_strategy(strategy, scenario, env.layout, seed=s)
     total, last = play_batch(env, agent, seed=s)
-    regimen = agent.regimen()
     deployed = last["deployed"].astype(bool)
     aligned = last["aligned"].astype(bool)
     runs = last["runs_used"].astype(np.float64)
@@ -86,10 +91,27 @@ def run_pair(scenario: Scenario, strategy: str, episodes: int, seed: int) -> Ben
         p_deploy_misaligned=float(np.mean(deployed & ~aligned)),
         p_abstain=float(np.mean(last["abstained"].astype(bool))),
         mean_runs=float(runs.mean()),
-        exact_return=None if regimen is None else float(analyze(scenario, regimen).expected_return),
+        exact_return=agent.exact_return(),
+        runs_ci95=float(Z95 * runs.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+        optimal_return=optimal_value(scenario),
     )
-    result._runs_half = float(Z95 * runs.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
     return result
+
+
+_OPTIMA: dict[str, float | None] = {}
+
+
+def optimal_value(scenario: Scenario) -> float | None:
+    """The scenario's optimal expected return by the exact solver, or None when it is too large to solve."""
+    key = scenario.model_dump_json()
+    if key not in _OPTIMA:
+        from agents.solver import solve
+
+        try:
+            _OPTIMA[key] = solve(scenario).value
+        except ProxyGymError:
+            _OPTIMA[key] = None
+    return _OPTIMA[key]
 
 
 def resolve_names(scenarios: list[str] | None, strategies: list[str] | None) -> tuple[list[Scenario], list[str]]:
@@ -132,7 +154,7 @@ def best_index(rows: list[BenchResult]) -> int:
 
 
 def format_tables(results: list[BenchResult]) -> str:
-    """A readable table per scenario; '*' marks the strategy with the highest mean return."""
+    """A readable table per scenario; '*' marks the strategy with the highest mean return, 'gap' is the optimum less it."""
     lines = []
     by_scenario: dict[str, list[BenchResult]] = {}
     for r in results:
@@ -142,15 +164,19 @@ def format_tables(results: list[BenchResult]) -> str:
         sc = load_scenario(name)
         lines.append(f"{name}: {sc.title}  ({rows[0].episodes} episodes each)")
         lines.append(
-            f"  {'strategy':<27}{'return':>8} {'+-95%':>7} {'P(al.)':>7} {'P(mis.)':>7} {'P(abst.)':>8} {'runs':>6} {'exact':>8}"
+            f"  {'strategy':<27}{'return':>8} {'+-95%':>7} {'P(al.)':>7} {'P(mis.)':>7} {'P(abst.)':>8} {'runs':>6}"
+            f" {'exact':>8} {'gap':>7}"
         )
         for i, r in enumerate(rows):
             mark = "*" if i == best else " "
             exact = "" if r.exact_return is None else f"{r.exact_return:.4f}"
+            gap = "" if r.optimality_gap is None else f"{r.optimality_gap:.4f}"
             lines.append(
                 f"{mark} {r.strategy:<27}{r.mean_return:>8.4f} {r.ci95:>7.4f} {r.p_deploy_aligned:>7.3f}"
-                f" {r.p_deploy_misaligned:>7.3f} {r.p_abstain:>8.3f} {r.mean_runs:>6.2f} {exact:>8}"
+                f" {r.p_deploy_misaligned:>7.3f} {r.p_abstain:>8.3f} {r.mean_runs:>6.2f} {exact:>8} {gap:>7}"
             )
+        if rows[0].optimal_return is not None:
+            lines.append(f"  gap: the optimum ({rows[0].optimal_return:.4f}, proxygym solve {name}) less the mean return")
         lines.append("")
     return "\n".join(lines)
 
@@ -173,8 +199,12 @@ def format_markdown(results: list[BenchResult]) -> str:
     return "\n".join(out) + "\n"
 
 
+JSON_KEYS = ("scenario", "strategy", "episodes", "mean_return", "ci95", "p_deploy_aligned", "p_deploy_misaligned",
+             "p_abstain", "mean_runs", "exact_return")
+
+
 def to_records(results: list[BenchResult]) -> list[dict]:
-    return [{k: v for k, v in asdict(r).items() if not k.startswith("_")} for r in results]
+    return [{k: v for k, v in asdict(r).items() if k in JSON_KEYS} for r in results]
 
 
 def write_json(results: list[BenchResult], path: str) -> None:

@@ -48,6 +48,11 @@ class Strategy(ABC):
         """The fixed regimen this strategy plays, or None if it adapts to what it sees."""
         return None
 
+    def exact_return(self) -> float | None:
+        """The strategy's expected return computed exactly (no sampling), or None where there is no exact value."""
+        regimen = self.regimen()
+        return None if regimen is None else analyze(self.scenario, regimen).expected_return
+
     @abstractmethod
     def act(self, obs: np.ndarray) -> np.ndarray:
         """``(N, 2 + k)`` actions for a batch of observations ``(N, n)``."""
@@ -262,6 +267,13 @@ class RandomStrategy(Strategy):
         return np.concatenate([verdict[:, None], usage, idea], axis=1).astype(np.int64)
 
 
+def _optimal(scenario: Scenario, layout: ObservationLayout, seed: int | None = None) -> Strategy:
+    """The Bayes-optimal policy (agents.solver), imported when asked for: the solver builds on this module."""
+    from agents.solver import OptimalStrategy
+
+    return OptimalStrategy(scenario, layout, seed)
+
+
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
     cls.name: cls
     for cls in (
@@ -277,6 +289,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
         RandomStrategy,
     )
 }
+STRATEGIES["optimal"] = _optimal
 
 
 def make_strategy(name: str, scenario: Scenario, layout: ObservationLayout, seed: int | None = None) -> Strategy:

@@ -38,6 +38,36 @@ def padded_support(dynamics: Dynamics) -> tuple[np.ndarray, np.ndarray]:
     return values, probs
 
 
+# -- the updates, as functions: written once, used by the filter below and by the solver -----
+def start_joint(dynamics: Dynamics, weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A run's start, ``J(v, s) = W_i(v) * init_v(s)``: ``(n, V, S)`` from ``weights`` ``(n, V)``
+    and the support ``values`` (``(V,)``, or ``(n, V)`` when the runs' ideas differ)."""
+    return np.asarray(weights)[..., None] * dynamics.initial(values)
+
+
+def predict_joint(dynamics: Dynamics, joint: np.ndarray, phase, usage_code, idea) -> np.ndarray:
+    """A phase, ``J <- J @ P_t[c, i]``, for joints ``(n, V, S)``; ``phase`` (0-based), ``usage_code``
+    and ``idea`` are per joint ``(n,)`` or one for all. Returns a new array."""
+    return np.matmul(joint, dynamics.transition[phase, usage_code, idea])
+
+
+def condition_joint(dynamics: Dynamics, joint: np.ndarray, phase, n_anti: np.ndarray, results: np.ndarray):
+    """Test results, ``Z = sum_{v,s} J L``, ``J <- J L / Z``, for joints ``(n, V, S)``.
+
+    ``n_anti`` and ``results`` (True: pass) are ``(n, k)``. Returns the posteriors (all zeros
+    where ``Z = 0``) and the predictive probabilities ``Z`` ``(n,)``; the arguments are not changed.
+    """
+    joint = joint * dynamics.test_likelihood(phase, n_anti, results)[:, None, :]
+    total = joint.sum(axis=(1, 2))
+    return joint / np.where(total > 0.0, total, 1.0)[:, None, None], total
+
+
+def end_weights(joint: np.ndarray) -> np.ndarray:
+    """A run's end, ``W_i(v) <- sum_s J(v, s)`` (normalized): ``(n, V)`` from joints ``(n, V, S)``."""
+    w = joint.sum(axis=-1)
+    return w / w.sum(axis=-1, keepdims=True)
+
+
 class BatchBeliefFilter:
     """Exact posterior over the hidden state of N independent episodes, given each one's observable history.
 
@@ -84,13 +114,12 @@ class BatchBeliefFilter:
         """Start a run of ``idea`` (per episode, or one for all): ``J(v, s) = W_i(v) * init_v(s)``."""
         rows = self._rows(envs)
         self.idea[rows] = idea
-        self.joint[rows] = self.weights[rows, idea][:, :, None] * self.dyn.initial(self.values[idea])
+        self.joint[rows] = start_joint(self.dyn, self.weights[rows, idea], self.values[idea])
 
     def advance(self, phase, usage_code, envs=None) -> None:
         """Apply phase ``phase`` (0-based) under ``usage_code`` (each per episode, or one for all): ``J <- J @ P``."""
         sel = self._select(envs)
-        trans = self.dyn.transition[phase, usage_code, self.idea[sel]]  # (n, S, S)
-        self.joint[sel] = np.matmul(self.joint[sel], trans)
+        self.joint[sel] = predict_joint(self.dyn, self.joint[sel], phase, usage_code, self.idea[sel])
 
     def observe(self, phase, n_anti: np.ndarray, results: np.ndarray, envs=None) -> np.ndarray:
         """Condition on the test results at the end of ``phase``; returns their predictive probabilities ``(n,)``.
@@ -99,18 +128,16 @@ class BatchBeliefFilter:
         each proxy's result (True: pass), for each episode updated.
         """
         sel = self._select(envs)
-        joint = self.joint[sel] * self.dyn.test_likelihood(phase, n_anti, results)[:, None, :]
-        total = joint.sum(axis=(1, 2))
+        joint, total = condition_joint(self.dyn, self.joint[sel], phase, n_anti, results)
         if (total <= 0.0).any():
             raise ValueError("the observed test results have probability 0 under the scenario")
-        self.joint[sel] = joint / total[:, None, None]
+        self.joint[sel] = joint
         return total
 
     def end_run(self, envs=None) -> None:
         """Fold each finished run's evidence into its idea's base-rate posterior: ``W_i(v) <- sum_s J(v, s)``."""
         rows = self._rows(envs)
-        w = self.joint[rows].sum(axis=2)
-        self.weights[rows, self.idea[rows]] = w / w.sum(axis=1, keepdims=True)
+        self.weights[rows, self.idea[rows]] = end_weights(self.joint[rows])
         self.idea[rows] = -1
         self.joint[rows] = 0.0
 

@@ -164,6 +164,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_solve(args: argparse.Namespace) -> int:
+    from agents.solver import describe_policy, estimate_size, solve
+
+    scenario = load_scenario(args.scenario)
+    estimate_size(scenario).check(scenario)  # refuses, in one line, before spending the time
+    solution = solve(scenario)
+    if args.json:
+        out = {
+            "value": solution.value,
+            "seconds": solution.seconds,
+            "states": solution.states,
+            "program_states": solution.program_states,
+            **{k: v for k, v in solution.outcomes().items() if k != "expected_return"},
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(describe_policy(solution, scenario))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="proxygym",
@@ -204,14 +224,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PATH", help="write a PNG: a panel per scenario")
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("solve", help="the exact Bayes-optimal policy of a scenario and its value")
+    p.add_argument("scenario", metavar="SCENARIO", help="a shipped scenario's name or a path to a YAML file")
+    p.add_argument("--json", action="store_true", help="print value, seconds, states and the outcomes as JSON")
+    p.set_defaults(func=cmd_solve)
+
     p = sub.add_parser("claims", help="check the scenarios' expect claims by the exact analysis")
     p.add_argument("scenario", nargs="*", metavar="SCENARIO", help="default: every shipped scenario")
     p.set_defaults(func=cmd_claims)
+
+    p = sub.add_parser("inspect", help="play a saved agent and summarize its policy (optionally to TensorBoard)")
+    p.add_argument("model", metavar="MODEL", help="a model saved by Stable-Baselines3 (a .zip file)")
+    p.add_argument("--scenario", required=True, metavar="NAME", help="a shipped scenario's name or a YAML path")
+    p.add_argument("--algo", default=None, help="the algorithm that saved MODEL (default: read from the file)")
+    p.add_argument("--episodes", type=int, default=200, help="episodes to play (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="episode i is played with seed SEED + i (default 0)")
+    p.add_argument("--tensorboard-log", metavar="DIR", default=None, help="also write the summary to TensorBoard in DIR")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=_inspect)
 
     p = sub.add_parser("train", help="train an RL agent (the same as python train.py)", add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(func=lambda a: _train(a.args))
     return parser
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from agents.summary import run_inspect  # imports SB3 and torch: only when needed
+
+    return run_inspect(args)
 
 
 def _train(argv: list[str]) -> int:

@@ -1,50 +1,116 @@
-"""train.py as a user runs it: a short real SB3 training run in a subprocess."""
+"""train.py as a user runs it: real SB3 training, resuming, Ctrl-C, bad arguments, rl-baselines3-zoo."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
-import numpy as np
+import pytest
+import yaml
 
+import train
+from agents.training import ALGOS, algo_class, play_model
+from envs.scenario import load_scenario
 from tests.conftest import ROOT
 
+QUICK = ["-n", "1024", "--eval-freq", "512", "--eval-episodes", "10", "--final-episodes", "20"]
 
-def test_short_training_run_saves_a_model_that_loads_and_plays(tmp_path):
-    from stable_baselines3 import PPO
 
-    from envs.proxy_alignment import ProxyAlignmentEnv
-
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "-n", "2048", "--eval-episodes", "50",
-         "--log-folder", str(tmp_path / "logs"), "--tensorboard-log", str(tmp_path / "tb")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+def run_train(tmp_path, *args, timeout=600):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args, "--log-folder", str(tmp_path / "logs"),
+         "--tensorboard-log", str(tmp_path / "tb")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=timeout,
     )
+
+
+def test_default_run_as_a_subprocess(tmp_path):
+    res = run_train(tmp_path, *QUICK)
     assert res.returncode == 0, res.stderr
     folder = tmp_path / "logs" / "ppo" / "sticky_values_1"
-    assert (folder / "model.zip").is_file()
-    assert json.loads((folder / "args.json").read_text())["n_timesteps"] == 2048
+    for name in ("model.zip", "best_model.zip", "args.yml", "config.yml", "evaluation.json"):
+        assert (folder / name).is_file(), name
+    config = yaml.safe_load((folder / "config.yml").read_text())
+    assert config["n_timesteps"] == 1024 and config["gamma"] == 1.0  # from agents/hyperparams/ppo.yml
     evaluation = json.loads((folder / "evaluation.json").read_text())
-    assert abs(evaluation["p_deploy_aligned"] + evaluation["p_deploy_misaligned"] + evaluation["p_abstain"] - 1) < 1e-9
-    assert "trained PPO" in res.stdout and "exact" in res.stdout and "tensorboard --logdir" in res.stdout
+    assert evaluation["p_deploy_aligned"] + evaluation["p_deploy_misaligned"] + evaluation["p_abstain"] == pytest.approx(1)
+    out = res.stdout
+    assert "tensorboard --logdir" in out and str(folder / "model.zip") in out
+    for name in ("trained ppo", "always_reserve", "idea_screening", "bayes_threshold"):
+        assert name in out
     assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
 
-    model = PPO.load(folder / "model.zip")
-    env = ProxyAlignmentEnv("sticky_values", observation="belief")
-    obs, _ = env.reset(seed=0)
-    for _ in range(100):
-        action, _ = model.predict(obs, deterministic=True)
-        assert env.action_space.contains(np.asarray(action))
-        obs, _, terminated, _, _ = env.step(action)
-        if terminated:
+
+@pytest.mark.parametrize("algo", [a for a in ALGOS if a != "ppo"])
+def test_every_algorithm_trains_saves_loads_and_plays(tmp_path, algo):
+    code = train.main(["--algo", algo, *QUICK, "--n-envs", "2", "--log-folder", str(tmp_path), "--tensorboard-log", ""])
+    assert code == 0
+    folder = tmp_path / algo / "sticky_values_1"
+    model = algo_class(algo).load(folder / "model.zip")
+    observation = yaml.safe_load((folder / "config.yml").read_text())["env_kwargs"]["observation"]
+    played = play_model(model, algo, load_scenario("sticky_values"), observation, episodes=5)
+    assert len(played.returns) == 5 and all(r in (0.0, 1.0) for r in played.returns)
+
+
+def test_resume_continues_the_step_count(tmp_path):
+    assert train.main([*QUICK, "--log-folder", str(tmp_path), "--tensorboard-log", ""]) == 0
+    first = tmp_path / "ppo" / "sticky_values_1" / "model.zip"
+    assert train.main([*QUICK, "--trained-agent", str(first), "--log-folder", str(tmp_path), "--tensorboard-log", ""]) == 0
+    second = algo_class("ppo").load(tmp_path / "ppo" / "sticky_values_2" / "model.zip")
+    assert second.num_timesteps >= 2 * 1024
+    assert algo_class("ppo").load(first).num_timesteps < second.num_timesteps
+
+
+def test_ctrl_c_saves_a_loadable_model(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "-n", "10000000", "--eval-freq", "0",
+         "--log-folder", str(tmp_path / "logs"), "--tensorboard-log", ""],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    for line in proc.stdout:
+        if line.startswith("run folder:"):
             break
-    assert terminated
+    time.sleep(3)  # well inside model.learn
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted at step" in out
+    model = algo_class("ppo").load(tmp_path / "logs" / "ppo" / "sticky_values_1" / "model.zip")
+    assert 0 < model.num_timesteps < 10_000_000
 
 
-def test_bad_arguments_exit_2(tmp_path):
-    for args, fragment in ((["--algo", "sac"], "unknown algorithm 'sac'"),
-                           (["--scenario", "nope"], "unknown scenario 'nope'")):
-        res = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, "--log-folder", str(tmp_path)],
-                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
-        assert res.returncode == 2 and fragment in res.stderr and "Traceback" not in res.stderr
+def test_bad_arguments_exit_2_with_one_line(tmp_path):
+    other = tmp_path / "other"
+    assert train.main(["--scenario", "loss_landscape", *QUICK, "--log-folder", str(other), "--tensorboard-log", ""]) == 0
+    mismatched = other / "ppo" / "loss_landscape_1" / "model.zip"
+    cases = [
+        (["--algo", "sac"], "unknown algorithm 'sac'"),
+        (["--scenario", "nope"], "unknown scenario 'nope'"),
+        (["--hyperparams", "learning_rate"], "write KEY:VALUE"),
+        (["--hyperparams", "no_such_param:1"], "--hyperparams"),
+        (["--env-kwargs", "scenario:x"], "--scenario"),
+        (["--trained-agent", "missing.zip"], "no such file"),
+        (["--trained-agent", str(mismatched)], "does not fit ppo on sticky_values"),
+    ]
+    for args, fragment in cases:
+        res = run_train(tmp_path, *args, *QUICK, timeout=300)
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2, (args, res.stderr)
+        assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in res.stderr, (args, res.stderr)
+
+
+def test_rl_zoo3_trains_the_env(tmp_path):
+    """rl-baselines3-zoo as a client: the command from the README, with a small budget."""
+    res = subprocess.run(
+        [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", "ProxyAlignment-v0", "--gym-packages", "envs",
+         "--env-kwargs", "scenario:'sticky_values'", "-n", "1024", "-f", str(tmp_path / "zoo"), "--eval-freq", "-1"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    saved = list((tmp_path / "zoo").rglob("ProxyAlignment-v0.zip"))
+    assert saved, res.stdout[-2000:]
+    model = algo_class("ppo").load(saved[0])
+    assert model.num_timesteps >= 1024

@@ -1,0 +1,761 @@
+"""The exact Bayes-optimal policy of ProxyAlignment-v0, by backward induction over the exact belief state.
+
+What the organization knows at any decision point is the Bayesian filter's posterior
+(docs/model.md, "The Bayesian filter"): per idea, a weight ``W_i`` over the support of its
+base rate, and, while a run is under way, the joint ``J(v, s)`` over that run's idea's
+base rate and latent state, together with the run's anti-training counts. The solver
+plans over exactly that object, and every number it uses comes from the arrays of
+:class:`envs.dynamics.Dynamics` through the filter's own update functions
+(:func:`envs.belief.start_joint`, :func:`~envs.belief.predict_joint`,
+:func:`~envs.belief.condition_joint`, :func:`~envs.belief.end_weights`); nothing about
+transitions or test probabilities is derived here.
+
+State space
+-----------
+- A *program state* is where a run starts: ``(n, W)``, the runs not yet started (``n``,
+  counting the one about to start) and the per-idea posteriors ``W = (W_0 .. W_{m-1})``.
+  Each ``W_i`` is interned (rounded to 1e-12) into an integer id per idea, so a program
+  state is the key ``(n, (id_0, .., id_{m-1}))``. With known base rates every ``W_i`` is
+  the point mass and there are exactly ``B`` program states.
+- Within a run of idea ``i`` started from ``W_i``, the belief at checkpoint ``d`` is the
+  node of a complete *run tree*: each phase branches on the usage code (``3^k``) and
+  then on the result vector (``2^k``), so level ``d`` holds ``(3^k 2^k)^d`` nodes, indexed
+  ``x' = x * 3^k 2^k + c * 2^k + r`` from the parent ``x``, usage code ``c`` and result code
+  ``r = sum_j [proxy j passed] 2^j``. A node stores its branch probability (the filter's
+  predictive probability), ``P(aligned)`` and the id of the idea's posterior if the run
+  ended there. The tree depends only on ``(i, W_i)`` (not on ``n`` nor on the other ideas),
+  so it is built once per distinct ``(i, id_i)`` and shared.
+
+Backward induction
+------------------
+``V(0, W) = reward.abstain``. For ``n >= 1``, ``V(n, W) = max_i [-run_cost + Q_i]`` where
+``Q_i`` is the value of the root of idea ``i``'s tree, computed bottom-up with
+``discard(x) = V(n - 1, W with W_i replaced by the posterior at node x)``:
+
+- final checkpoint ``T``: ``max(deploy(x), discard(x))``, ``deploy = P(A) R_aligned + (1 - P(A)) R_misaligned``;
+- checkpoint ``1..T-1``: ``max(discard(x), max_c sum_r P(r | x, c) value(child))``;
+- the run's start: ``max_c sum_r P(r | root, c) value(child)``.
+
+The program states are enumerated forward from the prior (layer ``n = B, B-1, .., 1``,
+every idea's every possible ending), then valued backward from ``n = 1``. Ties go to
+discarding at an early checkpoint (continuing gains nothing then; within 1e-12), to
+deploying at the final one, among usages to the lowest usage code (reserve first), and
+among ideas to the highest posterior mean base rate (then the first).
+
+A size guard runs before any of this (:func:`estimate_size`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from envs.belief import condition_joint, end_weights, predict_joint, start_joint
+from envs.dynamics import ANTI, USAGE_LETTERS, Dynamics
+from envs.observation import ObservationLayout
+from envs.proxy_alignment import CONTINUE, DEPLOY, DISCARD
+from envs.scenario import ProxyGymError, Scenario, load_scenario
+
+from agents.strategies import Strategy
+
+#: Action codes stored per node: a usage code (>= 0), or one of these.
+DISCARD_CODE, DEPLOY_CODE = -1, -2
+#: The size guard (:func:`estimate_size`): most work, in node evaluations (about 20 ns each
+#: here, so the limit is some 20 seconds), and most memory, in bytes.
+MAX_WORK = 1_000_000_000
+MAX_MEMORY = 1_000_000_000
+#: The cost model of the guard, in node evaluations: valuing one idea's run at one program
+#: state costs its tree's nodes plus PER_STATE; building a run tree costs BUILD_PER_NODE per
+#: node plus PER_BUILD. (Measured: a node's backward step is vectorized, a node's filter
+#: update and the interning of its posterior are not quite.)
+PER_STATE = 1_000
+BUILD_PER_NODE = 150
+PER_BUILD = 10_000
+#: Bytes a cached run tree keeps per node (two floats, two ints); a stored action is 1 byte;
+#: a program state's key, value and action arrays (measured: about 900).
+TREE_BYTES_PER_NODE = 24
+BYTES_PER_STATE = 1_000
+#: Continuing must beat discarding by more than this (relative) to be chosen at an early checkpoint.
+TIE = 1e-12
+#: Decimals of the per-idea posterior weights in a program state's key.
+KEY_DECIMALS = 12
+
+
+# -- the run tree ---------------------------------------------------------------------
+def tree_nodes(dyn: Dynamics) -> int:
+    """Decision points of one run tree: ``sum_{d=0..T} (3^k 2^k)^d`` (exact integer)."""
+    fan = dyn.n_usages * 2**dyn.n_proxies
+    return sum(fan**d for d in range(dyn.n_phases + 1))
+
+
+@dataclass
+class RunTree:
+    """Every belief a run of ``idea`` started from the posterior ``weights`` can reach.
+
+    Per checkpoint ``d`` (0 = the run's start), arrays over the ``(3^k 2^k)^d`` nodes of
+    that level: ``prob[d]`` the probability of the node's last results given its parent
+    and usage (1 at the root), ``p_aligned[d]``, ``end_id[d]`` the idea's posterior id if the
+    run ends there (-1 for nodes of probability 0), ``end_ids`` the distinct ones and
+    ``end_inv[d]`` each node's index into them.
+    """
+
+    idea: int
+    weight_id: int
+    prob: list[np.ndarray]
+    p_aligned: list[np.ndarray]
+    end_id: list[np.ndarray]
+    end_ids: np.ndarray = field(default=None)
+    end_inv: list[np.ndarray] = field(default=None)
+
+    @property
+    def n_nodes(self) -> int:
+        return sum(len(p) for p in self.prob)
+
+
+class _Builder:
+    """Builds run trees and interns the per-idea posteriors they end in."""
+
+    def __init__(self, dyn: Dynamics):
+        self.dyn = dyn
+        k = dyn.n_proxies
+        self.C = dyn.n_usages
+        self.R = 2**k
+        # results[r, j]: proxy j passed in result code r
+        self.results = ((np.arange(self.R)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
+        self.anti = (dyn.usages == ANTI).astype(np.int64)  # (C, k)
+        self.weights: list[list[np.ndarray]] = [[] for _ in range(dyn.n_ideas)]
+        self._ids: list[dict[tuple, int]] = [{} for _ in range(dyn.n_ideas)]
+        self.trees: dict[tuple[int, int], RunTree] = {}
+
+    def intern(self, idea: int, w: np.ndarray, rounded: "np.ndarray | None" = None) -> int:
+        """The id of posterior ``w`` of ``idea`` (``rounded``: ``w`` already rounded to the key's decimals)."""
+        if rounded is None:
+            rounded = np.round(np.asarray(w, dtype=np.float64), KEY_DECIMALS) + 0.0  # + 0.0: no -0.0 in keys
+        key = tuple(rounded.tolist())
+        table = self._ids[idea]
+        got = table.get(key)
+        if got is None:
+            got = table[key] = len(self.weights[idea])
+            self.weights[idea].append(np.array(w, dtype=np.float64))
+        return got
+
+    def tree(self, idea: int, weight_id: int) -> RunTree:
+        key = (idea, weight_id)
+        if key not in self.trees:
+            self.trees[key] = self._build(idea, weight_id)
+        return self.trees[key]
+
+    def _build(self, idea: int, weight_id: int) -> RunTree:
+        dyn, C, R = self.dyn, self.C, self.R
+        k = dyn.n_proxies
+        w = self.weights[idea][weight_id]
+        joint = start_joint(dyn, w[None, :], dyn.base_rate_values[idea])  # (1, V, S)
+        n_anti = np.zeros((1, k), dtype=np.int64)
+        prob, p_al, alive, ends = [np.ones(1)], [self._p_aligned(joint)], [np.zeros(1, dtype=bool)], []
+        for t in range(dyn.n_phases):
+            n = len(joint)
+            codes = np.tile(np.arange(C), n)
+            pred = predict_joint(dyn, np.repeat(joint, C, axis=0), t, codes, idea)  # (n C, V, S)
+            na = (n_anti[:, None, :] + self.anti[None]).reshape(n * C, k)
+            joint, p = condition_joint(
+                dyn, np.repeat(pred, R, axis=0), t, np.repeat(na, R, axis=0), np.tile(self.results, (n * C, 1))
+            )
+            n_anti = np.repeat(na, R, axis=0)
+            prob.append(p)
+            p_al.append(self._p_aligned(joint))
+            alive.append(p > 0.0)  # a node of probability 0 has a zero joint, so its children too
+            ends.append(end_weights(joint[alive[-1]]))
+        # The posterior of the idea if the run ends at each node, interned all at once.
+        ids = self._intern_rows(idea, np.concatenate(ends))
+        end_id, start = [], 0
+        for a in alive:
+            e = np.full(len(a), -1, dtype=np.int32)
+            count = int(a.sum())
+            e[a] = ids[start : start + count]
+            start += count
+            end_id.append(e)
+        tree = RunTree(idea, weight_id, prob, p_al, end_id)
+        tree.end_ids = np.unique(ids)
+        tree.end_inv = [np.searchsorted(tree.end_ids, e).astype(np.int32) for e in end_id]  # -1 rows: 0, never read
+        return tree
+
+    def _p_aligned(self, joint: np.ndarray) -> np.ndarray:
+        return joint[:, :, self.dyn.aligned].sum(axis=(1, 2))
+
+    def _intern_rows(self, idea: int, w: np.ndarray) -> np.ndarray:
+        """The posterior id of each row of ``w`` ``(n, V)``."""
+        if w.shape[1] == 1:  # a known base rate: the posterior is the point mass, always
+            return np.full(len(w), self.intern(idea, w[0]), dtype=np.int64)
+        rounded = np.round(w, KEY_DECIMALS) + 0.0
+        uniq, first, inv = np.unique(rounded, axis=0, return_index=True, return_inverse=True)
+        ids = np.array([self.intern(idea, w[f], u) for f, u in zip(first, uniq)], dtype=np.int64)
+        return ids[inv.reshape(-1)]
+
+
+# -- the size guard -----------------------------------------------------------------------
+def _fmt(x: int) -> str:
+    """``x`` to 3 significant digits, also for integers too large for a float."""
+    if x < 10**300:
+        return f"{x:.3g}"
+    e = math.log10(x)
+    return f"{10 ** (e - math.floor(e)):.2f}e+{math.floor(e)}"
+
+
+@dataclass
+class SizeEstimate:
+    """Upper bounds on what a solve needs (see :func:`estimate_size`)."""
+
+    tree_nodes: int  # decision points of one run tree (run start and checkpoints)
+    program_states: int  # (runs left, base-rate posterior) states
+    tree_builds: int  # run trees built (one per idea and distinct posterior of that idea)
+    work: int  # node evaluations, with the overheads of the cost model
+    memory: int  # bytes: the largest tree's construction, the cached trees and the policy
+
+    def check(self, scenario: Scenario) -> None:
+        """Raise :class:`ProxyGymError` (one line) when the solve would be too large."""
+        T, k = len(scenario.phases), len(scenario.proxies)
+        shape = f"k = {k} prox{'y' if k == 1 else 'ies'}, T = {T} phase{'' if T == 1 else 's'}, budget {scenario.budget}"
+        if self.memory > MAX_MEMORY:
+            raise ProxyGymError(
+                f"{scenario.source}: too large for the exact solver ({shape}): it would need about"
+                f" {_fmt(self.memory)} bytes of memory (up to {_fmt(self.program_states)} program states x"
+                f" {_fmt(self.tree_nodes)} belief states per run, (3^k 2^k)^d at checkpoint d);"
+                f" the limit is {_fmt(MAX_MEMORY)} bytes"
+            )
+        if self.work > MAX_WORK:
+            raise ProxyGymError(
+                f"{scenario.source}: too large for the exact solver ({shape}): it would need about"
+                f" {_fmt(self.work)} node evaluations (up to {_fmt(self.program_states)} program states x"
+                f" {_fmt(self.tree_nodes)} belief states per run and idea, {_fmt(self.tree_builds)} run trees to build);"
+                f" the limit is {_fmt(MAX_WORK)}"
+            )
+
+
+def estimate_size(scenario: Scenario, dynamics: Dynamics | None = None, _builder: "_Builder | None" = None) -> SizeEstimate:
+    """Bound the work and memory of an exact solve from above, before solving.
+
+    One run tree has ``N = sum_{d=0..T} (3^k 2^k)^d`` nodes. A program state is ``(n, W)``;
+    ``W`` after ``j`` finished runs is fixed by the multiset of how those runs ended (their
+    likelihoods multiply), so with ``U_i`` distinct posteriors a run of idea ``i`` can end in
+    (counted on the tree from the prior; 1 for a known base rate) and ``U = sum_i U_i``, there
+    are at most ``S = C(U + B - 1, B - 1)`` program states, and idea ``i`` has at most
+    ``min(S, C(U_i + B - 1, B - 1))`` distinct posteriors, each one tree to build. Work:
+    ``S m (N + PER_STATE) + builds (BUILD_PER_NODE N + PER_BUILD)``. Memory: the largest
+    level's joints while a tree is built, the cached trees, and per program state one action
+    per node plus BYTES_PER_STATE. Only the prior's own trees are built to count the
+    ``U_i``, and only when one tree fits in memory.
+    """
+    dyn = dynamics or Dynamics(scenario)
+    N = tree_nodes(dyn)
+    m, B = dyn.n_ideas, scenario.budget
+    fan = dyn.n_usages * 2**dyn.n_proxies
+    width = max(len(v) for v in dyn.base_rate_values)
+    build_bytes = fan**dyn.n_phases * width * dyn.n_states * 8 * 3  # the last level's joints, 3 copies at once
+    if build_bytes + N * TREE_BYTES_PER_NODE > MAX_MEMORY:
+        S = B if all(len(v) == 1 for v in dyn.base_rate_values) else math.comb(N * m + B - 1, B - 1)
+        return SizeEstimate(
+            N, S, m, S * m * (N + PER_STATE), build_bytes + m * N * TREE_BYTES_PER_NODE + S * (N + BYTES_PER_STATE)
+        )
+    builder = _builder or _Builder(dyn)
+    U = []
+    for i in range(m):
+        if len(dyn.base_rate_values[i]) == 1:
+            U.append(1)
+        else:
+            U.append(len(builder.tree(i, builder.intern(i, dyn.base_rate_probs[i])).end_ids))
+    S = math.comb(sum(U) + B - 1, B - 1)
+    builds = sum(1 if len(dyn.base_rate_values[i]) == 1 else min(S, math.comb(U[i] + B - 1, B - 1)) for i in range(m))
+    work = S * m * (N + PER_STATE) + builds * (BUILD_PER_NODE * N + PER_BUILD)
+    memory = build_bytes + builds * N * TREE_BYTES_PER_NODE + S * (N + BYTES_PER_STATE)
+    return SizeEstimate(N, S, builds, work, memory)
+
+
+# -- the solution -----------------------------------------------------------------------
+class Policy:
+    """The optimal policy, queried by the solver's state.
+
+    A program state (a run's start) is an integer ``state``; ``root`` is the one an episode
+    starts in. Within the run that starts there, a decision point is ``(checkpoint d,
+    node x)``, with ``x`` from :meth:`node_index`.
+    """
+
+    def __init__(self, dyn: Dynamics, builder: _Builder):
+        self.dyn = dyn
+        self._builder = builder
+        self.keys: list[tuple[int, tuple[int, ...]]] = []  # state -> (runs left, per-idea posterior ids)
+        self.index: dict[tuple[int, tuple[int, ...]], int] = {}
+        self.values: list[float] = []
+        self.ideas: list[int] = []  # state -> the idea its run uses
+        self.actions: list[list[np.ndarray]] = []  # state -> per checkpoint, per node: action code
+        self.root = -1
+
+    # -- building --
+    def _add(self, key) -> int:
+        if key not in self.index:
+            self.index[key] = len(self.keys)
+            self.keys.append(key)
+            self.values.append(math.nan)
+            self.ideas.append(-1)
+            self.actions.append([])
+        return self.index[key]
+
+    # -- queries --
+    @property
+    def fan(self) -> int:
+        """Children of a node: ``3^k`` usage codes times ``2^k`` result codes."""
+        return self.dyn.n_usages * 2**self.dyn.n_proxies
+
+    def node_index(self, usage_codes, result_codes) -> int:
+        """The node reached by the phases done so far (usage code and result code of each)."""
+        x, R = 0, 2**self.dyn.n_proxies
+        for c, r in zip(usage_codes, result_codes):
+            x = x * self.fan + int(c) * R + int(r)
+        return x
+
+    def runs_left(self, state: int) -> int:
+        return self.keys[state][0]
+
+    def state_of(self, runs_left: int, posteriors) -> int:
+        """The program state with ``runs_left`` runs not yet started and, per idea, this posterior
+        over its base rate's support (e.g. a filter's ``idea_weights``); KeyError if it was never
+        reached by the solve (it is matched to 1e-12)."""
+        ids = []
+        for i, w in enumerate(posteriors):
+            key = tuple((np.round(np.asarray(w, dtype=np.float64), KEY_DECIMALS) + 0.0).tolist())
+            ids.append(self._builder._ids[i][key])
+        return self.index[(int(runs_left), tuple(ids))]
+
+    def posterior(self, state: int) -> list[np.ndarray]:
+        """Per idea, the posterior over its base rate's support at this program state."""
+        return [self._builder.weights[i][w] for i, w in enumerate(self.keys[state][1])]
+
+    def value(self, state: int) -> float:
+        return self.values[state]
+
+    def idea(self, state: int) -> int:
+        return self.ideas[state]
+
+    def tree(self, state: int) -> RunTree:
+        """The run tree of the run that starts at this program state (the idea the policy picks)."""
+        i = self.ideas[state]
+        return self._builder.tree(i, self.keys[state][1][i])
+
+    def action(self, state: int, checkpoint: int, node: int = 0) -> tuple[int, int]:
+        """``(verdict, usage code)``; the usage code is -1 where no phase follows."""
+        a = int(self.actions[state][checkpoint][node])
+        if a == DISCARD_CODE:
+            return DISCARD, -1
+        if a == DEPLOY_CODE:
+            return DEPLOY, -1
+        return CONTINUE, a
+
+    def children_reach(self, state: int, checkpoint: int, reach: np.ndarray) -> np.ndarray:
+        """Spread ``reach`` over the nodes of ``checkpoint`` to the next level's nodes: each
+        continued node's mass goes to every result of the usage it picks (times 1; multiply by
+        the tree's ``prob`` for the results' probabilities); discarded or deployed nodes give none."""
+        a = self.actions[state][checkpoint].astype(np.int64)
+        R = 2**self.dyn.n_proxies
+        out = np.zeros(len(reach) * self.fan)
+        go = np.flatnonzero((a >= 0) & (reach > 0.0))
+        if len(go):
+            idx = (go * self.fan + a[go] * R)[:, None] + np.arange(R)[None, :]
+            out[idx] = reach[go, None]
+        return out
+
+    def after_discard(self, state: int, checkpoint: int, node: int) -> int:
+        """The program state after discarding at ``(checkpoint, node)``; -1 when no run is left."""
+        n, ids = self.keys[state]
+        if n <= 1:
+            return -1
+        i = self.ideas[state]
+        end = int(self.tree(state).end_id[checkpoint][node])
+        return self.index[(n - 1, ids[:i] + (end,) + ids[i + 1 :])]
+
+
+@dataclass
+class Solution:
+    """What :func:`solve` returns.
+
+    ``value``: the optimal expected return from the start; ``seconds``: wall time of the
+    solve; ``states``: distinct belief states evaluated (every decision point of every
+    idea's run tree at every program state, the run starts included); ``program_states``:
+    distinct (runs left, base-rate posterior) states; ``policy``: the optimal policy.
+    """
+
+    scenario: Scenario
+    value: float
+    seconds: float
+    states: int
+    program_states: int
+    policy: Policy
+    estimate: SizeEstimate
+
+    def outcomes(self) -> dict[str, float]:
+        """The optimal policy's outcomes, exactly, by forward propagation over its states.
+
+        ``p_deploy_aligned``, ``p_deploy_misaligned``, ``p_abstain``, ``expected_runs`` and
+        ``expected_return`` (which equals ``value`` up to rounding).
+        """
+        pol, r = self.policy, self.scenario.reward
+        T = pol.dyn.n_phases
+        mass = {pol.root: 1.0}
+        da = dm = ab = runs = 0.0
+        for n in range(self.scenario.budget, 0, -1):
+            nxt: dict[int, float] = {}
+            for state, pm in mass.items():
+                runs += pm
+                tree = pol.tree(state)
+                reach = np.full(1, pm)
+                for d in range(1, T + 1):
+                    reach = pol.children_reach(state, d - 1, reach) * tree.prob[d]
+                    a = pol.actions[state][d]
+                    live = reach > 0.0
+                    stop = live & (a == DEPLOY_CODE)
+                    da += float((reach * tree.p_aligned[d])[stop].sum())
+                    dm += float((reach * (1.0 - tree.p_aligned[d]))[stop].sum())
+                    gone = np.flatnonzero(live & (a == DISCARD_CODE))
+                    if n == 1:
+                        ab += float(reach[gone].sum())
+                    else:
+                        for x in gone:
+                            s2 = pol.after_discard(state, d, int(x))
+                            nxt[s2] = nxt.get(s2, 0.0) + float(reach[x])
+            mass = nxt
+        ret = r.aligned * da + r.misaligned * dm + r.abstain * ab - r.run_cost * runs
+        return dict(p_deploy_aligned=da, p_deploy_misaligned=dm, p_abstain=ab, expected_runs=runs, expected_return=ret)
+
+
+def solve(scenario: "Scenario | str", dynamics: Dynamics | None = None) -> Solution:
+    """The Bayes-optimal policy of a scenario and its value, by exact backward induction.
+
+    Raises :class:`envs.scenario.ProxyGymError` (one line) when the scenario is too large
+    (see :func:`estimate_size`).
+    """
+    start = time.perf_counter()
+    scenario = load_scenario(scenario)
+    dyn = dynamics or Dynamics(scenario)
+    builder = _Builder(dyn)
+    est = estimate_size(scenario, dyn, builder)
+    est.check(scenario)
+
+    r = scenario.reward
+    m, T, B = dyn.n_ideas, dyn.n_phases, scenario.budget
+    C, R = builder.C, builder.R
+    pol = Policy(dyn, builder)
+    root_ids = tuple(builder.intern(i, dyn.base_rate_probs[i]) for i in range(m))
+    pol.root = pol._add((B, root_ids))
+
+    # Forward: every program state reachable from the prior, by layer of runs left.
+    layers: dict[int, list[int]] = {B: [pol.root]}
+    for n in range(B, 1, -1):
+        nxt: list[int] = []
+        seen = set()
+        for state in layers[n]:
+            ids = pol.keys[state][1]
+            for i in range(m):
+                for e in builder.tree(i, ids[i]).end_ids:
+                    key = (n - 1, ids[:i] + (int(e),) + ids[i + 1 :])
+                    if key not in seen:
+                        seen.add(key)
+                        nxt.append(pol._add(key))
+        layers[n - 1] = nxt
+
+    # Backward: value every program state from one run left up.
+    evaluated = 0
+    for n in range(1, B + 1):
+        for state in layers[n]:
+            ids = pol.keys[state][1]
+            options = []
+            for i in range(m):
+                tree = builder.tree(i, ids[i])
+                if n == 1:
+                    disc = np.full(len(tree.end_ids), r.abstain)
+                else:
+                    disc = np.array(
+                        [pol.values[pol.index[(n - 1, ids[:i] + (int(e),) + ids[i + 1 :])]] for e in tree.end_ids]
+                    )
+                value, acts = _backward(tree, disc, r, T, C, R)
+                evaluated += tree.n_nodes
+                options.append((value - r.run_cost, i, acts))
+            top = max(v for v, _, _ in options)
+            # Ties between ideas (common: the order of informative runs often does not matter)
+            # go to the highest posterior mean base rate, then to the first idea.
+            tied = [o for o in options if o[0] >= top - TIE * (1.0 + abs(top))]
+            mean = [float(np.dot(builder.weights[i][ids[i]], dyn.base_rate_values[i])) for _, i, _ in tied]
+            pol.values[state], pol.ideas[state], pol.actions[state] = tied[int(np.argmax(mean))]
+    seconds = time.perf_counter() - start
+    return Solution(scenario, pol.values[pol.root], seconds, evaluated, len(pol.keys), pol, est)
+
+
+def _backward(tree: RunTree, disc_by_end: np.ndarray, reward, T: int, C: int, R: int):
+    """The value of a run tree's root and the optimal action code at every node."""
+    acts: list[np.ndarray] = [None] * (T + 1)
+
+    def discard(d: int) -> np.ndarray:
+        if len(disc_by_end) == 0:
+            return np.zeros(len(tree.prob[d]))
+        return np.where(tree.end_id[d] >= 0, disc_by_end[tree.end_inv[d]], 0.0)  # end_inv of a dead node: 0
+
+    p = tree.p_aligned[T]
+    deploy = reward.misaligned + p * (reward.aligned - reward.misaligned)
+    dis = discard(T)
+    keep = deploy >= dis
+    value = np.where(keep, deploy, dis)
+    acts[T] = np.where(keep, DEPLOY_CODE, DISCARD_CODE).astype(np.int8)
+    for d in range(T - 1, -1, -1):
+        q = (tree.prob[d + 1] * value).reshape(-1, C, R).sum(axis=2)  # (nodes at d, C)
+        best = q.argmax(axis=1)
+        cont = q[np.arange(len(q)), best]
+        if d == 0:
+            acts[0] = best.astype(np.int8)
+            return float(cont[0]), acts
+        dis = discard(d)
+        keep = cont > dis + TIE * (1.0 + np.abs(dis))  # a tie: discard now (nothing is lost by it)
+        value = np.where(keep, cont, dis)
+        acts[d] = np.where(keep, best, DISCARD_CODE).astype(np.int8)
+    raise AssertionError("unreachable")
+
+
+# -- playing the policy -------------------------------------------------------------------
+class OptimalStrategy(Strategy):
+    """The Bayes-optimal policy (:func:`solve`), played from the observation.
+
+    The policy is looked up by the solver's state, which the strategy follows itself for
+    each episode of the batch: the program state (runs left and each idea's base-rate
+    posterior, as the solver interned it) and, within a run, the node of the run tree
+    that the run's usages and results so far (read from the observation) lead to. When a
+    run ends in a discard, the next observation is a run's start and the program state
+    moves to the one the solver reached from the node where the run ended. A run's start
+    with the whole budget left is a new episode (a reset or an autoreset). The pooled
+    counts of the ``history`` observation and the ``belief`` read-outs do not always fix
+    the exact posterior (an unknown base rate with several support values), so the
+    strategy does not rely on them; it works in either observation mode.
+
+    Essay: "Formal" (Bayes' rule decides) and "Cost": the best an organization that knows
+    the scenario can do, the ceiling for every other strategy.
+    """
+
+    name = "optimal"
+    needs_belief = False
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        layout: ObservationLayout,
+        seed: int | None = None,
+        solution: "Solution | None" = None,
+    ):
+        super().__init__(scenario, layout, seed)
+        self.solution = solution if solution is not None else solve(scenario)
+        self.policy = self.solution.policy
+        dyn = self.policy.dyn
+        self._usages = dyn.usages
+        self._code_weights = 3 ** np.arange(self.n_proxies)
+        self._result_weights = 2 ** np.arange(self.n_proxies)
+        self._left = np.array([n for n, _ in self.policy.keys] + [-1])  # runs left per state; [-1]: unknown
+        self._state = np.zeros(0, dtype=np.int64)  # per episode: the program state (-1: unknown)
+        self._level = np.zeros(0, dtype=np.int64)  # the checkpoint last seen in the current run (0: none)
+        self._node = np.zeros(0, dtype=np.int64)  # the node there
+
+    def exact_return(self) -> float:
+        """The solver's value: this strategy's expected return, exactly."""
+        return self.solution.value
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        pol, T, k, B = self.policy, self.n_phases, self.n_proxies, self.budget
+        o = self.layout.decode(obs)
+        n = obs.shape[0]
+        if len(self._state) != n:
+            self._state = np.full(n, -1, dtype=np.int64)
+            self._level = np.zeros(n, dtype=np.int64)
+            self._node = np.zeros(n, dtype=np.int64)
+        d = np.argmax(o["checkpoint"], axis=-1)
+        runs_left = np.rint(o["runs_left"][:, 0] * B).astype(np.int64)
+
+        fresh = (d == 0) & (runs_left == B)
+        self._state[fresh], self._level[fresh], self._node[fresh] = pol.root, 0, 0
+        ended = np.flatnonzero((d == 0) & ~fresh & (self._level > 0) & (self._state >= 0))
+        if len(ended):
+            triples = np.stack([self._state[ended], self._level[ended], self._node[ended]], axis=1)
+            uniq, inv = np.unique(triples, axis=0, return_inverse=True)
+            nxt = np.array([pol.after_discard(int(s), int(c), int(x)) for s, c, x in uniq])
+            self._state[ended] = nxt[inv.reshape(-1)]
+            self._level[ended], self._node[ended] = 0, 0
+
+        running = d > 0
+        if running.any():
+            usage = np.argmax(o["usage"], axis=-1)  # (N, T, k)
+            step = (usage @ self._code_weights) * 2**k + ((o["results"][..., 0] > 0.5) @ self._result_weights)
+            node = np.zeros(n, dtype=np.int64)
+            for t in range(T):
+                node = np.where(t < d, node * pol.fan + step[:, t], node)
+            self._level[running], self._node[running] = d[running], node[running]
+
+        state = self._state
+        expected_left = self._left[state] - (d > 0)  # state -1 reads the last entry, -1
+        if (state < 0).any() or (expected_left != runs_left).any():
+            bad = int(np.flatnonzero((state < 0) | (expected_left != runs_left))[0])
+            raise RuntimeError(
+                f"OptimalStrategy lost track of episode {bad} of the batch: it must see every observation"
+                " of an episode from its start (checkpoint 0 with the whole budget left)"
+            )
+
+        code = np.empty(n, dtype=np.int64)
+        idea = np.empty(n, dtype=np.int64)
+        for s in np.unique(state):
+            rows = np.flatnonzero(state == s)
+            acts = pol.actions[int(s)]
+            idea[rows] = pol.ideas[int(s)]
+            for c in np.unique(d[rows]):
+                sub = rows[d[rows] == c]
+                code[sub] = acts[int(c)][self._node[sub] * (c > 0)]
+        out = np.zeros((n, 2 + k), dtype=np.int64)
+        out[:, 0] = np.where(code >= 0, CONTINUE, np.where(code == DEPLOY_CODE, DEPLOY, DISCARD))
+        out[:, 1 : 1 + k] = np.where((code >= 0)[:, None], self._usages[np.maximum(code, 0)], 0)
+        out[:, 1 + k] = idea
+        return out
+
+
+# -- a readable description --------------------------------------------------------------------
+def _usage_text(dyn: Dynamics, code: int) -> str:
+    return "".join(USAGE_LETTERS[u] for u in dyn.usages[code])
+
+
+def _result_text(scenario: Scenario, r: int) -> str:
+    names = scenario.proxy_names
+    if len(names) == 1:
+        return "pass" if r & 1 else "fail"
+    return " ".join(f"{name}{'+' if (r >> j) & 1 else '-'}" for j, name in enumerate(names))
+
+
+def describe_policy(solution: Solution, scenario: Scenario | None = None, max_lines: int = 40) -> str:
+    """The optimal policy in words: its outcomes, the first run's plan per test outcome, when
+    it discards and deploys, and how it picks ideas from run to run."""
+    scenario = scenario or solution.scenario
+    pol = solution.policy
+    dyn = pol.dyn
+    T, R = dyn.n_phases, 2**dyn.n_proxies
+    r = scenario.reward
+    out = solution.outcomes()
+    names = scenario.proxy_names
+    phases = [p.name for p in scenario.phases]
+    lines = [
+        f"Optimal policy for {scenario.name} (budget {scenario.budget}): expected return {solution.value:.4f}",
+        f"  P(deploy aligned) {out['p_deploy_aligned']:.4f}, P(deploy misaligned) {out['p_deploy_misaligned']:.4f},"
+        f" P(abstain) {out['p_abstain']:.4f}, expected runs {out['expected_runs']:.3f}",
+        f"  solved exactly in {solution.seconds:.3f} s over {solution.program_states} program states"
+        f" and {solution.states} belief states",
+        f"  usages are letters per proxy ({', '.join(names)}): R reserve, T train, A anti",
+    ]
+
+    # The first run, per test outcome, as far as the line budget allows (most likely outcomes first).
+    root = pol.root
+    tree = pol.tree(root)
+    acts = pol.actions[root]
+    lines.append(
+        f"First run ({scenario.budget} run{'s' if scenario.budget > 1 else ''} left),"
+        f" idea {scenario.idea_names[pol.ideas[root]]}:"
+        f" phase {phases[0]} {_usage_text(dyn, int(acts[0][0]))}"
+    )
+    shown = [0]
+    hidden = 0.0
+
+    def walk(d: int, x: int, reach: float, indent: str) -> None:
+        nonlocal hidden
+        a = int(acts[d][x]) if d > 0 else int(acts[0][0])
+        kids = [(x * pol.fan + a * R + res, res) for res in range(R)]
+        kids = [(y, res) for y, res in kids if tree.prob[d + 1][y] > 0.0]
+        kids.sort(key=lambda yr: -tree.prob[d + 1][yr[0]])
+        for y, res in kids:
+            p = reach * tree.prob[d + 1][y]
+            if shown[0] >= max_lines:
+                hidden += p
+                continue
+            shown[0] += 1
+            b = int(acts[d + 1][y])
+            if b == DEPLOY_CODE:
+                what = "deploy"
+            elif b == DISCARD_CODE:
+                what = "discard"
+            else:
+                what = f"continue, phase {phases[d + 1]} {_usage_text(dyn, b)}"
+            lines.append(
+                f"{indent}checkpoint {d + 1} ({phases[d]}): {_result_text(scenario, res)}"
+                f" [P {tree.prob[d + 1][y]:.3f}, reach {p:.3f}, P(aligned) {tree.p_aligned[d + 1][y]:.3f}] -> {what}"
+            )
+            if b >= 0:
+                walk(d + 1, y, p, indent + "  ")
+
+    walk(0, 0, 1.0, "  ")
+    if hidden > 0.0:
+        lines.append(f"  ... further outcomes not shown (total probability {hidden:.3f})")
+
+    # When it deploys: on the first run, the P(aligned) it needs at the final checkpoint.
+    reach = np.ones(1)
+    for d in range(1, T + 1):
+        reach = pol.children_reach(root, d - 1, reach) * tree.prob[d]
+    live = reach > 0.0
+    dep = live & (acts[T] == DEPLOY_CODE)
+    dis = live & (acts[T] == DISCARD_CODE)
+    pa = tree.p_aligned[T]
+    parts = []
+    if dep.any():
+        parts.append(f"deploys at P(aligned) >= {pa[dep].min():.3f}")
+    if dis.any():
+        parts.append(f"discards at P(aligned) <= {pa[dis].max():.3f}")
+    if parts:
+        lines.append("At the first run's final checkpoint it " + " and ".join(parts) + ".")
+    if all(len(v) == 1 for v in dyn.base_rate_values) and r.aligned > r.misaligned:
+        # Known base rates: runs are independent, so the discard value is V(n - 1) and deploying
+        # pays iff P(aligned) >= (V(n - 1) - R_misaligned) / (R_aligned - R_misaligned).
+        thresholds = []
+        for n in range(scenario.budget, 0, -1):
+            later = r.abstain if n == 1 else pol.values[pol.index[(n - 1, pol.keys[root][1])]]
+            t = (later - r.misaligned) / (r.aligned - r.misaligned)
+            thresholds.append(f"{n}: {t:.3f}" if t > 0 else f"{n}: any")
+        lines.append(
+            "Deploy threshold on P(aligned) at the final checkpoint, by runs left (counting the run under way): "
+            + ", ".join(thresholds)
+        )
+        ideas = [pol.ideas[pol.index[(n, pol.keys[root][1])]] for n in range(scenario.budget, 0, -1)]
+        if len(set(ideas)) == 1:
+            lines.append(f"Every run uses idea {scenario.idea_names[ideas[0]]} (base rates are known: runs are independent).")
+        else:
+            lines.append(
+                "Idea by runs left: "
+                + ", ".join(f"{n}: {scenario.idea_names[i]}" for n, i in zip(range(scenario.budget, 0, -1), ideas))
+            )
+    else:
+        # Unknown base rates: follow the most likely way each run ends in a discard.
+        lines.append("How it picks ideas (following the most likely discard of each run):")
+        state, mass = root, 1.0
+        for run in range(1, scenario.budget + 1):
+            tree = pol.tree(state)
+            reach = np.ones(1)
+            best = (0.0, 0, 0)
+            deploy_p = 0.0
+            for d in range(1, T + 1):
+                reach = pol.children_reach(state, d - 1, reach) * tree.prob[d]
+                a = pol.actions[state][d]
+                deploy_p += float(reach[(reach > 0) & (a == DEPLOY_CODE)].sum())
+                gone = np.flatnonzero((reach > 0) & (a == DISCARD_CODE))
+                if len(gone):
+                    x = gone[np.argmax(reach[gone])]
+                    if reach[x] > best[0]:
+                        best = (float(reach[x]), d, int(x))
+            post = ", ".join(
+                f"{scenario.idea_names[i]} {float(np.dot(w, dyn.base_rate_values[i])):.3f}"
+                for i, w in enumerate(pol.posterior(state))
+            )
+            lines.append(
+                f"  run {run} (P reached {mass:.3f}; mean base rates {post}): idea {scenario.idea_names[pol.ideas[state]]},"
+                f" deploys from it with P {deploy_p:.3f}"
+            )
+            if best[0] <= 0.0 or pol.runs_left(state) <= 1:
+                break
+            mass *= best[0]
+            state = pol.after_discard(state, best[1], best[2])
+    return "\n".join(lines)

@@ -1,0 +1,81 @@
+"""Train the default algorithm on every shipped scenario and write how it compares into benchmarks/README.md.
+
+    python benchmarks/train_quality.py [--algo ppo] [-n STEPS] [--seed 0] [--scenario NAME ...]
+
+For each scenario: ``train.py`` with the hyperparameter file's budget (or ``-n``), then the
+trained agent's mean return over 2,000 episodes with its 95% interval, beside the exact
+optimum (agents.solver), the best heuristic strategy (benchmark, 2,000 episodes, seed 0, as
+the README's table) and first_model's exact return, and the normalized score
+(agent - first_model) / (optimal - first_model). The table between the markers in
+benchmarks/README.md is replaced; the rest of that file is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import train  # noqa: E402
+from agents.bench import optimal_value, run_pair  # noqa: E402
+from agents.strategies import STRATEGIES  # noqa: E402
+from envs.scenario import load_scenario, shipped_scenarios  # noqa: E402
+from proxygym.files import write_text_atomic  # noqa: E402
+
+START, END = "<!-- train-quality:start -->", "<!-- train-quality:end -->"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algo", default="ppo")
+    parser.add_argument("-n", "--n-timesteps", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scenario", nargs="+", default=None)
+    args = parser.parse_args(argv)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.scenario or shipped_scenarios():
+            sc = load_scenario(name)
+            extra = [] if args.n_timesteps is None else ["-n", str(args.n_timesteps)]
+            start = time.perf_counter()
+            code = train.main(["--algo", args.algo, "--scenario", name, "--seed", str(args.seed), *extra,
+                               "--final-episodes", "2000", "--log-folder", tmp, "--tensorboard-log", ""])
+            seconds = time.perf_counter() - start
+            if code != 0:
+                print(f"{name}: train.py exited {code}", file=sys.stderr)
+                return code
+            folder = Path(tmp) / args.algo / f"{name}_1"
+            ev = json.loads((folder / "evaluation.json").read_text())
+            steps = train.load_hyperparams(args.algo, name, {})["n_timesteps"] if args.n_timesteps is None else args.n_timesteps
+            bench = {s: run_pair(sc, s, episodes=2000, seed=0) for s in STRATEGIES if s != "optimal"}
+            best = max(bench.values(), key=lambda r: r.mean_return)
+            first, optimum = bench["first_model"].exact_return, optimal_value(sc)
+            score = train.normalized_score(ev["mean_return"], first, optimum)
+            rows.append(
+                f"| {name} | {optimum:.3f} | {best.strategy} {best.mean_return:.3f} ± {best.ci95:.3f} | "
+                f"{ev['mean_return']:.3f} ± {ev['ci95']:.3f} | {score:.3f} | {first:.3f} | {steps} | {seconds:.0f} s |"
+            )
+            print(rows[-1], flush=True)
+
+    table = "\n".join(
+        [f"| scenario | optimal | best heuristic strategy | {args.algo} agent | normalized score | first_model | steps | wall time |",
+         "|---|---|---|---|---|---|---|---|", *rows]
+    )
+    path = ROOT / "benchmarks" / "README.md"
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    text = re.sub(f"{START}.*?{END}", f"{START}\n{table}\n{END}", text, flags=re.S)
+    write_text_atomic(path, text)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Every number in the README comes from a command the README names: run them and compare."""
+
+from __future__ import annotations
+
+import re
+
+from agents.bench import format_markdown, resolve_names, run_bench
+from tests.conftest import ROOT, run_cli
+
+README = (ROOT / "README.md").read_text()
+
+
+def test_benchmark_table_is_what_the_command_prints():
+    table = re.search(r"<!-- bench-table:start -->\n(.*?)<!-- bench-table:end -->", README, re.S).group(1)
+    scenarios, strategies = resolve_names(None, None)
+    assert format_markdown(run_bench(scenarios, strategies, episodes=2000, seed=0)) == table
+
+
+def test_analysis_example_is_what_the_command_prints():
+    block = README.split("proxygym analyze sticky_values --plan T,R,R --compare R")[1]
+    shown = re.search(r"ends with:\n\n```\n(.*?)```", block, re.S).group(1)
+    out = run_cli("analyze", "sticky_values", "--plan", "T,R,R", "--compare", "R").stdout
+    for line in shown.strip().splitlines():
+        assert line.strip() in out, line
+    for number in ("4.83", "6.58", "0.58", "0.30"):
+        assert number in block.split("## The scenarios")[0]
+    assert "4.8327" in out and "6.5829" in out and "0.5800" in out and "0.3000" in out
