@@ -119,47 +119,54 @@ def train(args: argparse.Namespace) -> int:
     if args.eval_episodes < 2 or args.final_episodes < 2:
         raise ProxyGymError("--eval-episodes and --final-episodes must be at least 2")
 
+    if args.trained_agent and overrides:
+        raise ProxyGymError("--hyperparams cannot change a --trained-agent: it resumes with the hyperparameters it was saved with")
     params = load_hyperparams(args.algo, scenario.name, overrides)
     for key, value in (("n_timesteps", args.n_timesteps), ("n_envs", args.n_envs)):
         if value is not None:
             params[key] = value
-    n_timesteps = int(params.pop("n_timesteps"))
-    n_envs = int(params.pop("n_envs", 1))
+    n_timesteps, n_envs = (_whole(params.pop(key, default), key) for key, default in (("n_timesteps", None), ("n_envs", 1)))
     env_kwargs = {**(params.pop("env_kwargs", None) or {}), **env_kwargs}
     if args.observation is not None:
         env_kwargs["observation"] = args.observation
     observation = env_kwargs.pop("observation", "belief")
     policy = params.pop("policy", POLICIES.get(args.algo, "MlpPolicy"))
-    if observation not in ("history", "belief"):
-        raise ProxyGymError(f"observation must be history or belief, got {observation!r}")
 
     # -- setup --------------------------------------------------------------------------
     import torch
     from stable_baselines3.common.callbacks import CheckpointCallback
     from stable_baselines3.common.env_util import make_vec_env
 
-    from agents.summary import AlignmentEvalCallback, save_model_atomic
+    from agents.summary import AlignmentEvalCallback, load_for_scenario, save_model_atomic
 
     torch.set_num_threads(1)  # small MLPs: one thread is faster than two here
-    cls = algo_class(args.algo)
-    vec_env = make_vec_env(
-        make_env, n_envs=n_envs, seed=args.seed,
-        env_kwargs=dict(scenario=scenario, algo=args.algo, observation=observation, **env_kwargs),
-    )
-    tb = args.tensorboard_log or None
+    model = None
     if args.trained_agent:
-        try:
-            model = cls.load(args.trained_agent, env=vec_env, tensorboard_log=tb)
-        except (ValueError, KeyError, AssertionError) as err:
+        # the shared loader checks which algorithm saved the file and that its spaces fit the scenario
+        model, _, saved_observation = load_for_scenario(args.trained_agent, scenario, args.algo)
+        if args.observation is not None and args.observation != saved_observation:
             raise ProxyGymError(
-                f"--trained-agent {args.trained_agent!r} does not fit {args.algo} on {scenario.name}"
-                f" ({observation} observation): {str(err).splitlines()[0]}"
-            ) from None
-    else:
-        try:
-            model = cls(policy, vec_env, seed=args.seed, verbose=0, tensorboard_log=tb, **params)
-        except TypeError as err:
-            raise ProxyGymError(f"--hyperparams: {err}") from None
+                f"--trained-agent {args.trained_agent!r} observes {saved_observation!r}, not {args.observation!r}"
+            )
+        observation = saved_observation
+    if observation not in ("history", "belief"):
+        raise ProxyGymError(f"observation must be history or belief, got {observation!r}")
+    tb = args.tensorboard_log or None
+    try:
+        vec_env = make_vec_env(
+            make_env, n_envs=n_envs, seed=args.seed,
+            env_kwargs=dict(scenario=scenario, algo=args.algo, observation=observation, **env_kwargs),
+        )
+        if model is not None:
+            model.set_env(vec_env)
+            model.tensorboard_log = tb
+        else:
+            model = algo_class(args.algo)(policy, vec_env, seed=args.seed, verbose=0, tensorboard_log=tb, **params)
+    except ProxyGymError:
+        raise
+    except (TypeError, ValueError, AssertionError, IndexError, KeyError) as err:
+        what = "--env-kwargs / --hyperparams" if env_kwargs else "--hyperparams"
+        raise ProxyGymError(f"{what} rejected by {args.algo}: {(str(err).splitlines() or [type(err).__name__])[0]}") from None
 
     folder = next_run_folder(Path(args.log_folder), args.algo, scenario.name)
     run_name = folder.name
@@ -179,7 +186,7 @@ def train(args: argparse.Namespace) -> int:
         callbacks.append(
             AlignmentEvalCallback(
                 scenario=scenario, algo=args.algo, observation=observation,
-                eval_freq=max(args.eval_freq // n_envs, 1), eval_episodes=args.eval_episodes, seed=10_000 + args.seed,
+                eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, seed=10_000 + args.seed,
                 hparams=dict(algo=args.algo, scenario=scenario.name, observation=observation,
                              **{k: v for k, v in config.items() if np.isscalar(v)}),
                 best_model_path=folder / "best_model.zip",
@@ -219,6 +226,15 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whole(value, key: str) -> int:
+    """A hyperparameter that counts something (steps, envs): a whole number of at least 1."""
+    from envs.scenario import ProxyGymError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
+        raise ProxyGymError(f"{key} must be a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
 def comparison_table(scenario, algo: str, summary, episodes: int) -> str:
     """The trained agent against every strategy on the scenario (mean return, 95% interval), and its normalized score."""
     from agents.bench import run_pair
@@ -226,7 +242,11 @@ def comparison_table(scenario, algo: str, summary, episodes: int) -> str:
 
     rows = [(f"trained {algo}", summary.mean_return, summary.ci95, f"{episodes} episodes, deterministic policy")]
     exact = {}
+    from agents.bench import optimal_value
+
     for name in STRATEGIES:
+        if name == "optimal" and optimal_value(scenario) is None:
+            continue  # too large to solve exactly
         r = run_pair(scenario, name, episodes=2000, seed=0)
         exact[name] = r.exact_return
         kind = "2000 episodes" + ("" if r.exact_return is None else f", exact {r.exact_return:.4f}")

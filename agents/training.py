@@ -35,7 +35,7 @@ def algo_class(name: str):
 
 
 class FlattenAction(gym.ActionWrapper):
-    """Expose the env's ``MultiDiscrete([3] + [3]*k + [m])`` action as one ``Discrete(9 * 3**k * m)``.
+    """Expose the env's ``MultiDiscrete([3] + [3]*k + [m])`` action as one ``Discrete(3 * 3**k * m)``.
 
     DQN needs a Discrete action space. Action ``a`` is the mixed-radix number whose digits are
     (verdict, usage of each proxy, idea), first digit most significant:

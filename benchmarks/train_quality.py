@@ -65,12 +65,17 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(rows[-1], flush=True)
 
-    table = "\n".join(
-        [f"| scenario | optimal | best heuristic strategy | {args.algo} agent | normalized score | first_model | steps | wall time |",
-         "|---|---|---|---|---|---|---|---|", *rows]
-    )
     path = ROOT / "benchmarks" / "README.md"
     text = path.read_text() if path.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    # rows of scenarios not run this time are kept; the table stays in the shipped order
+    old = re.search(f"{START}(.*?){END}", text, flags=re.S).group(1)
+    by_name = {line.split("|")[1].strip(): line for line in old.strip().splitlines()[2:] if line.startswith("|")}
+    by_name.update({row.split("|")[1].strip(): row for row in rows})
+    order = [n for n in shipped_scenarios() if n in by_name] + sorted(set(by_name) - set(shipped_scenarios()))
+    table = "\n".join(
+        [f"| scenario | optimal | best heuristic strategy | {args.algo} agent | normalized score | first_model | steps | wall time |",
+         "|---|---|---|---|---|---|---|---|", *(by_name[n] for n in order)]
+    )
     text = re.sub(f"{START}.*?{END}", f"{START}\n{table}\n{END}", text, flags=re.S)
     write_text_atomic(path, text)
     print(f"wrote {path}")

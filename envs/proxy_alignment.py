@@ -178,6 +178,8 @@ class ProxyAlignmentEnv(gym.Env):
         if self._ended:
             raise RuntimeError("step() called after the episode ended; call reset()")
         action = np.asarray(action).reshape(-1)
+        if not self.action_space.contains(action.astype(np.int64)):
+            raise ValueError(f"action {action.tolist()} is outside the action space {self.action_space}")
         verdict = int(action[0])
         usage = action[1 : 1 + self.n_proxies].astype(int)
         idea = int(action[1 + self.n_proxies])

@@ -325,3 +325,71 @@ def test_monte_carlo_agrees_with_exact_analysis(shipped):
             if abs(values.mean() - target) > z * sd / math.sqrt(episodes) + 1e-9:
                 failures.append(f"{sc.name} [{reg.describe(sc)}]: mean {key} {values.mean():.4f} vs exact {target:.4f}")
     assert not failures, "\n".join(failures)
+
+
+def test_two_proxies_two_phases_against_a_path_enumeration():
+    """The dynamics beyond the hand-worked case, against an enumeration written straight from the
+    world model's formulas (plain Python over every path of (a, h_0, h_1); no code of envs/ but
+    the loader): drift, positive and negative steer, shaping pressure with native preferences,
+    circumvention near the difficulty, anti-damage over two anti-trained phases, and the
+    usage order of a two-proxy plan."""
+    import itertools
+
+    def sig(x):
+        return 1.0 / (1.0 + math.exp(-x))
+
+    phases = [{"name": "p1", "capability": 0.4, "plasticity": 0.7}, {"name": "p2", "capability": 0.9, "plasticity": 0.3}]
+    ideas = [{"name": "idea", "base_rate": 0.35, "drift": 0.2}]
+    proxies = [
+        {"name": "ask", "sensitivity": 0.9, "false_pass": 0.15, "steer": 0.5, "incentive": 1.5, "native": -0.5,
+         "anti_strength": 2.0, "anti_damage": 0.1, "proximity": 0.4, "difficulty": 0.8, "sharpness": 6.0},
+        {"name": "probe", "sensitivity": 0.8, "false_pass": 0.05, "steer": -0.4, "incentive": 1.0, "native": 1.0,
+         "anti_strength": 1.0, "anti_damage": 0.3, "proximity": 0.6, "difficulty": 1.2, "sharpness": 4.0},
+    ]
+    sc = parse_scenario(hand_scenario(phases=phases, ideas=ideas, proxies=proxies, budget=3))
+    plan = [("T", "A"), ("A", "A")]  # phase 1: train ask, anti probe; phase 2: anti both
+
+    # world-model.md, "One run: latent state and dynamics", by hand
+    dist = {(1, 0, 0): 0.35, (0, 0, 0): 0.65}
+    n_anti = [0, 0]
+    for t, (phase, usage) in enumerate(zip(phases, plan)):
+        p = phase["plasticity"]
+        trained = [u == "T" for u in usage]
+        up = 1 - math.prod(1 - p * max(px["steer"], 0) for px, tr in zip(proxies, trained) if tr)
+        down = 1 - (1 - p * 0.2) * math.prod(1 - p * max(-px["steer"], 0) for px, tr in zip(proxies, trained) if tr)
+        move = []
+        for px, u in zip(proxies, usage):
+            pressure = px["native"] + px["incentive"] * (u == "T") - px["anti_strength"] * (u == "A")
+            move.append((px["proximity"] * sig(pressure), px["proximity"] * sig(-pressure)))
+        new = {}
+        for (a, h0, h1), w in dist.items():
+            for a2, g0, g1 in itertools.product((0, 1), repeat=3):
+                pa = (up if a2 else 1 - up) if a == 0 else (1 - down if a2 else down)
+                ph = 1.0
+                for h, g, (on, off) in ((h0, g0, move[0]), (h1, g1, move[1])):
+                    ph *= (on if g else 1 - on) if h == 0 else (1 - off if g else off)
+                new[(a2, g0, g1)] = new.get((a2, g0, g1), 0.0) + w * pa * ph
+        dist = new
+        n_anti = [n + (u == "A") for n, u in zip(n_anti, usage)]
+    cap = phases[-1]["capability"]
+
+    def p_pass(j, a, h):
+        px = proxies[j]
+        if h:
+            return 1.0
+        if a:
+            return px["sensitivity"] * (1 - px["anti_damage"]) ** n_anti[j]
+        return px["false_pass"] + (1 - px["false_pass"]) * sig(px["sharpness"] * (cap - px["difficulty"]))
+
+    base = sum(w for (a, _, _), w in dist.items() if a)
+    passed = sum(w * p_pass(0, a, h0) * p_pass(1, a, h1) for (a, h0, h1), w in dist.items())
+    passed_aligned = sum(w * p_pass(0, a, h0) * p_pass(1, a, h1) for (a, h0, h1), w in dist.items() if a)
+
+    res = analyze(sc, make_regimen(sc, "TA,AA"))
+    assert res.base_rate == pytest.approx(base, abs=1e-12)
+    assert res.p_pass == pytest.approx(passed, abs=1e-12)
+    assert res.p_pass_aligned == pytest.approx(passed_aligned / base, abs=1e-12)
+    # and the budget of 3 runs, deploying the last: independent runs, geometric by hand
+    q, qa = passed, passed_aligned
+    expected = qa * (1 + (1 - q)) + (1 - q) ** 2 * base
+    assert res.p_deploy_aligned == pytest.approx(expected, abs=1e-12)

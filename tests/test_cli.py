@@ -133,3 +133,9 @@ def test_unknown_scenario_lists_the_shipped_ones():
     assert all(name in res.stderr for name in shipped_scenarios())
     res = run_cli("analyze", "/nonexistent/x.yaml", "--plan", "R")
     assert res.returncode == 2 and "no such file" in res.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["analyze"], ["bench"], ["solve"], ["claims"], ["scenarios"], ["inspect"], ["train"]])
+def test_help_of_every_command(command):
+    res = run_cli(*command, "--help")
+    assert res.returncode == 0 and "usage:" in res.stdout and res.stderr == "", res.stderr

@@ -25,3 +25,10 @@ def test_analysis_example_is_what_the_command_prints():
     for number in ("4.83", "6.58", "0.58", "0.30"):
         assert number in block.split("## The scenarios")[0]
     assert "4.8327" in out and "6.5829" in out and "0.5800" in out and "0.3000" in out
+
+
+def test_every_claim_holds_as_the_readme_says():
+    out = run_cli("claims")
+    assert out.returncode == 0, out.stdout
+    count = out.stdout.count("[holds]")
+    assert f"All {count} claims hold." in README and "[FAILS]" not in out.stdout

@@ -41,7 +41,15 @@ def test_default_run_as_a_subprocess(tmp_path):
     assert "tensorboard --logdir" in out and str(folder / "model.zip") in out
     for name in ("trained ppo", "always_reserve", "idea_screening", "bayes_threshold"):
         assert name in out
-    assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0].parent)).Reload()
+    steps = [e.step for e in acc.Scalars("alignment/mean_return")]
+    total = algo_class("ppo").load(folder / "model.zip").num_timesteps  # PPO rounds up to whole rollouts
+    # --eval-freq 512 counts environment steps over all the envs, whatever n_envs is
+    assert steps == list(range(512, total + 1, 512)), steps
 
 
 @pytest.mark.parametrize("algo", [a for a in ALGOS if a != "ppo"])
@@ -93,7 +101,15 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
         (["--hyperparams", "no_such_param:1"], "--hyperparams"),
         (["--env-kwargs", "scenario:x"], "--scenario"),
         (["--trained-agent", "missing.zip"], "no such file"),
-        (["--trained-agent", str(mismatched)], "does not fit ppo on sticky_values"),
+        (["--trained-agent", str(mismatched)], "does not fit scenario 'sticky_values'"),
+        (["--algo", "a2c", "--trained-agent", str(mismatched), "--scenario", "loss_landscape"], "saved by ppo, not a2c"),
+        (["--trained-agent", str(mismatched), "--scenario", "loss_landscape", "--hyperparams", "gamma:0.9"],
+         "cannot change a --trained-agent"),
+        (["--hyperparams", "n_envs:two"], "whole number"),
+        (["--hyperparams", "n_envs:0"], "whole number"),
+        (["--hyperparams", "learning_rate:abc"], "rejected by ppo"),
+        (["--env-kwargs", "colour:1"], "rejected by ppo"),
+        (["--algo", "recurrent_ppo", "--hyperparams", "policy:NoSuchPolicy"], "rejected by recurrent_ppo"),
     ]
     for args, fragment in cases:
         res = run_train(tmp_path, *args, *QUICK, timeout=300)
