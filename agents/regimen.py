@@ -55,10 +55,9 @@ class RegimenAgent:
         """``(N, 2 + k)`` actions for a batch of observations ``(N, n)``."""
         n = obs.shape[0]
         T, k = self.plan.shape
-        sl = self.layout.slices
-        d = obs[:, sl["checkpoint"]].argmax(axis=1)
-        last_run = np.rint(obs[:, sl["runs_left"].start] * self.budget) == 0
-        results = obs[:, sl["results"]].reshape(n, T, k, 2)
+        d, runs_left = self.layout.position(obs, self.budget)
+        last_run = runs_left == 0
+        results = obs[:, self.layout.slices["results"]].reshape(n, T, k, 2)
         passed = results[np.arange(n), np.maximum(d - 1, 0), :, 0] > 0.5  # (N, k) at checkpoint d
         failed = (self.must_pass[d] & ~passed).any(axis=1)  # nothing must pass at d = 0
         keep = ~failed | (last_run & (self.regimen.fallback == "deploy"))

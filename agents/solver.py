@@ -572,8 +572,7 @@ class OptimalStrategy(Strategy):
             self._state = np.full(n, -1, dtype=np.int64)
             self._level = np.zeros(n, dtype=np.int64)
             self._node = np.zeros(n, dtype=np.int64)
-        d = np.argmax(o["checkpoint"], axis=-1)
-        runs_left = np.rint(o["runs_left"][:, 0] * B).astype(np.int64)
+        d, runs_left = self.layout.position(obs, B)
 
         fresh = (d == 0) & (runs_left == B)
         self._state[fresh], self._level[fresh], self._node[fresh] = pol.root, 0, 0

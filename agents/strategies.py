@@ -209,7 +209,7 @@ class IdeaScreening(Strategy):
     def act(self, obs):
         actions = self._agent.act(obs)
         rates = self.layout.decode(obs)["base_rate"]  # (N, m)
-        start = np.argmax(self.layout.decode(obs)["checkpoint"], axis=-1) == 0
+        start = self.layout.position(obs, self.budget)[0] == 0
         actions[start, -1] = np.argmax(rates[start], axis=-1)
         return actions
 
@@ -239,8 +239,7 @@ class BayesThreshold(Strategy):
     def act(self, obs):
         o = self.layout.decode(obs)
         n = obs.shape[0]
-        d = np.argmax(o["checkpoint"], axis=-1)
-        runs_left = np.rint(o["runs_left"][:, 0] * self.budget).astype(int)
+        d, runs_left = self.layout.position(obs, self.budget)
         p = o["p_aligned"][:, 0].astype(np.float64)
         r = self.scenario.reward
         deploy_value = p * r.aligned + (1.0 - p) * r.misaligned
@@ -257,9 +256,8 @@ class RandomStrategy(Strategy):
     name = "random"
 
     def act(self, obs):
-        o = self.layout.decode(obs)
         n = obs.shape[0]
-        d = np.argmax(o["checkpoint"], axis=-1)
+        d = self.layout.position(obs, self.budget)[0]
         coin = self.rng.integers(0, 2, size=n)
         verdict = np.where(d == 0, CONTINUE, np.where(d < self.n_phases, coin * DISCARD, DISCARD + coin))
         usage = self.rng.integers(0, 3, size=(n, self.n_proxies))

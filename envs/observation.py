@@ -136,6 +136,13 @@ class ObservationLayout:
             out[:, sl] = np.asarray(values[name]).reshape(n, -1)
         return out
 
+    def position(self, obs: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
+        """Where each program of a batch ``(N, n)`` stands: its decision point d and its runs not yet started."""
+        obs = np.asarray(obs)
+        checkpoint = obs[:, self.slices["checkpoint"]].argmax(axis=1)
+        runs_left = np.rint(obs[:, self.slices["runs_left"].start] * budget).astype(np.int64)
+        return checkpoint, runs_left
+
     def decode(self, obs: np.ndarray) -> dict[str, np.ndarray]:
         """Split an observation into its named slots, each reshaped."""
         obs = np.asarray(obs)
