@@ -87,7 +87,7 @@ def parse_plan(scenario: Scenario, text: str) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(USAGE_LETTERS.index(c) for c in g) for g in groups)
 
 
-def parse_proxies(scenario: Scenario, text: str | None) -> tuple[int, ...]:
+def parse_proxies(scenario: Scenario, text: str | None, what: str = "test set") -> tuple[int, ...]:
     """Parse a comma-separated list of proxy names; ``None`` or ``"all"`` is every proxy, ``"none"`` is none."""
     names = scenario.proxy_names
     if text is None or text.strip().lower() == "all":
@@ -98,7 +98,7 @@ def parse_proxies(scenario: Scenario, text: str | None) -> tuple[int, ...]:
     for name in (n.strip() for n in text.split(",")):
         if name not in names:
             raise ScenarioError(
-                f"{scenario.source}: unknown proxy {name!r} in test set {text!r}; proxies are {', '.join(names)}"
+                f"{scenario.source}: unknown proxy {name!r} in {what} {text!r}; proxies are {', '.join(names)}"
                 " (or 'all', or 'none')"
             )
         out.append(names.index(name))
@@ -123,7 +123,7 @@ def make_regimen(
                 f"{scenario.source}: screen at checkpoint {d}: early checkpoints are 1..{T - 1}"
                 " (the final checkpoint's test is the test set)"
             )
-        screens.append((int(d), parse_proxies(scenario, names)))
+        screens.append((int(d), parse_proxies(scenario, names, f"the screen at checkpoint {d}")))
     if fallback not in FALLBACKS:
         raise ScenarioError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
     if budget is not None and not 1 <= int(budget) <= MAX_BUDGET:

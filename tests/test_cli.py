@@ -139,3 +139,10 @@ def test_unknown_scenario_lists_the_shipped_ones():
 def test_help_of_every_command(command):
     res = run_cli(*command, "--help")
     assert res.returncode == 0 and "usage:" in res.stdout and res.stderr == "", res.stderr
+
+
+def test_unknown_proxy_in_a_screen_says_screen(tmp_path):
+    phases = [{"name": "a", "capability": 0.0, "plasticity": 0.5}, {"name": "b", "capability": 0.0, "plasticity": 0.5}]
+    path = write(tmp_path, hand_scenario(phases=phases))
+    res = run_cli("analyze", str(path), "--plan", "R", "--screen", "1:nosuch")
+    assert res.returncode == 2 and "unknown proxy 'nosuch' in the screen at checkpoint 1" in res.stderr
