@@ -64,7 +64,7 @@ def test_every_algorithm_trains_saves_loads_and_plays(tmp_path, algo):
 
 
 def test_resume_continues_the_step_count(tmp_path):
-    assert train.main([*QUICK, "--log-folder", str(tmp_path), "--tensorboard-log", ""]) == 0
+    assert train.main([*QUICK, "--progress", "--log-folder", str(tmp_path), "--tensorboard-log", ""]) == 0
     first = tmp_path / "ppo" / "sticky_values_1" / "model.zip"
     assert train.main([*QUICK, "--trained-agent", str(first), "--log-folder", str(tmp_path), "--tensorboard-log", ""]) == 0
     second = algo_class("ppo").load(tmp_path / "ppo" / "sticky_values_2" / "model.zip")
