@@ -237,17 +237,16 @@ def _whole(value, key: str) -> int:
 
 def comparison_table(scenario, algo: str, summary, episodes: int) -> str:
     """The trained agent against every strategy on the scenario (mean return, 95% interval), and its normalized score."""
-    from agents.bench import run_pair
-    from agents.strategies import STRATEGIES
+    from agents.bench import optimal_value, run_pair
+    from agents.summary import BEST_EPISODES, BEST_SEED, heuristic_results
 
     rows = [(f"trained {algo}", summary.mean_return, summary.ci95, f"{episodes} episodes, deterministic policy")]
     exact = {}
-    from agents.bench import optimal_value
-
-    for name in STRATEGIES:
-        if name == "optimal" and optimal_value(scenario) is None:
-            continue  # too large to solve exactly
-        r = run_pair(scenario, name, episodes=2000, seed=0)
+    results = list(heuristic_results(scenario))  # already run for the evaluations' reference line
+    if optimal_value(scenario) is not None:  # else too large to solve exactly
+        results.append(run_pair(scenario, "optimal", BEST_EPISODES, BEST_SEED))
+    for r in results:
+        name = r.strategy
         exact[name] = r.exact_return
         kind = "2000 episodes" + ("" if r.exact_return is None else f", exact {r.exact_return:.4f}")
         rows.append((name, r.mean_return, r.ci95, kind))

@@ -113,26 +113,29 @@ class PolicySummary:
 
 
 # -- the reference: the best named strategy -----------------------------------------------
-_BEST_CACHE: dict[str, tuple[str, float, float]] = {}
+_HEURISTICS_CACHE: dict[str, list] = {}
 
 
-def best_strategy(scenario: Scenario) -> tuple[str, float, float]:
-    """(name, mean return, 95% half-width) of the heuristic strategy with the highest mean return on ``scenario``.
-
-    Every strategy of :data:`agents.strategies.STRATEGIES` is benchmarked once per process
-    (:data:`BEST_EPISODES` episodes, seed :data:`BEST_SEED`, the numbers of the README's table):
-    the scenario does not change during training, so neither does its best strategy.
-    """
+def heuristic_results(scenario: Scenario) -> list:
+    """Every heuristic strategy of :data:`agents.strategies.STRATEGIES` benchmarked on ``scenario``
+    (:data:`BEST_EPISODES` episodes, seed :data:`BEST_SEED`, the numbers of the README's table),
+    once per process: the scenario does not change during training, so neither do these. The
+    optimum is not among them: it has its own reference line (alignment/optimal_return)."""
     from agents.bench import run_pair
     from agents.strategies import STRATEGIES
 
     key = scenario.model_dump_json()  # by content: two files may share a name
-    if key not in _BEST_CACHE:
-        # the heuristics only: the optimum has its own reference line (alignment/optimal_return)
-        results = [run_pair(scenario, name, BEST_EPISODES, BEST_SEED) for name in STRATEGIES if name != "optimal"]
-        best = max(results, key=lambda r: r.mean_return)
-        _BEST_CACHE[key] = (best.strategy, best.mean_return, best.ci95)
-    return _BEST_CACHE[key]
+    if key not in _HEURISTICS_CACHE:
+        _HEURISTICS_CACHE[key] = [
+            run_pair(scenario, name, BEST_EPISODES, BEST_SEED) for name in STRATEGIES if name != "optimal"
+        ]
+    return _HEURISTICS_CACHE[key]
+
+
+def best_strategy(scenario: Scenario) -> tuple[str, float, float]:
+    """(name, mean return, 95% half-width) of the heuristic strategy with the highest mean return on ``scenario``."""
+    best = max(heuristic_results(scenario), key=lambda r: r.mean_return)
+    return best.strategy, best.mean_return, best.ci95
 
 
 # -- the summary ------------------------------------------------------------------------------

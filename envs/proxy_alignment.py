@@ -14,7 +14,6 @@ from envs.observation import ObservationLayout
 from envs.scenario import Scenario, load_scenario
 
 CONTINUE, DISCARD, DEPLOY = 0, 1, 2
-VERDICTS = ("continue", "discard", "deploy")
 
 
 # The decision protocol's table (docs/model.md, "One episode"), by kind of decision point:
@@ -34,11 +33,6 @@ def decision_kind(checkpoint, n_phases: int):
 def verdict_mask(checkpoint, n_phases: int) -> np.ndarray:
     """``checkpoint.shape + (3,)``: which verdicts (continue, discard, deploy) are allowed at decision point(s) ``checkpoint``."""
     return ALLOWED[decision_kind(checkpoint, n_phases)]
-
-
-def allowed_verdicts(checkpoint: int, n_phases: int) -> tuple[int, ...]:
-    """The verdicts allowed at decision point ``checkpoint`` (0 = a run's start)."""
-    return tuple(int(v) for v in np.flatnonzero(verdict_mask(checkpoint, n_phases)))
 
 
 def nearest_allowed(verdict, checkpoint, n_phases: int):
