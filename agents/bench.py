@@ -1,7 +1,7 @@
 """The benchmark: every strategy on every scenario, with honest error bars, and the exact value where there is one.
 
 Each (scenario, strategy) pair plays ``episodes`` independent programs at once in
-:class:`envs.vector.ProxyAlignmentVectorEnv` (belief observations, so every strategy can
+:class:`proxygym.envs.vector.ProxyAlignmentVectorEnv` (belief observations, so every strategy can
 read what it needs). Its random stream is seeded from the user's seed and the two names,
 so a pair gives the same numbers bit for bit whether it runs alone or with all others.
 """
@@ -18,14 +18,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from agents.regimen import play_batch
-from agents.strategies import STRATEGIES, make_strategy
-from envs.analysis import analyze
-from envs.scenario import LOWER_IS_BETTER, ProxyGymError, Scenario, load_scenario, shipped_scenarios
-from envs.vector import ProxyAlignmentVectorEnv
-from proxygym.files import write_bytes_atomic, write_text_atomic
+from proxygym.agents.files import write_bytes_atomic, write_text_atomic
+from proxygym.agents.regimen import play_batch
+from proxygym.agents.strategies import STRATEGIES, make_strategy
+from proxygym.envs.errors import ProxyGymError
+from proxygym.envs.scenario import Scenario, load_scenario, shipped_scenarios
+from proxygym.envs.vector import ProxyAlignmentVectorEnv
 
 Z95 = 1.959963984540054
+Z999 = 3.29  # two-sided 99.9%: the claims' intervals
 
 
 @dataclass
@@ -44,7 +45,7 @@ class BenchResult:
     exact_return: float | None  # None where the strategy has no exact value (not a fixed regimen, not optimal)
     # not in the JSON:
     runs_ci95: float = 0.0  # half-width of the 95% interval of mean_runs
-    optimal_return: float | None = None  # the scenario's optimum (agents.solver), where it can be solved
+    optimal_return: float | None = None  # the scenario's optimum (proxygym.agents.solver), where it can be solved
 
     @property
     def optimality_gap(self) -> float | None:
@@ -105,7 +106,7 @@ def optimal_value(scenario: Scenario) -> float | None:
     """The scenario's optimal expected return by the exact solver, or None when it is too large to solve."""
     key = scenario.model_dump_json()
     if key not in _OPTIMA:
-        from agents.solver import solve
+        from proxygym.agents.solver import solve
 
         try:
             _OPTIMA[key] = solve(scenario).value
@@ -261,65 +262,3 @@ def write_plot(results: list[BenchResult], path: str) -> None:
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     write_bytes_atomic(path, buf.getvalue())
-
-
-# -- the claims of scenario files that name strategies ------------------------------------
-@dataclass
-class StrategyClaim:
-    scenario: str
-    index: int
-    metric: str
-    sides: tuple[str, str]
-    values: tuple[float, float]
-    half_widths: tuple[float, float]
-    holds: bool
-    text: str
-
-
-def check_strategy_claims(scenario: Scenario, episodes: int, seed: int, confidence_z: float = Z95) -> list[StrategyClaim]:
-    """Check every ``expect`` entry that names a strategy.
-
-    A side that is a fixed regimen (a plan, a regimen mapping, or a strategy that exposes
-    its regimen) is scored by the exact analysis, with zero width; an adaptive strategy by
-    its benchmark interval. A ``better`` claim holds when the intervals do not overlap and
-    the order is right; a ``same`` claim holds when the gap is within the tolerance.
-    """
-    from envs.analysis import contender_regimen
-
-    out = []
-    layout = ProxyAlignmentVectorEnv(num_envs=1, scenario=scenario, observation="belief").layout
-    cache: dict[str, BenchResult] = {}
-    for i, exp in enumerate(scenario.expect):
-        sides = exp.contenders
-        if all(contender_regimen(scenario, c) is not None for c in sides):
-            continue  # both sides are plans: envs.analysis.check_expectations covers it
-        values, halves, labels = [], [], []
-        for c in sides:
-            regimen = contender_regimen(scenario, c)
-            if regimen is None:
-                resolve_names([], [c])
-                regimen = make_strategy(c, scenario, layout).regimen()
-            if regimen is not None:
-                values.append(getattr(analyze(scenario, regimen), exp.metric))
-                halves.append(0.0)
-                labels.append(c if isinstance(c, str) else regimen.describe(scenario))
-                labels[-1] += " (exact)"
-            else:
-                if c not in cache:
-                    cache[c] = run_pair(scenario, c, episodes, seed)
-                v, h = cache[c].interval(exp.metric, confidence_z)
-                values.append(v)
-                halves.append(h)
-                labels.append(f"{c} ({episodes} episodes)")
-        (a, b), (ha, hb) = values, halves
-        if exp.same is not None:
-            holds = abs(a - b) + ha + hb <= exp.tolerance  # the whole of both intervals within the tolerance
-            text = f"{exp.metric}: {a:.4f} vs {b:.4f} (|diff| {abs(a - b):.4f} <= {exp.tolerance})  [{labels[0]}] vs [{labels[1]}]"
-        else:
-            if exp.metric in LOWER_IS_BETTER:
-                holds = a + ha < b - hb
-            else:
-                holds = a - ha > b + hb
-            text = f"{exp.metric}: {a:.4f} +- {ha:.4f} vs {b:.4f} +- {hb:.4f}  [{labels[0]}] better than [{labels[1]}]"
-        out.append(StrategyClaim(scenario.name, i, exp.metric, (str(sides[0]), str(sides[1])), (a, b), (ha, hb), holds, text))
-    return out

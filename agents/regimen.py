@@ -1,6 +1,6 @@
 """A fixed regimen played in the env: the same object the exact analysis scores.
 
-The regimen (``envs.analysis.Regimen``) is decided before anything is observed; the
+The regimen (``proxygym.envs.analysis.Regimen``) is decided before anything is observed; the
 agent only applies its rules to what the observation shows: discard a run when a
 screened proxy fails at an early checkpoint or the test set fails at the final one,
 deploy when it passes, and on the last run, with fallback ``deploy``, play on and
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.analysis import Regimen
-from envs.observation import ObservationLayout
-from envs.proxy_alignment import CONTINUE, DEPLOY, DISCARD, decision_kind
+from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, decision_kind
+from proxygym.envs.observation import ObservationLayout
+from proxygym.envs.regimen import Regimen
 
 #: KEEP_VERDICT[kind of decision point, keep]: a run's start is always continued; at an early
 #: checkpoint a run is kept by continuing, at the final one by deploying; else it is discarded.
@@ -24,7 +24,7 @@ KEEP_VERDICT = np.array([[CONTINUE, CONTINUE], [DISCARD, CONTINUE], [DISCARD, DE
 
 
 class RegimenAgent:
-    """Plays a :class:`~envs.analysis.Regimen`; call it with an observation, get an action.
+    """Plays a :class:`~proxygym.envs.analysis.Regimen`; call it with an observation, get an action.
 
     ``agent(obs)`` takes one observation ``(n,)`` and returns one action, or a batch
     ``(N, n)`` (from a vector env) and returns ``(N, 2 + k)`` actions.

@@ -5,9 +5,9 @@ What the organization knows at any decision point is the Bayesian filter's poste
 base rate, and, while a run is under way, the joint ``J(v, s)`` over that run's idea's
 base rate and latent state, together with the run's anti-training counts. The solver
 plans over exactly that object, and every number it uses comes from the arrays of
-:class:`envs.dynamics.Dynamics` through the filter's own update functions
-(:func:`envs.belief.start_joint`, :func:`~envs.belief.predict_joint`,
-:func:`~envs.belief.condition_joint`, :func:`~envs.belief.end_weights`); nothing about
+:class:`proxygym.envs.dynamics.Dynamics` through the filter's own update functions
+(:func:`proxygym.envs.belief.start_joint`, :func:`~proxygym.envs.belief.predict_joint`,
+:func:`~proxygym.envs.belief.condition_joint`, :func:`~proxygym.envs.belief.end_weights`); nothing about
 transitions or test probabilities is derived here.
 
 State space
@@ -53,13 +53,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from envs.belief import condition_joint, end_weights, predict_joint, start_joint
-from envs.dynamics import ANTI, USAGE_LETTERS, Dynamics
-from envs.observation import ObservationLayout
-from envs.proxy_alignment import CONTINUE, DEPLOY, DISCARD
-from envs.scenario import ProxyGymError, Scenario, load_scenario
-
-from agents.strategies import Strategy
+from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD
+from proxygym.envs.belief import condition_joint, end_weights, predict_joint, start_joint
+from proxygym.envs.dynamics import Dynamics
+from proxygym.envs.errors import ProxyGymError
+from proxygym.envs.regimen import ANTI, USAGE_LETTERS
+from proxygym.envs.scenario import Scenario, load_scenario
 
 #: Action codes stored per node: a usage code (>= 0), or one of these.
 DISCARD_CODE, DEPLOY_CODE = -1, -2
@@ -234,7 +233,7 @@ class SizeEstimate:
             )
 
 
-def estimate_size(scenario: Scenario, dynamics: Dynamics | None = None, _builder: "_Builder | None" = None) -> SizeEstimate:
+def estimate_size(scenario: Scenario, _builder: "_Builder | None" = None) -> SizeEstimate:
     """Bound the work and memory of an exact solve from above, before solving.
 
     One run tree has ``N = sum_{d=0..T} (3^k 2^k)^d`` nodes. A program state is ``(n, W)``;
@@ -248,7 +247,7 @@ def estimate_size(scenario: Scenario, dynamics: Dynamics | None = None, _builder
     per node plus BYTES_PER_STATE. Only the prior's own trees are built to count the
     ``U_i``, and only when one tree fits in memory.
     """
-    dyn = dynamics or Dynamics(scenario)
+    dyn = Dynamics.of(scenario)
     N = tree_nodes(dyn)
     m, B = dyn.n_ideas, scenario.budget
     fan = dyn.n_usages * 2**dyn.n_proxies
@@ -428,17 +427,17 @@ class Solution:
         return dict(p_deploy_aligned=da, p_deploy_misaligned=dm, p_abstain=ab, expected_runs=runs, expected_return=ret)
 
 
-def solve(scenario: "Scenario | str", dynamics: Dynamics | None = None) -> Solution:
+def solve(scenario: "Scenario | str") -> Solution:
     """The Bayes-optimal policy of a scenario and its value, by exact backward induction.
 
-    Raises :class:`envs.scenario.ProxyGymError` (one line) when the scenario is too large
+    Raises :class:`proxygym.envs.errors.ProxyGymError` (one line) when the scenario is too large
     (see :func:`estimate_size`).
     """
     start = time.perf_counter()
     scenario = load_scenario(scenario)
-    dyn = dynamics or Dynamics(scenario)
+    dyn = Dynamics.of(scenario)
     builder = _Builder(dyn)
-    est = estimate_size(scenario, dyn, builder)
+    est = estimate_size(scenario, builder)
     est.check(scenario)
 
     r = scenario.reward
@@ -517,105 +516,6 @@ def _backward(tree: RunTree, disc_by_end: np.ndarray, reward, T: int, C: int, R:
         value = np.where(keep, cont, dis)
         acts[d] = np.where(keep, best, DISCARD_CODE).astype(np.int8)
     raise AssertionError("unreachable")
-
-
-# -- playing the policy -------------------------------------------------------------------
-class OptimalStrategy(Strategy):
-    """The Bayes-optimal policy (:func:`solve`), played from the observation.
-
-    The policy is looked up by the solver's state, which the strategy follows itself for
-    each episode of the batch: the program state (runs left and each idea's base-rate
-    posterior, as the solver interned it) and, within a run, the node of the run tree
-    that the run's usages and results so far (read from the observation) lead to. When a
-    run ends in a discard, the next observation is a run's start and the program state
-    moves to the one the solver reached from the node where the run ended. A run's start
-    with the whole budget left is a new episode (a reset or an autoreset). The pooled
-    counts of the ``history`` observation and the ``belief`` read-outs do not always fix
-    the exact posterior (an unknown base rate with several support values), so the
-    strategy does not rely on them; it works in either observation mode.
-
-    Essay: "Formal" (Bayes' rule decides) and "Cost": the best an organization that knows
-    the scenario can do, the ceiling for every other strategy.
-    """
-
-    name = "optimal"
-    needs_belief = False
-
-    def __init__(
-        self,
-        scenario: Scenario,
-        layout: ObservationLayout,
-        seed: int | None = None,
-        solution: "Solution | None" = None,
-    ):
-        super().__init__(scenario, layout, seed)
-        self.solution = solution if solution is not None else solve(scenario)
-        self.policy = self.solution.policy
-        dyn = self.policy.dyn
-        self._usages = dyn.usages
-        self._code_weights = 3 ** np.arange(self.n_proxies)
-        self._result_weights = 2 ** np.arange(self.n_proxies)
-        self._left = np.array([n for n, _ in self.policy.keys] + [-1])  # runs left per state; [-1]: unknown
-        self._state = np.zeros(0, dtype=np.int64)  # per episode: the program state (-1: unknown)
-        self._level = np.zeros(0, dtype=np.int64)  # the checkpoint last seen in the current run (0: none)
-        self._node = np.zeros(0, dtype=np.int64)  # the node there
-
-    def exact_return(self) -> float:
-        """The solver's value: this strategy's expected return, exactly."""
-        return self.solution.value
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        pol, T, k, B = self.policy, self.n_phases, self.n_proxies, self.budget
-        o = self.layout.decode(obs)
-        n = obs.shape[0]
-        if len(self._state) != n:
-            self._state = np.full(n, -1, dtype=np.int64)
-            self._level = np.zeros(n, dtype=np.int64)
-            self._node = np.zeros(n, dtype=np.int64)
-        d, runs_left = self.layout.position(obs, B)
-
-        fresh = (d == 0) & (runs_left == B)
-        self._state[fresh], self._level[fresh], self._node[fresh] = pol.root, 0, 0
-        ended = np.flatnonzero((d == 0) & ~fresh & (self._level > 0) & (self._state >= 0))
-        if len(ended):
-            triples = np.stack([self._state[ended], self._level[ended], self._node[ended]], axis=1)
-            uniq, inv = np.unique(triples, axis=0, return_inverse=True)
-            nxt = np.array([pol.after_discard(int(s), int(c), int(x)) for s, c, x in uniq])
-            self._state[ended] = nxt[inv.reshape(-1)]
-            self._level[ended], self._node[ended] = 0, 0
-
-        running = d > 0
-        if running.any():
-            usage = np.argmax(o["usage"], axis=-1)  # (N, T, k)
-            step = (usage @ self._code_weights) * 2**k + ((o["results"][..., 0] > 0.5) @ self._result_weights)
-            node = np.zeros(n, dtype=np.int64)
-            for t in range(T):
-                node = np.where(t < d, node * pol.fan + step[:, t], node)
-            self._level[running], self._node[running] = d[running], node[running]
-
-        state = self._state
-        expected_left = self._left[state] - (d > 0)  # state -1 reads the last entry, -1
-        if (state < 0).any() or (expected_left != runs_left).any():
-            bad = int(np.flatnonzero((state < 0) | (expected_left != runs_left))[0])
-            raise RuntimeError(
-                f"OptimalStrategy lost track of episode {bad} of the batch: it must see every observation"
-                " of an episode from its start (checkpoint 0 with the whole budget left)"
-            )
-
-        code = np.empty(n, dtype=np.int64)
-        idea = np.empty(n, dtype=np.int64)
-        for s in np.unique(state):
-            rows = np.flatnonzero(state == s)
-            acts = pol.actions[int(s)]
-            idea[rows] = pol.ideas[int(s)]
-            for c in np.unique(d[rows]):
-                sub = rows[d[rows] == c]
-                code[sub] = acts[int(c)][self._node[sub] * (c > 0)]
-        out = np.zeros((n, 2 + k), dtype=np.int64)
-        out[:, 0] = np.where(code >= 0, CONTINUE, np.where(code == DEPLOY_CODE, DEPLOY, DISCARD))
-        out[:, 1 : 1 + k] = np.where((code >= 0)[:, None], self._usages[np.maximum(code, 0)], 0)
-        out[:, 1 + k] = idea
-        return out
 
 
 # -- a readable description --------------------------------------------------------------------

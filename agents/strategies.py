@@ -1,10 +1,10 @@
 """Named heuristic strategies: the ways of using proxies that the essay discusses.
 
 Every strategy has one interface: ``strategy.act(obs)`` takes a batch of observations
-``(N, n)`` (from :class:`envs.vector.ProxyAlignmentVectorEnv`, or one observation of
-:class:`envs.proxy_alignment.ProxyAlignmentEnv` as a batch of one) and returns ``(N, 2 + k)``
+``(N, n)`` (from :class:`proxygym.envs.vector.ProxyAlignmentVectorEnv`, or one observation of
+:class:`proxygym.envs.proxy_alignment.ProxyAlignmentEnv` as a batch of one) and returns ``(N, 2 + k)``
 actions; ``strategy(obs)`` also accepts a single observation. A strategy reads the
-observation only through :class:`envs.observation.ObservationLayout`, so it sees what an
+observation only through :class:`proxygym.envs.observation.ObservationLayout`, so it sees what an
 organization sees and nothing hidden.
 
 A strategy that is a fixed regimen (decided before anything is observed) returns it from
@@ -19,12 +19,14 @@ from typing import Callable
 
 import numpy as np
 
-from agents.regimen import RegimenAgent
-from envs.analysis import Regimen, analyze, make_regimen
-from envs.dynamics import Dynamics
-from envs.observation import ObservationLayout
-from envs.proxy_alignment import CONTINUE, DEPLOY, DISCARD
-from envs.scenario import ProxyGymError, Scenario
+from proxygym.agents.regimen import RegimenAgent
+from proxygym.agents.solver import DEPLOY_CODE, Solution, solve
+from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD
+from proxygym.envs.analysis import analyze
+from proxygym.envs.errors import ProxyGymError
+from proxygym.envs.observation import ObservationLayout
+from proxygym.envs.regimen import Regimen, make_regimen
+from proxygym.envs.scenario import Scenario
 
 
 class Strategy(ABC):
@@ -228,12 +230,11 @@ class BayesThreshold(Strategy):
 
     def __init__(self, scenario, layout, seed=None):
         super().__init__(scenario, layout, seed)
-        dyn = Dynamics(scenario)
         r = scenario.reward
         # worth[n]: what n runs left are worth under always_reserve (n = 0: abstain)
         self.worth = np.array(
             [r.abstain]
-            + [analyze(scenario, make_regimen(scenario, "R", budget=n), dyn).expected_return for n in range(1, self.budget + 1)]
+            + [analyze(scenario, make_regimen(scenario, "R", budget=n)).expected_return for n in range(1, self.budget + 1)]
         )
 
     def act(self, obs):
@@ -265,11 +266,102 @@ class RandomStrategy(Strategy):
         return np.concatenate([verdict[:, None], usage, idea], axis=1).astype(np.int64)
 
 
-def _optimal(scenario: Scenario, layout: ObservationLayout, seed: int | None = None) -> Strategy:
-    """The Bayes-optimal policy (agents.solver), imported when asked for: the solver builds on this module."""
-    from agents.solver import OptimalStrategy
+class OptimalStrategy(Strategy):
+    """The Bayes-optimal policy (:func:`proxygym.agents.solver.solve`), played from the observation.
 
-    return OptimalStrategy(scenario, layout, seed)
+    The policy is looked up by the solver's state, which the strategy follows itself for
+    each episode of the batch: the program state (runs left and each idea's base-rate
+    posterior, as the solver interned it) and, within a run, the node of the run tree
+    that the run's usages and results so far (read from the observation) lead to. When a
+    run ends in a discard, the next observation is a run's start and the program state
+    moves to the one the solver reached from the node where the run ended. A run's start
+    with the whole budget left is a new episode (a reset or an autoreset). The pooled
+    counts of the ``history`` observation and the ``belief`` read-outs do not always fix
+    the exact posterior (an unknown base rate with several support values), so the
+    strategy does not rely on them; it works in either observation mode.
+
+    Essay: "Formal" (Bayes' rule decides) and "Cost": the best an organization that knows
+    the scenario can do, the ceiling for every other strategy.
+    """
+
+    name = "optimal"
+    needs_belief = False
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        layout: ObservationLayout,
+        seed: int | None = None,
+        solution: Solution | None = None,
+    ):
+        super().__init__(scenario, layout, seed)
+        self.solution = solution if solution is not None else solve(scenario)
+        self.policy = self.solution.policy
+        dyn = self.policy.dyn
+        self._usages = dyn.usages
+        self._code_weights = 3 ** np.arange(self.n_proxies)
+        self._result_weights = 2 ** np.arange(self.n_proxies)
+        self._left = np.array([n for n, _ in self.policy.keys] + [-1])  # runs left per state; [-1]: unknown
+        self._state = np.zeros(0, dtype=np.int64)  # per episode: the program state (-1: unknown)
+        self._level = np.zeros(0, dtype=np.int64)  # the checkpoint last seen in the current run (0: none)
+        self._node = np.zeros(0, dtype=np.int64)  # the node there
+
+    def exact_return(self) -> float:
+        """The solver's value: this strategy's expected return, exactly."""
+        return self.solution.value
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        pol, T, k, B = self.policy, self.n_phases, self.n_proxies, self.budget
+        o = self.layout.decode(obs)
+        n = obs.shape[0]
+        if len(self._state) != n:
+            self._state = np.full(n, -1, dtype=np.int64)
+            self._level = np.zeros(n, dtype=np.int64)
+            self._node = np.zeros(n, dtype=np.int64)
+        d, runs_left = self.layout.position(obs, B)
+
+        fresh = (d == 0) & (runs_left == B)
+        self._state[fresh], self._level[fresh], self._node[fresh] = pol.root, 0, 0
+        ended = np.flatnonzero((d == 0) & ~fresh & (self._level > 0) & (self._state >= 0))
+        if len(ended):
+            triples = np.stack([self._state[ended], self._level[ended], self._node[ended]], axis=1)
+            uniq, inv = np.unique(triples, axis=0, return_inverse=True)
+            nxt = np.array([pol.after_discard(int(s), int(c), int(x)) for s, c, x in uniq])
+            self._state[ended] = nxt[inv.reshape(-1)]
+            self._level[ended], self._node[ended] = 0, 0
+
+        running = d > 0
+        if running.any():
+            usage = np.argmax(o["usage"], axis=-1)  # (N, T, k)
+            step = (usage @ self._code_weights) * 2**k + ((o["results"][..., 0] > 0.5) @ self._result_weights)
+            node = np.zeros(n, dtype=np.int64)
+            for t in range(T):
+                node = np.where(t < d, node * pol.fan + step[:, t], node)
+            self._level[running], self._node[running] = d[running], node[running]
+
+        state = self._state
+        expected_left = self._left[state] - (d > 0)  # state -1 reads the last entry, -1
+        if (state < 0).any() or (expected_left != runs_left).any():
+            bad = int(np.flatnonzero((state < 0) | (expected_left != runs_left))[0])
+            raise RuntimeError(
+                f"OptimalStrategy lost track of episode {bad} of the batch: it must see every observation"
+                " of an episode from its start (checkpoint 0 with the whole budget left)"
+            )
+
+        code = np.empty(n, dtype=np.int64)
+        idea = np.empty(n, dtype=np.int64)
+        for s in np.unique(state):
+            rows = np.flatnonzero(state == s)
+            acts = pol.actions[int(s)]
+            idea[rows] = pol.ideas[int(s)]
+            for c in np.unique(d[rows]):
+                sub = rows[d[rows] == c]
+                code[sub] = acts[int(c)][self._node[sub] * (c > 0)]
+        out = np.zeros((n, 2 + k), dtype=np.int64)
+        out[:, 0] = np.where(code >= 0, CONTINUE, np.where(code == DEPLOY_CODE, DEPLOY, DISCARD))
+        out[:, 1 : 1 + k] = np.where((code >= 0)[:, None], self._usages[np.maximum(code, 0)], 0)
+        out[:, 1 + k] = idea
+        return out
 
 
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
@@ -285,9 +377,9 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
         IdeaScreening,
         BayesThreshold,
         RandomStrategy,
+        OptimalStrategy,
     )
 }
-STRATEGIES["optimal"] = _optimal
 
 
 def make_strategy(name: str, scenario: Scenario, layout: ObservationLayout, seed: int | None = None) -> Strategy:

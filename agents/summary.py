@@ -1,11 +1,11 @@
 """What a trained agent does on a scenario, in numbers, a table, a picture and TensorBoard.
 
 A :class:`PolicySummary` is computed from a model played deterministically in the single
-env (:func:`agents.training.play_model`): its outcomes (return with a 95% interval,
+env (:func:`proxygym.agents.training.play_model`): its outcomes (return with a 95% interval,
 P(deploy aligned), P(deploy misaligned), P(abstain), runs used), its policy (the usage of
 each proxy in each phase, the share of runs discarded at each checkpoint, the ideas it
 starts runs with) and the reference it is judged against: the best of the named strategies
-of :mod:`agents.strategies` on the same scenario (and, once the exact solver fills it in,
+of :mod:`proxygym.agents.strategies` on the same scenario (and, once the exact solver fills it in,
 the optimal return).
 
 The same summary is written three ways: :func:`format_text` (Markdown, what
@@ -37,14 +37,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from agents.training import ALGOS, algo_class, make_env, play_model
-from envs.dynamics import ANTI, RESERVE, TRAIN, USAGE_LETTERS, USAGE_NAMES
-from envs.observation import OBSERVATION_MODES
-from envs.proxy_alignment import CONTINUE
-from envs.scenario import ProxyGymError, Scenario, load_scenario
-
 from stable_baselines3.common.callbacks import BaseCallback
+
+from proxygym.agents.training import ALGOS, algo_class, make_env, play_model
+from proxygym.envs.actions import CONTINUE
+from proxygym.envs.errors import ProxyGymError
+from proxygym.envs.observation import OBSERVATION_MODES
+from proxygym.envs.regimen import ANTI, RESERVE, TRAIN, USAGE_LETTERS, USAGE_NAMES
+from proxygym.envs.scenario import Scenario, load_scenario
 
 Z95 = 1.959963984540054
 #: The best-strategy reference: every strategy, this many episodes, this seed (the README's benchmark).
@@ -117,12 +117,12 @@ _HEURISTICS_CACHE: dict[str, list] = {}
 
 
 def heuristic_results(scenario: Scenario) -> list:
-    """Every heuristic strategy of :data:`agents.strategies.STRATEGIES` benchmarked on ``scenario``
+    """Every heuristic strategy of :data:`proxygym.agents.strategies.STRATEGIES` benchmarked on ``scenario``
     (:data:`BEST_EPISODES` episodes, seed :data:`BEST_SEED`, the numbers of the README's table),
     once per process: the scenario does not change during training, so neither do these. The
     optimum is not among them: it has its own reference line (alignment/optimal_return)."""
-    from agents.bench import run_pair
-    from agents.strategies import STRATEGIES
+    from proxygym.agents.bench import run_pair
+    from proxygym.agents.strategies import STRATEGIES
 
     key = scenario.model_dump_json()  # by content: two files may share a name
     if key not in _HEURISTICS_CACHE:
@@ -614,14 +614,14 @@ def inspect_model(
     written at step 0 (the tags of :func:`write_summary`) to a new run folder in it,
     ``inspect_<model file stem>_<n>`` (numbered as SB3 numbers training runs), so that
     inspections do not pile up in one run and sit beside the training runs. Every problem is a
-    :class:`~envs.scenario.ProxyGymError` with a one-line message.
+    :class:`~proxygym.envs.scenario.ProxyGymError` with a one-line message.
     """
     scenario = load_scenario(scenario)
     if episodes < 2:
         raise ProxyGymError(f"--episodes must be at least 2 (for an interval), got {episodes}")
     model, algo, observation = load_for_scenario(model_path, scenario, algo)
     if optimal_return is None:
-        from agents.bench import optimal_value
+        from proxygym.agents.bench import optimal_value
 
         optimal_return = optimal_value(scenario)
     summary = summarize(model, algo, scenario, observation, episodes, seed, optimal_return)

@@ -14,9 +14,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.proxy_alignment import CONTINUE, ProxyAlignmentEnv, nearest_allowed
-from envs.scenario import ProxyGymError, Scenario
+from proxygym.envs.actions import CONTINUE, nearest_allowed
+from proxygym.envs.errors import ProxyGymError
+from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
+from proxygym.envs.scenario import Scenario
 
+HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 ALGOS = ("ppo", "a2c", "dqn", "maskable_ppo", "recurrent_ppo")
 POLICIES = {"recurrent_ppo": "MlpLstmPolicy"}  # every other algorithm: "MlpPolicy"
 

@@ -13,23 +13,23 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
-from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.solver import solve  # noqa: E402
-from agents.strategies import STRATEGIES  # noqa: E402
-from envs.analysis import analyze  # noqa: E402
-from envs.dynamics import Dynamics  # noqa: E402
-from envs.observation import ObservationLayout  # noqa: E402
-from envs.scenario import load_scenario, shipped_scenarios  # noqa: E402
+from proxygym.agents.solver import solve  # noqa: E402
+from proxygym.agents.strategies import STRATEGIES  # noqa: E402
+from proxygym.envs.analysis import analyze  # noqa: E402
+from proxygym.envs.dynamics import Dynamics  # noqa: E402
+from proxygym.envs.observation import ObservationLayout  # noqa: E402
+from proxygym.envs.scenario import load_scenario, shipped_scenarios  # noqa: E402
 
 
 def best_fixed(scenario) -> tuple[float, str]:
     """The best exact expected return among the named strategies that are fixed regimens."""
-    dyn = Dynamics(scenario)
+    dyn = Dynamics.of(scenario)
     layout = ObservationLayout(dyn, "belief")
     best = (float("-inf"), "")
     for name, cls in STRATEGIES.items():

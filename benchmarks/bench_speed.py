@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.bench import resolve_names, run_pair  # noqa: E402
+from proxygym.agents.bench import resolve_names, run_pair  # noqa: E402
 
 
 def cartpole_episodes_per_second(seconds: float = 5.0, seed: int = 0) -> float:

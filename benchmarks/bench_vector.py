@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import envs  # noqa: E402,F401  (registers ProxyAlignment-v0)
+import proxygym  # noqa: E402,F401  (registers ProxyAlignment-v0)
 
 
 def time_proxy_alignment(num_envs: int, steps: int, scenario: str, seed: int) -> float:

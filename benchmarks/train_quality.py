@@ -4,7 +4,7 @@
 
 For each scenario: ``train.py`` with the hyperparameter file's budget (or ``-n``), then the
 trained agent's mean return over 2,000 episodes with its 95% interval, beside the exact
-optimum (agents.solver), the best heuristic strategy (benchmark, 2,000 episodes, seed 0, as
+optimum (proxygym.agents.solver), the best heuristic strategy (benchmark, 2,000 episodes, seed 0, as
 the README's table) and first_model's exact return, and the normalized score
 (agent - first_model) / (optimal - first_model). The table between the markers in
 benchmarks/README.md is replaced; the rest of that file is kept.
@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import train  # noqa: E402
-from agents.bench import optimal_value, run_pair  # noqa: E402
-from agents.strategies import STRATEGIES  # noqa: E402
-from envs.scenario import load_scenario, shipped_scenarios  # noqa: E402
-from proxygym.files import write_text_atomic  # noqa: E402
+from proxygym.agents.bench import optimal_value, run_pair  # noqa: E402
+from proxygym.agents.files import write_text_atomic  # noqa: E402
+from proxygym.agents.strategies import STRATEGIES  # noqa: E402
+from proxygym.envs.scenario import load_scenario, shipped_scenarios  # noqa: E402
 
 START, END = "<!-- train-quality:start -->", "<!-- train-quality:end -->"
 

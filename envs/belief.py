@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.dynamics import Dynamics
+from proxygym.envs.dynamics import Dynamics
 
 
 def padded_support(dynamics: Dynamics) -> tuple[np.ndarray, np.ndarray]:

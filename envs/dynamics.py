@@ -1,7 +1,7 @@
 """The dynamics of one training run, defined once, as arrays.
 
 Everything that simulates or reasons about a run (the env, the Bayesian filter, the
-exact analysis, and later the vectorized env and the solver) reads these arrays;
+exact analysis, the vector env and the solver) reads these arrays;
 none of them re-derives a transition or a test probability. The formulas are stated
 in ``docs/model.md``; each one below cites its section there.
 
@@ -14,13 +14,11 @@ proxy j whatever the model's values). It is packed into one index
 from __future__ import annotations
 
 import itertools
+
 import numpy as np
 
-from envs.scenario import Scenario
-
-RESERVE, TRAIN, ANTI = 0, 1, 2
-USAGE_LETTERS = "RTA"
-USAGE_NAMES = ("reserve", "train", "anti")
+from proxygym.envs.regimen import ANTI, TRAIN
+from proxygym.envs.scenario import Scenario
 
 
 def sigmoid(x: np.ndarray | float) -> np.ndarray:
@@ -48,6 +46,11 @@ class Dynamics:
         base_rate_values, base_rate_probs: per idea, the support of its base rate and
             the prior over it (one value with probability 1 when the rate is known).
     """
+
+    @classmethod
+    def of(cls, scenario: Scenario) -> "Dynamics":
+        """The scenario's dynamics, compiled once per scenario object and shared by every consumer."""
+        return scenario.cached("dynamics", cls)
 
     def __init__(self, scenario: Scenario):
         self.scenario = scenario

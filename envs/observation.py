@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.dynamics import Dynamics
+from proxygym.envs.dynamics import Dynamics
 
 OBSERVATION_MODES = ("history", "belief")
 
@@ -64,6 +64,11 @@ class ObservationLayout:
     ``base_rate``             (m,)         posterior mean base rate of each idea
     ========================  ===========  ===================================================
     """
+
+    @classmethod
+    def of(cls, scenario, mode: str = "history") -> "ObservationLayout":
+        """The layout of a scenario's observations in ``mode``."""
+        return cls(Dynamics.of(scenario), mode)
 
     def __init__(self, dynamics: Dynamics, mode: str = "history"):
         if mode not in OBSERVATION_MODES:

@@ -16,6 +16,9 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from proxygym.envs.errors import ScenarioError
+from proxygym.envs.regimen import MAX_BUDGET, PLAN_PATTERN, regimen_from_spec
+
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -24,7 +27,6 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_PROXIES = 4
 MAX_PHASES = 8
 MAX_IDEAS = 8
-MAX_BUDGET = 1000
 
 #: Outcomes of the analysis for which a smaller value is the better one.
 LOWER_IS_BETTER = frozenset({"p_deploy_misaligned", "p_abstain", "expected_runs", "p_pass_misaligned"})
@@ -42,14 +44,6 @@ METRICS = (
     "p_abstain",
     "expected_return",
 )
-
-
-class ProxyGymError(Exception):
-    """A user-facing error: its message is one line that says what is wrong and what is allowed."""
-
-
-class ScenarioError(ProxyGymError):
-    """A scenario file (or a plan, test set or name given with it) is malformed."""
 
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -125,11 +119,8 @@ class Proxy(_Strict):
         return v
 
 
-PLAN_PATTERN = re.compile(r"^[RTA]+(,[RTA]+)*$")
-
-
 class RegimenSpec(_Strict):
-    """A fixed regimen named in an ``expect`` entry (see envs.analysis.Regimen)."""
+    """A fixed regimen named in an ``expect`` entry (see proxygym.envs.regimen.Regimen)."""
 
     plan: str
     test: Union[str, None] = None
@@ -215,6 +206,7 @@ class Scenario(_Strict):
     proxies: list[Proxy] = Field(min_length=1, max_length=MAX_PROXIES)
     expect: list[Expectation] = Field(default_factory=list)
     _source: str = PrivateAttr(default="")
+    _cache: dict = PrivateAttr(default_factory=dict)
 
     def __eq__(self, other: object) -> bool:
         # Where a scenario was read from is not part of what it is.
@@ -227,6 +219,16 @@ class Scenario(_Strict):
     def source(self) -> str:
         """Where the scenario came from (its file), for error messages."""
         return self._source or self.name
+
+    def cached(self, key: str, build):
+        """``build(self)``, computed once per scenario object (a scenario is frozen, so it cannot go stale).
+
+        The compiled dynamics and the exact optimum live here, so every consumer of one
+        loaded scenario shares them.
+        """
+        if key not in self._cache:
+            self._cache[key] = build(self)
+        return self._cache[key]
 
     @field_validator("budget", mode="before")
     @classmethod
@@ -254,9 +256,6 @@ class Scenario(_Strict):
         return self
 
     def _check_regimen(self, spec: RegimenSpec) -> None:
-        # Imported here: analysis depends on this module.
-        from envs.analysis import regimen_from_spec
-
         try:
             regimen_from_spec(self, spec)
         except ScenarioError as err:
@@ -270,11 +269,6 @@ class Scenario(_Strict):
     @property
     def idea_names(self) -> list[str]:
         return [i.name for i in self.ideas]
-
-    def idea_index(self, name: str) -> int:
-        if name not in self.idea_names:
-            raise ScenarioError(f"{self.source}: unknown idea {name!r}; ideas are {', '.join(self.idea_names)}")
-        return self.idea_names.index(name)
 
 
 _TYPE_TAGS = {"float", "int", "str", "bool", "list", "dict", "none"}

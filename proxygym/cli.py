@@ -11,7 +11,14 @@ import json
 import math
 import sys
 
-from envs.scenario import ProxyGymError, ScenarioError, load_scenario, shipped_scenarios
+from proxygym.agents.bench import format_markdown, format_tables, resolve_names, run_bench, write_csv, write_json, write_plot
+from proxygym.agents.claims import check_claims
+from proxygym.agents.files import write_text_atomic
+from proxygym.agents.solver import describe_policy, estimate_size, solve
+from proxygym.envs.analysis import analyze, compare, what_moved
+from proxygym.envs.errors import ProxyGymError, ScenarioError
+from proxygym.envs.regimen import make_regimen
+from proxygym.envs.scenario import load_scenario, shipped_scenarios
 
 DESCRIPTIONS = {
     "base_rate": "P(aligned at the final checkpoint)",
@@ -49,7 +56,6 @@ def _parse_screens(scenario, items: list[str]) -> dict[int, str]:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from envs.analysis import analyze, compare, make_regimen, what_moved
 
     scenario = load_scenario(args.scenario)
     common = dict(
@@ -128,18 +134,12 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    from agents.bench import check_strategy_claims
-    from envs.analysis import check_expectations
-
     names = args.scenario or shipped_scenarios()
     failed = 0
     for name in names:
         sc = load_scenario(name)
         print(f"{sc.name}: {sc.title}")
-        strategy_checks = {c.index: c for c in check_strategy_claims(sc, args.episodes, args.seed, confidence_z=3.29)}
-        for check in check_expectations(sc):
-            if check.index in strategy_checks:  # names a strategy: exact where it is a fixed regimen, else the benchmark
-                check = strategy_checks[check.index]
+        for check in check_claims(sc, args.episodes, args.seed):
             mark = {True: "holds", False: "FAILS", None: "undefined"}[check.holds]
             failed += check.holds is not True
             print(f"  [{mark}] {check.text}")
@@ -147,7 +147,6 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from agents.bench import format_markdown, format_tables, resolve_names, run_bench, write_csv, write_json, write_plot
 
     scenarios, strategies = resolve_names(args.scenario, args.strategy)
     results = run_bench(
@@ -159,8 +158,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.csv:
         write_csv(results, args.csv)
     if args.markdown:
-        from proxygym.files import write_text_atomic
-
         write_text_atomic(args.markdown, format_markdown(results))
     if args.plot:
         write_plot(results, args.plot)
@@ -171,8 +168,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
-    from agents.solver import describe_policy, estimate_size, solve
-
     scenario = load_scenario(args.scenario)
     estimate_size(scenario).check(scenario)  # refuses, in one line, before spending the time
     solution = solve(scenario)
@@ -257,15 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from agents.summary import run_inspect  # imports SB3 and torch: only when needed
+    from proxygym.agents.summary import run_inspect  # imports SB3 and torch: only when needed
 
     return run_inspect(args)
 
 
 def _train(argv: list[str]) -> int:
-    import train
+    from proxygym.train import main as train_main  # imports SB3 and torch: only when needed
 
-    return train.main(argv)
+    return train_main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,14 +13,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``python -m proxygym ARGS`` in a subprocess, as a user would."""
+    """Run ``python -m proxygym ARGS`` in a subprocess, as a user would (the installed package, no PYTHONPATH)."""
     return subprocess.run(
         [sys.executable, "-m", "proxygym", *args],
         capture_output=True,
         text=True,
         cwd=cwd or ROOT,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
 
 
@@ -42,6 +40,6 @@ def within_interval(successes: int, n: int, p: float, z: float) -> bool:
 
 @pytest.fixture(scope="session")
 def shipped():
-    from envs.scenario import load_scenario, shipped_scenarios
+    from proxygym.envs.scenario import load_scenario, shipped_scenarios
 
     return [load_scenario(n) for n in shipped_scenarios()]

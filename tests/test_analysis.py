@@ -9,10 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.regimen import RegimenAgent, play_episode
-from envs.analysis import analyze, compare, make_regimen
-from envs.proxy_alignment import ProxyAlignmentEnv
-from envs.scenario import parse_scenario
+from proxygym.agents.regimen import RegimenAgent, play_episode
+from proxygym.envs.analysis import analyze, compare
+from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
+from proxygym.envs.regimen import make_regimen
+from proxygym.envs.scenario import parse_scenario
 from tests.conftest import within_interval, z_value
 
 SIG1 = 1.0 / (1.0 + math.exp(-1.0))  # sigmoid(1) = 0.7310586
@@ -284,7 +285,7 @@ def monte_carlo(sc, regimen, episodes: int, seed: int) -> dict:
 
 def regimens_to_check(sc):
     """The basic regimens, an abstaining one, and every fixed regimen the scenario's claims name."""
-    from envs.analysis import contender_regimen
+    from proxygym.agents.claims import contender_regimen
 
     out = [
         make_regimen(sc, "R"),

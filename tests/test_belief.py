@@ -8,9 +8,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.regimen import RegimenAgent
-from envs.analysis import make_regimen
-from envs.proxy_alignment import ProxyAlignmentEnv
+from proxygym.agents.regimen import RegimenAgent
+from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
+from proxygym.envs.regimen import make_regimen
 from tests.conftest import within_interval, z_value
 from tests.test_analysis import scenarios
 
@@ -25,7 +25,7 @@ def collect(env: ProxyAlignmentEnv, agent, episodes: int, seed: int):
         while not done:
             obs, _, done, _, info = env.step(agent(obs))
             if not done:
-                truth = bool(env.dynamics.aligned[env._state]) if info["checkpoint"] > 0 else None
+                truth = bool(env.dynamics.aligned[env.programs.state[0]]) if info["checkpoint"] > 0 else None
                 if truth is not None:
                     groups[obs.tobytes()].append((info["p_aligned"], truth))
     return groups
@@ -68,7 +68,7 @@ def test_filter_learns_an_ideas_base_rate_across_runs():
     """An idea that is always aligned or never (50/50), a proxy that separates them well:
     after a first run that failed its test, the second run starts with P(aligned) well below 0.5,
     and the idea's posterior mean base rate says the same."""
-    from envs.scenario import parse_scenario
+    from proxygym.envs.scenario import parse_scenario
     from tests.test_analysis import hand_scenario
 
     sc = parse_scenario(hand_scenario(

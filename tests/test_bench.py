@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from agents.bench import check_strategy_claims, resolve_names, run_bench, run_pair
-from agents.regimen import play_episode
-from agents.strategies import STRATEGIES, make_strategy
-from envs.analysis import analyze
-from envs.proxy_alignment import ProxyAlignmentEnv
-from envs.scenario import load_scenario, shipped_scenarios
+from proxygym.agents.claims import check_claims
+from proxygym.agents.bench import resolve_names, run_bench, run_pair
+from proxygym.agents.regimen import play_episode
+from proxygym.agents.strategies import STRATEGIES, make_strategy
+from proxygym.envs.analysis import analyze
+from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
+from proxygym.envs.scenario import load_scenario, shipped_scenarios
 from tests.conftest import run_cli, z_value
 
 FIXED = [name for name in STRATEGIES if make_strategy(name, load_scenario("sticky_values"),
@@ -43,7 +44,7 @@ def test_fixed_strategies_match_the_exact_analysis(shipped):
 def test_strategy_claims_hold(shipped):
     """Every expect entry that names a strategy holds by the benchmark: the 99.9% intervals of
     the two sides do not overlap (or, for a 'same' claim, the gap is within its tolerance)."""
-    checks = [c for sc in shipped for c in check_strategy_claims(sc, episodes=20_000, seed=5, confidence_z=3.29)]
+    checks = [c for sc in shipped for c in check_claims(sc, episodes=20_000, seed=5) if set(c.sides) & set(STRATEGIES)]
     named = {side for c in checks for side in c.sides}
     # claims 8, 9 and 10 are each shown by a strategy
     assert {"early_rejection", "idea_screening", "are_you_aligned_protocol"} <= named
@@ -90,6 +91,7 @@ def test_bench_json_csv_plot_and_determinism(tmp_path):
                 "--plot", str(tmp_path / "a.png"))
     assert a.returncode == 0, a.stderr
     b = run_cli(*args, "--json", str(tmp_path / "b.json"))
+    assert b.returncode == 0, b.stderr
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     rows = json.loads((tmp_path / "a.json").read_text())
     assert len(rows) == 2 * len(STRATEGIES)
@@ -99,7 +101,7 @@ def test_bench_json_csv_plot_and_determinism(tmp_path):
             assert isinstance(row[key], kind), (key, row[key])
         assert row["episodes"] == 300
     fixed = {r["strategy"]: r for r in rows if r["scenario"] == "sticky_values" and r["exact_return"] is not None}
-    assert set(fixed) == set(FIXED) | {"optimal"}  # the optimum is exact too (agents.solver)
+    assert set(fixed) == set(FIXED) | {"optimal"}  # the optimum is exact too (proxygym.agents.solver)
     sc = load_scenario("sticky_values")
     reg = make_strategy("train_early_reserve_late", sc, ProxyAlignmentEnv(sc, observation="belief").layout).regimen()
     assert fixed["train_early_reserve_late"]["exact_return"] == pytest.approx(analyze(sc, reg).expected_return)

@@ -7,8 +7,9 @@ import json
 import pytest
 import yaml
 
-from envs.analysis import analyze, make_regimen
-from envs.scenario import load_scenario, shipped_scenarios
+from proxygym.envs.analysis import analyze
+from proxygym.envs.regimen import make_regimen
+from proxygym.envs.scenario import load_scenario, shipped_scenarios
 from tests.conftest import run_cli
 from tests.test_analysis import hand_scenario
 

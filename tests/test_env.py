@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import gymnasium as gym
@@ -10,9 +12,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-import envs
-from envs.proxy_alignment import CONTINUE, DEPLOY, DISCARD, ProxyAlignmentEnv
-from envs.scenario import parse_scenario, shipped_scenarios
+import proxygym
+from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD
+from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
+from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
 from tests.test_analysis import hand_scenario
 
 MODES = ("history", "belief")
@@ -30,18 +33,18 @@ def test_check_env_gymnasium_and_sb3(name, mode):
 
 def test_registration_both_ways():
     a = gym.make("ProxyAlignment-v0", scenario="sticky_values")
-    b = gym.make("envs:ProxyAlignment-v0", scenario="sticky_values", observation="belief")
+    b = gym.make("proxygym:ProxyAlignment-v0", scenario="sticky_values", observation="belief")
     assert a.unwrapped.scenario.name == "sticky_values"
     assert b.observation_space.shape[0] > a.observation_space.shape[0]
-    assert envs.ENV_ID == "ProxyAlignment-v0"
+    assert proxygym.ENV_ID == "ProxyAlignment-v0"
 
 
 def test_scenario_argument_forms(tmp_path):
     import shutil
 
     path = tmp_path / "sticky_values.yaml"
-    shutil.copy(envs.scenario.SCENARIO_DIR / "sticky_values.yaml", path)
-    loaded = envs.load_scenario("sticky_values")
+    shutil.copy(proxygym.envs.scenario.SCENARIO_DIR / "sticky_values.yaml", path)
+    loaded = load_scenario("sticky_values")
     for arg in ("sticky_values", str(path), loaded):
         env = ProxyAlignmentEnv(scenario=arg)
         assert env.scenario == loaded
@@ -88,8 +91,8 @@ def test_observation_does_not_carry_the_hidden_state(mode):
     differed = 0
     for seed in range(50):
         obs = [e.reset(seed=seed)[0] for e in envs_]
-        envs_[0]._rho[:] = 0.0  # hidden: every model misaligned
-        envs_[1]._rho[:] = 1.0  # hidden: every model aligned
+        envs_[0].programs.rho[:] = 0.0  # hidden: every model misaligned
+        envs_[1].programs.rho[:] = 1.0  # hidden: every model aligned
         rng = np.random.default_rng(seed)
         done = False
         while not done:
@@ -163,3 +166,26 @@ def test_render_shows_the_program():
 def test_bad_observation_mode_is_refused():
     with pytest.raises(ValueError, match="history, belief"):
         ProxyAlignmentEnv("sticky_values", observation="full")
+
+
+def test_one_namespace_beside_a_users_own_envs_and_agents(tmp_path):
+    """Installed, the project is only ``proxygym``: a research folder with its own ``envs/`` and
+    ``agents/`` packages keeps them, and ``gym.make("proxygym:ProxyAlignment-v0")`` still works."""
+    for pkg in ("envs", "agents"):
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text(f"WHOSE = 'theirs: {pkg}'\n")
+    script = (
+        "import importlib.util, gymnasium as gym, envs, agents\n"
+        "env = gym.make('proxygym:ProxyAlignment-v0', scenario='sticky_values')\n"
+        "obs, info = env.reset(seed=0)\n"
+        "print(envs.WHOSE, agents.WHOSE, env.unwrapped.scenario.name, obs.shape[0])\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["theirs:", "envs", "theirs:", "agents", "sticky_values", "24"]
+    # and nothing but proxygym is importable from a folder of no packages: no top-level envs, agents, scenarios, train
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    probe = "import importlib.util as u; print([n for n in ('envs', 'agents', 'scenarios', 'train') if u.find_spec(n)])"
+    res = subprocess.run([sys.executable, "-c", probe], cwd=empty, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "[]", (res.stdout, res.stderr)

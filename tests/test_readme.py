@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from agents.bench import format_markdown, resolve_names, run_bench
+from proxygym.agents.bench import format_markdown, resolve_names, run_bench
 from tests.conftest import ROOT, run_cli
 
 README = (ROOT / "README.md").read_text()

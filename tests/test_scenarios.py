@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from envs.analysis import check_expectations, contender_regimen
-from envs.scenario import load_scenario, shipped_scenarios
+from proxygym.agents.claims import check_claims, contender_regimen
+from proxygym.envs.scenario import load_scenario, shipped_scenarios
 
 # claim number (docs/model.md, world-model contract) -> the scenario files that show it
 CLAIMS = {
@@ -40,8 +40,8 @@ def test_scenario_is_small_and_complete(name):
 @pytest.mark.parametrize("name", shipped_scenarios())
 def test_fixed_regimen_claims_hold_exactly(name):
     sc = load_scenario(name)
-    checks = check_expectations(sc)
-    fixed = [c for c, e in zip(checks, sc.expect) if all(contender_regimen(sc, x) for x in e.contenders)]
+    fixed = check_claims(sc, exact_only=True)
+    assert all(c.exact for c in fixed)
     failing = [c.text for c in fixed if c.holds is not True]
     assert not failing, "\n".join(failing)
 

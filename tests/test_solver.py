@@ -22,16 +22,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.regimen import play_batch, play_episode
-from agents.solver import OptimalStrategy, describe_policy, estimate_size, solve
-from agents.strategies import STRATEGIES, Strategy
-from envs.analysis import analyze, make_regimen
-from envs.belief import BeliefFilter
-from envs.dynamics import ANTI, Dynamics
-from envs.observation import ObservationLayout
-from envs.proxy_alignment import ProxyAlignmentEnv
-from envs.scenario import ProxyGymError, parse_scenario
-from envs.vector import ProxyAlignmentVectorEnv
+from proxygym.agents.regimen import play_batch, play_episode
+from proxygym.agents.solver import describe_policy, estimate_size, solve
+from proxygym.agents.strategies import STRATEGIES, OptimalStrategy, Strategy
+from proxygym.envs.analysis import analyze
+from proxygym.envs.belief import BeliefFilter
+from proxygym.envs.dynamics import Dynamics
+from proxygym.envs.errors import ProxyGymError
+from proxygym.envs.observation import ObservationLayout
+from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
+from proxygym.envs.regimen import ANTI, make_regimen
+from proxygym.envs.scenario import parse_scenario
+from proxygym.envs.vector import ProxyAlignmentVectorEnv
 from tests.conftest import z_value
 from tests.test_analysis import hand_scenario, scenarios
 
@@ -332,10 +334,9 @@ def fixed_strategies(sc):
 def test_solver_beats_every_fixed_strategy(shipped):
     for sc in shipped:
         sol = solve(sc)
-        dyn = Dynamics(sc)
         assert sol.outcomes()["expected_return"] == pytest.approx(sol.value, abs=1e-9), sc.name
         for name, regimen in fixed_strategies(sc):
-            exact = analyze(sc, regimen, dyn).expected_return
+            exact = analyze(sc, regimen).expected_return
             assert sol.value >= exact - 1e-9, (sc.name, name, sol.value, exact)
 
 
@@ -345,14 +346,13 @@ def test_solver_beats_every_plan(shipped):
         if len(sc.proxies) != 1:
             continue
         sol = solve(sc)
-        dyn = Dynamics(sc)
         T = len(sc.phases)
         for letters in itertools.product("RTA", repeat=T):
             for screen in ({}, {d: "all" for d in range(1, T)}):
                 for test in ("all", "none"):
                     for fallback in ("deploy", "abstain"):
                         reg = make_regimen(sc, ",".join(letters), test=test, screen=screen, fallback=fallback)
-                        exact = analyze(sc, reg, dyn).expected_return
+                        exact = analyze(sc, reg).expected_return
                         assert sol.value >= exact - 1e-9, (sc.name, reg.describe(sc), sol.value, exact)
 
 

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from agents.summary import (
+from proxygym.agents.summary import (
     AlignmentEvalCallback,
     format_text,
     heatmap,
     inspect_model,
     summarize,
 )
-from agents.training import POLICIES, algo_class, make_env
-from envs.proxy_alignment import ProxyAlignmentEnv
-from envs.scenario import ProxyGymError, load_scenario
+from proxygym.agents.training import POLICIES, algo_class, make_env
+from proxygym.envs.errors import ProxyGymError
+from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
+from proxygym.envs.scenario import load_scenario
 
 SCENARIO = "sticky_values"
 TIMESTEPS, N_ENVS, EVAL_FREQ, EVAL_EPISODES = 2048, 2, 512, 20
@@ -184,7 +184,7 @@ def test_the_inspect_command_prints_the_text_or_json(trained, capsys):
     args = parser.parse_args(["inspect", model, "--scenario", SCENARIO, "--episodes", "10", "--json"])
     assert args.func(args) == 0
     data = json.loads(capsys.readouterr().out)
-    from agents.solver import solve
+    from proxygym.agents.solver import solve
 
     assert data["scenario"] == SCENARIO and data["algo"] == "ppo"
     assert data["optimal_return"] == pytest.approx(solve(SCENARIO).value)  # inspect reports the gap to the optimum

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 import train
-from agents.training import ALGOS, algo_class, play_model
-from envs.scenario import load_scenario
+from proxygym.agents.training import ALGOS, algo_class, play_model
+from proxygym.envs.scenario import load_scenario
 from tests.conftest import ROOT
 
 QUICK = ["-n", "1024", "--eval-freq", "512", "--eval-episodes", "10", "--final-episodes", "20"]
@@ -121,7 +121,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
 def test_rl_zoo3_trains_the_env(tmp_path):
     """rl-baselines3-zoo as a client: the command from the README, with a small budget."""
     res = subprocess.run(
-        [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", "ProxyAlignment-v0", "--gym-packages", "envs",
+        [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", "ProxyAlignment-v0", "--gym-packages", "proxygym",
          "--env-kwargs", "scenario:'sticky_values'", "-n", "1024", "-f", str(tmp_path / "zoo"), "--eval-freq", "-1"],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )

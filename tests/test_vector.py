@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-import envs  # noqa: F401  (registers ProxyAlignment-v0)
-from agents.regimen import RegimenAgent, play_batch
-from envs.analysis import analyze, make_regimen
-from envs.belief import BatchBeliefFilter, BeliefFilter
-from envs.dynamics import ANTI, Dynamics
-from envs.proxy_alignment import CONTINUE, DEPLOY, DISCARD, ProxyAlignmentEnv, nearest_allowed
-from envs.scenario import parse_scenario, shipped_scenarios
-from envs.vector import ProxyAlignmentVectorEnv
+import proxygym  # noqa: F401  (registers ProxyAlignment-v0)
+from proxygym.agents.regimen import RegimenAgent, play_batch
+from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, nearest_allowed
+from proxygym.envs.analysis import analyze
+from proxygym.envs.belief import BatchBeliefFilter, BeliefFilter
+from proxygym.envs.dynamics import Dynamics
+from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
+from proxygym.envs.regimen import ANTI, make_regimen
+from proxygym.envs.scenario import parse_scenario, shipped_scenarios
+from proxygym.envs.vector import ProxyAlignmentVectorEnv
 from tests.conftest import within_interval, z_value
 from tests.test_analysis import hand_scenario, regimens_to_check
 

@@ -1,0 +1,97 @@
+"""The action: a verdict on the run, a usage for each proxy in the next phase, and an idea.
+
+One action of ``ProxyAlignment-v0`` is ``MultiDiscrete([3] + [3] * k + [m])`` for k proxies
+and m ideas: ``(verdict, usage of proxy 1..k, idea)``. :class:`ActionLayout` is the one place
+that packs and unpacks it, for the env, the vector env, the strategies and the wrappers; the
+verdict rules of the decision protocol (docs/model.md, "One episode") are the functions below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+CONTINUE, DISCARD, DEPLOY = 0, 1, 2
+VERDICT_NAMES = ("continue", "discard", "deploy")
+
+# The decision protocol's table, by kind of decision point:
+# 0 a run's start (d = 0), 1 an early checkpoint (0 < d < T), 2 the final checkpoint (d = T).
+START, EARLY, FINAL = 0, 1, 2
+#: ALLOWED[kind, verdict]: is the verdict allowed there.
+ALLOWED = np.array([[True, False, False], [True, True, False], [False, True, True]])
+#: NEAREST[kind, verdict]: the allowed verdict a verdict stands for (itself when allowed).
+NEAREST = np.array([[CONTINUE, CONTINUE, CONTINUE], [CONTINUE, DISCARD, CONTINUE], [DEPLOY, DISCARD, DEPLOY]])
+
+
+def decision_kind(checkpoint, n_phases: int):
+    """START, EARLY or FINAL for decision point(s) ``checkpoint`` (scalars or arrays alike)."""
+    return (checkpoint > 0) * 1 + (checkpoint == n_phases)  # * 1: arrays of bools would add as "or"
+
+
+def verdict_mask(checkpoint, n_phases: int) -> np.ndarray:
+    """``checkpoint.shape + (3,)``: which verdicts (continue, discard, deploy) are allowed at decision point(s) ``checkpoint``."""
+    return ALLOWED[decision_kind(checkpoint, n_phases)]
+
+
+def nearest_allowed(verdict, checkpoint, n_phases: int):
+    """Map a verdict that is not allowed here to the one that stands for it (scalars or arrays alike).
+
+    Checkpoint 0: continue; the final checkpoint: continue is read as deploy; otherwise
+    deploy is read as continue.
+    """
+    out = NEAREST[decision_kind(checkpoint, n_phases), verdict]
+    return int(out) if np.ndim(out) == 0 else out
+
+
+class ActionLayout:
+    """Where the verdict, each proxy's usage and the idea sit in an action, for one program or a batch.
+
+    Attributes:
+        n_proxies, n_ideas: k and m.
+        nvec: ``[3] + [3] * k + [m]``.
+        size: ``2 + k``, the length of one action.
+        mask_size: ``3 + 3k + m``, the length of one flat mask (as sb3-contrib's MaskablePPO reads it).
+        n_flat: ``3 * 3**k * m``, the number of distinct actions (a Discrete space's size).
+    """
+
+    def __init__(self, n_proxies: int, n_ideas: int):
+        self.n_proxies, self.n_ideas = int(n_proxies), int(n_ideas)
+        self.nvec = np.array([3] + [3] * self.n_proxies + [self.n_ideas], dtype=np.int64)
+        self.size = 2 + self.n_proxies
+        self.mask_size = int(self.nvec.sum())
+        self.n_flat = int(np.prod(self.nvec))
+
+    @classmethod
+    def of(cls, scenario) -> "ActionLayout":
+        return cls(len(scenario.proxies), len(scenario.ideas))
+
+    def space(self) -> spaces.MultiDiscrete:
+        """The action space of one program."""
+        return spaces.MultiDiscrete(self.nvec)
+
+    def encode(self, verdict, usage, idea) -> np.ndarray:
+        """``(N, 2 + k)`` int64 actions from verdicts ``(N,)``, usages ``(N, k)`` and ideas ``(N,)`` (each may broadcast)."""
+        verdict, idea = np.asarray(verdict), np.asarray(idea)
+        n = max(len(np.atleast_1d(verdict)), len(np.atleast_1d(idea)), len(np.atleast_2d(usage)))
+        out = np.empty((n, self.size), dtype=np.int64)
+        out[:, 0] = verdict
+        out[:, 1 : 1 + self.n_proxies] = usage
+        out[:, 1 + self.n_proxies] = idea
+        return out
+
+    def decode(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(verdict, usage, idea)`` of actions ``(..., 2 + k)``: shapes ``(...)``, ``(..., k)``, ``(...)``."""
+        actions = np.asarray(actions)
+        k = self.n_proxies
+        return actions[..., 0], actions[..., 1 : 1 + k], actions[..., 1 + k]
+
+    def masks(self, checkpoint, n_phases: int) -> np.ndarray:
+        """``checkpoint.shape + (mask_size,)``: the allowed verdicts at each decision point; every usage and idea."""
+        verdicts = verdict_mask(np.asarray(checkpoint), n_phases)
+        rest = np.ones(verdicts.shape[:-1] + (self.mask_size - 3,), dtype=bool)
+        return np.concatenate([verdicts, rest], axis=-1)
+
+    def unflatten(self, index) -> np.ndarray:
+        """The action(s) of flat index(es) ``index``: the mixed-radix digits (verdict, usages, idea), first most significant."""
+        index = np.asarray(index, dtype=np.int64)
+        return np.stack(np.unravel_index(index, self.nvec), axis=-1).astype(np.int64)
