@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxygym.agents.bench import Z999, resolve_names, run_pair
+from proxygym.agents.bench import resolve_names, run_pair
 from proxygym.agents.strategies import make_strategy
 from proxygym.envs.analysis import analyze
 from proxygym.envs.observation import ObservationLayout
+from proxygym.envs.outcomes import Z999
 from proxygym.envs.regimen import PLAN_PATTERN, Regimen, make_regimen, regimen_from_spec
 from proxygym.envs.scenario import LOWER_IS_BETTER, RegimenSpec, Scenario
 
@@ -81,7 +82,7 @@ def check_claims(
             else:
                 if c not in benchmarked:
                     benchmarked[c] = run_pair(scenario, c, episodes, seed)
-                value, half = benchmarked[c].interval(exp.metric, confidence_z)
+                value, half = benchmarked[c].outcomes.interval(exp.metric, confidence_z)
                 sides.append((f"{c} ({episodes} episodes)", value, half))
         if len(sides) < 2:
             continue

@@ -57,7 +57,8 @@ from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD
 from proxygym.envs.belief import condition_joint, end_weights, predict_joint, start_joint
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.errors import ProxyGymError
-from proxygym.envs.regimen import ANTI, USAGE_LETTERS
+from proxygym.envs.outcomes import Outcomes, exact
+from proxygym.envs.regimen import ANTI
 from proxygym.envs.scenario import Scenario, load_scenario
 
 #: Action codes stored per node: a usage code (>= 0), or one of these.
@@ -392,12 +393,9 @@ class Solution:
     policy: Policy
     estimate: SizeEstimate
 
-    def outcomes(self) -> dict[str, float]:
-        """The optimal policy's outcomes, exactly, by forward propagation over its states.
-
-        ``p_deploy_aligned``, ``p_deploy_misaligned``, ``p_abstain``, ``expected_runs`` and
-        ``expected_return`` (which equals ``value`` up to rounding).
-        """
+    def outcomes(self) -> Outcomes:
+        """The optimal policy's outcomes, exactly, by forward propagation over its states
+        (their ``mean_return`` equals ``value`` up to rounding)."""
         pol, r = self.policy, self.scenario.reward
         T = pol.dyn.n_phases
         mass = {pol.root: 1.0}
@@ -424,17 +422,33 @@ class Solution:
                             nxt[s2] = nxt.get(s2, 0.0) + float(reach[x])
             mass = nxt
         ret = r.aligned * da + r.misaligned * dm + r.abstain * ab - r.run_cost * runs
-        return dict(p_deploy_aligned=da, p_deploy_misaligned=dm, p_abstain=ab, expected_runs=runs, expected_return=ret)
+        return exact(ret, da, dm, ab, runs)
 
 
 def solve(scenario: "Scenario | str") -> Solution:
-    """The Bayes-optimal policy of a scenario and its value, by exact backward induction.
+    """The Bayes-optimal policy of a scenario and its value, by exact backward induction,
+    solved once per scenario object (:meth:`Scenario.cached`).
 
     Raises :class:`proxygym.envs.errors.ProxyGymError` (one line) when the scenario is too large
     (see :func:`estimate_size`).
     """
+    return load_scenario(scenario).cached("solution", _solve)
+
+
+def optimum(scenario: Scenario) -> Solution | None:
+    """The scenario's solution, or None when it is too large to solve exactly (decided once per scenario object)."""
+
+    def attempt(sc: Scenario) -> Solution | None:
+        try:
+            return solve(sc)
+        except ProxyGymError:
+            return None
+
+    return scenario.cached("optimum", attempt)
+
+
+def _solve(scenario: Scenario) -> Solution:
     start = time.perf_counter()
-    scenario = load_scenario(scenario)
     dyn = Dynamics.of(scenario)
     builder = _Builder(dyn)
     est = estimate_size(scenario, builder)
@@ -516,145 +530,3 @@ def _backward(tree: RunTree, disc_by_end: np.ndarray, reward, T: int, C: int, R:
         value = np.where(keep, cont, dis)
         acts[d] = np.where(keep, best, DISCARD_CODE).astype(np.int8)
     raise AssertionError("unreachable")
-
-
-# -- a readable description --------------------------------------------------------------------
-def _usage_text(dyn: Dynamics, code: int) -> str:
-    return "".join(USAGE_LETTERS[u] for u in dyn.usages[code])
-
-
-def _result_text(scenario: Scenario, r: int) -> str:
-    names = scenario.proxy_names
-    if len(names) == 1:
-        return "pass" if r & 1 else "fail"
-    return " ".join(f"{name}{'+' if (r >> j) & 1 else '-'}" for j, name in enumerate(names))
-
-
-def describe_policy(solution: Solution, scenario: Scenario | None = None, max_lines: int = 40) -> str:
-    """The optimal policy in words: its outcomes, the first run's plan per test outcome, when
-    it discards and deploys, and how it picks ideas from run to run."""
-    scenario = scenario or solution.scenario
-    pol = solution.policy
-    dyn = pol.dyn
-    T, R = dyn.n_phases, 2**dyn.n_proxies
-    r = scenario.reward
-    out = solution.outcomes()
-    names = scenario.proxy_names
-    phases = [p.name for p in scenario.phases]
-    lines = [
-        f"Optimal policy for {scenario.name} (budget {scenario.budget}): expected return {solution.value:.4f}",
-        f"  P(deploy aligned) {out['p_deploy_aligned']:.4f}, P(deploy misaligned) {out['p_deploy_misaligned']:.4f},"
-        f" P(abstain) {out['p_abstain']:.4f}, expected runs {out['expected_runs']:.3f}",
-        f"  solved exactly in {solution.seconds:.3f} s over {solution.program_states} program states"
-        f" and {solution.states} belief states",
-        f"  usages are letters per proxy ({', '.join(names)}): R reserve, T train, A anti",
-    ]
-
-    # The first run, per test outcome, as far as the line budget allows (most likely outcomes first).
-    root = pol.root
-    tree = pol.tree(root)
-    acts = pol.actions[root]
-    lines.append(
-        f"First run ({scenario.budget} run{'s' if scenario.budget > 1 else ''} left),"
-        f" idea {scenario.idea_names[pol.ideas[root]]}:"
-        f" phase {phases[0]} {_usage_text(dyn, int(acts[0][0]))}"
-    )
-    shown = [0]
-    hidden = 0.0
-
-    def walk(d: int, x: int, reach: float, indent: str) -> None:
-        nonlocal hidden
-        a = int(acts[d][x]) if d > 0 else int(acts[0][0])
-        kids = [(x * pol.fan + a * R + res, res) for res in range(R)]
-        kids = [(y, res) for y, res in kids if tree.prob[d + 1][y] > 0.0]
-        kids.sort(key=lambda yr: -tree.prob[d + 1][yr[0]])
-        for y, res in kids:
-            p = reach * tree.prob[d + 1][y]
-            if shown[0] >= max_lines:
-                hidden += p
-                continue
-            shown[0] += 1
-            b = int(acts[d + 1][y])
-            if b == DEPLOY_CODE:
-                what = "deploy"
-            elif b == DISCARD_CODE:
-                what = "discard"
-            else:
-                what = f"continue, phase {phases[d + 1]} {_usage_text(dyn, b)}"
-            lines.append(
-                f"{indent}checkpoint {d + 1} ({phases[d]}): {_result_text(scenario, res)}"
-                f" [P {tree.prob[d + 1][y]:.3f}, reach {p:.3f}, P(aligned) {tree.p_aligned[d + 1][y]:.3f}] -> {what}"
-            )
-            if b >= 0:
-                walk(d + 1, y, p, indent + "  ")
-
-    walk(0, 0, 1.0, "  ")
-    if hidden > 0.0:
-        lines.append(f"  ... further outcomes not shown (total probability {hidden:.3f})")
-
-    # When it deploys: on the first run, the P(aligned) it needs at the final checkpoint.
-    reach = np.ones(1)
-    for d in range(1, T + 1):
-        reach = pol.children_reach(root, d - 1, reach) * tree.prob[d]
-    live = reach > 0.0
-    dep = live & (acts[T] == DEPLOY_CODE)
-    dis = live & (acts[T] == DISCARD_CODE)
-    pa = tree.p_aligned[T]
-    parts = []
-    if dep.any():
-        parts.append(f"deploys at P(aligned) >= {pa[dep].min():.3f}")
-    if dis.any():
-        parts.append(f"discards at P(aligned) <= {pa[dis].max():.3f}")
-    if parts:
-        lines.append("At the first run's final checkpoint it " + " and ".join(parts) + ".")
-    if all(len(v) == 1 for v in dyn.base_rate_values) and r.aligned > r.misaligned:
-        # Known base rates: runs are independent, so the discard value is V(n - 1) and deploying
-        # pays iff P(aligned) >= (V(n - 1) - R_misaligned) / (R_aligned - R_misaligned).
-        thresholds = []
-        for n in range(scenario.budget, 0, -1):
-            later = r.abstain if n == 1 else pol.values[pol.index[(n - 1, pol.keys[root][1])]]
-            t = (later - r.misaligned) / (r.aligned - r.misaligned)
-            thresholds.append(f"{n}: {t:.3f}" if t > 0 else f"{n}: any")
-        lines.append(
-            "Deploy threshold on P(aligned) at the final checkpoint, by runs left (counting the run under way): "
-            + ", ".join(thresholds)
-        )
-        ideas = [pol.ideas[pol.index[(n, pol.keys[root][1])]] for n in range(scenario.budget, 0, -1)]
-        if len(set(ideas)) == 1:
-            lines.append(f"Every run uses idea {scenario.idea_names[ideas[0]]} (base rates are known: runs are independent).")
-        else:
-            lines.append(
-                "Idea by runs left: "
-                + ", ".join(f"{n}: {scenario.idea_names[i]}" for n, i in zip(range(scenario.budget, 0, -1), ideas))
-            )
-    else:
-        # Unknown base rates: follow the most likely way each run ends in a discard.
-        lines.append("How it picks ideas (following the most likely discard of each run):")
-        state, mass = root, 1.0
-        for run in range(1, scenario.budget + 1):
-            tree = pol.tree(state)
-            reach = np.ones(1)
-            best = (0.0, 0, 0)
-            deploy_p = 0.0
-            for d in range(1, T + 1):
-                reach = pol.children_reach(state, d - 1, reach) * tree.prob[d]
-                a = pol.actions[state][d]
-                deploy_p += float(reach[(reach > 0) & (a == DEPLOY_CODE)].sum())
-                gone = np.flatnonzero((reach > 0) & (a == DISCARD_CODE))
-                if len(gone):
-                    x = gone[np.argmax(reach[gone])]
-                    if reach[x] > best[0]:
-                        best = (float(reach[x]), d, int(x))
-            post = ", ".join(
-                f"{scenario.idea_names[i]} {float(np.dot(w, dyn.base_rate_values[i])):.3f}"
-                for i, w in enumerate(pol.posterior(state))
-            )
-            lines.append(
-                f"  run {run} (P reached {mass:.3f}; mean base rates {post}): idea {scenario.idea_names[pol.ideas[state]]},"
-                f" deploys from it with P {deploy_p:.3f}"
-            )
-            if best[0] <= 0.0 or pol.runs_left(state) <= 1:
-                break
-            mass *= best[0]
-            state = pol.after_discard(state, best[1], best[2])
-    return "\n".join(lines)

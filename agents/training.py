@@ -14,7 +14,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from proxygym.envs.actions import CONTINUE, nearest_allowed
+from proxygym.envs.actions import CONTINUE, DISCARD, ActionLayout, nearest_allowed
+from proxygym.envs.outcomes import Outcomes, measure
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.scenario import Scenario
@@ -48,11 +49,11 @@ class FlattenAction(gym.ActionWrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        self.nvec = np.asarray(env.action_space.nvec)
-        self.action_space = spaces.Discrete(int(np.prod(self.nvec)))
+        self.actions = env.unwrapped.programs.actions
+        self.action_space = spaces.Discrete(self.actions.n_flat)
 
     def action(self, action) -> np.ndarray:
-        return np.array(np.unravel_index(int(action), self.nvec), dtype=np.int64)
+        return self.actions.unflatten(int(action))
 
 
 def make_env(scenario: "str | Path | Scenario", algo: str, observation: str = "belief", **env_kwargs) -> gym.Env:
@@ -64,7 +65,7 @@ def make_env(scenario: "str | Path | Scenario", algo: str, observation: str = "b
 def env_action(algo: str, env: ProxyAlignmentEnv, action) -> np.ndarray:
     """A model's action as the env's MultiDiscrete action."""
     if algo == "dqn":
-        return np.array(np.unravel_index(int(np.asarray(action).reshape(-1)[0]), env.action_space.nvec), dtype=np.int64)
+        return env.programs.actions.unflatten(int(np.asarray(action).reshape(-1)[0]))
     return np.asarray(action, dtype=np.int64).reshape(-1)
 
 
@@ -88,10 +89,15 @@ class Rollouts:
     idea: list[int] = field(default_factory=list)
 
     def record(self, checkpoint: int, action: np.ndarray) -> None:
+        verdict, usage, idea = ActionLayout(self.n_proxies, self.n_ideas).decode(action)
         self.checkpoint.append(checkpoint)
-        self.verdict.append(nearest_allowed(int(action[0]), checkpoint, self.n_phases))
-        self.usage.append(np.asarray(action[1 : 1 + self.n_proxies]))
-        self.idea.append(int(action[1 + self.n_proxies]))
+        self.verdict.append(nearest_allowed(int(verdict), checkpoint, self.n_phases))
+        self.usage.append(np.asarray(usage))
+        self.idea.append(int(idea))
+
+    def outcomes(self) -> Outcomes:
+        """How the episodes ended (:func:`proxygym.envs.outcomes.measure`)."""
+        return measure(self.returns, self.deployed, self.aligned, self.abstained, self.runs)
 
     def usage_shares(self) -> np.ndarray:
         """``(T, k, 3)``: per phase and proxy, the share of reserve, train, anti among the runs that ran the phase."""
@@ -114,7 +120,7 @@ class Rollouts:
         out = np.zeros(self.n_phases)
         for t in range(1, self.n_phases + 1):
             at = d == t
-            out[t - 1] = float(np.mean(v[at] == 1)) if at.any() else 0.0
+            out[t - 1] = float(np.mean(v[at] == DISCARD)) if at.any() else 0.0
         return out
 
     def idea_shares(self) -> np.ndarray:

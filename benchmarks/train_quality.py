@@ -20,14 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from proxygym import train
+from proxygym.agents.bench import optimal_value
+from proxygym.agents.files import write_text_atomic
+from proxygym.agents.report import normalized_score
+from proxygym.agents.summary import best_strategy, heuristic_results
+from proxygym.envs.scenario import load_scenario, shipped_scenarios
 
-import train  # noqa: E402
-from proxygym.agents.bench import optimal_value, run_pair  # noqa: E402
-from proxygym.agents.files import write_text_atomic  # noqa: E402
-from proxygym.agents.strategies import STRATEGIES  # noqa: E402
-from proxygym.envs.scenario import load_scenario, shipped_scenarios  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 START, END = "<!-- train-quality:start -->", "<!-- train-quality:end -->"
 
@@ -55,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(tmp) / args.algo / f"{name}_1"
             ev = json.loads((folder / "evaluation.json").read_text())
             steps = train.load_hyperparams(args.algo, name, {})["n_timesteps"] if args.n_timesteps is None else args.n_timesteps
-            bench = {s: run_pair(sc, s, episodes=2000, seed=0) for s in STRATEGIES if s != "optimal"}
-            best = max(bench.values(), key=lambda r: r.mean_return)
-            first, optimum = bench["first_model"].exact_return, optimal_value(sc)
-            score = train.normalized_score(ev["mean_return"], first, optimum)
+            best = best_strategy(sc)  # the reference the evaluations use: every heuristic, 2,000 episodes, seed 0
+            first = next(r for r in heuristic_results(sc) if r.strategy == "first_model").exact_return
+            optimum = optimal_value(sc)
+            score = normalized_score(ev["mean_return"], first, optimum)
             rows.append(
-                f"| {name} | {optimum:.3f} | {best.strategy} {best.mean_return:.3f} ± {best.ci95:.3f} | "
+                f"| {name} | {optimum:.3f} | {best.strategy} {best.outcomes.mean_return:.3f} ± {best.outcomes.ci95:.3f} | "
                 f"{ev['mean_return']:.3f} ± {ev['ci95']:.3f} | {score:.3f} | {first:.3f} | {steps} | {seconds:.0f} s |"
             )
             print(rows[-1], flush=True)

@@ -1,10 +1,7 @@
 """Exact analysis of a fixed regimen: the essay's formal section, computed with no sampling.
 
-A regimen fixes, before anything is observed, how each phase uses each proxy (the
-plan), which proxies must pass at which checkpoints for a run to be kept (the test
-set at the final checkpoint, and optionally screens at earlier ones), which idea every
-run uses, the budget, and what happens when the budget is spent with no pass. Its
-outcomes follow by forward propagation of the latent distribution through the arrays
+A regimen (:class:`proxygym.envs.regimen.Regimen`) fixes everything before anything is
+observed; its outcomes follow by forward propagation of the latent distribution through the arrays
 of :mod:`proxygym.envs.dynamics` (docs/model.md, "Exact analysis").
 """
 
@@ -16,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from proxygym.envs.dynamics import Dynamics
+from proxygym.envs.outcomes import Outcomes, exact
 from proxygym.envs.regimen import ANTI, Regimen
 from proxygym.envs.scenario import Scenario
 
@@ -37,6 +35,11 @@ class Analysis:
     p_abstain: float
     expected_return: float
     compare: dict | None = field(default=None)
+
+    @property
+    def outcomes(self) -> Outcomes:
+        """The regimen's outcomes in the form every report uses (exact: no interval)."""
+        return exact(self.expected_return, self.p_deploy_aligned, self.p_deploy_misaligned, self.p_abstain, self.expected_runs)
 
     def to_dict(self) -> dict:
         out = asdict(self)

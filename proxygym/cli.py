@@ -11,10 +11,12 @@ import json
 import math
 import sys
 
-from proxygym.agents.bench import format_markdown, format_tables, resolve_names, run_bench, write_csv, write_json, write_plot
+from proxygym.agents.bench import resolve_names, run_bench
 from proxygym.agents.claims import check_claims
-from proxygym.agents.files import write_text_atomic
-from proxygym.agents.solver import describe_policy, estimate_size, solve
+from proxygym.agents.files import write_bytes_atomic, write_text_atomic
+from proxygym.agents.plots import bench_plot
+from proxygym.agents.report import bench_csv, bench_json, describe_policy, format_markdown, format_tables
+from proxygym.agents.solver import estimate_size, solve
 from proxygym.envs.analysis import analyze, compare, what_moved
 from proxygym.envs.errors import ProxyGymError, ScenarioError
 from proxygym.envs.regimen import make_regimen
@@ -56,7 +58,6 @@ def _parse_screens(scenario, items: list[str]) -> dict[int, str]:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-
     scenario = load_scenario(args.scenario)
     common = dict(
         test=args.test,
@@ -147,24 +148,29 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-
     scenarios, strategies = resolve_names(args.scenario, args.strategy)
     results = run_bench(
         scenarios, strategies, args.episodes, args.seed, progress=sys.stderr.isatty(), explicit=bool(args.strategy)
     )
     print(format_tables(results))
     if args.json:
-        write_json(results, args.json)
+        write_text_atomic(args.json, bench_json(results))
     if args.csv:
-        write_csv(results, args.csv)
+        write_text_atomic(args.csv, bench_csv(results))
     if args.markdown:
         write_text_atomic(args.markdown, format_markdown(results))
     if args.plot:
-        write_plot(results, args.plot)
+        write_bytes_atomic(args.plot, bench_plot(results))
     for label, path in (("json", args.json), ("csv", args.csv), ("markdown", args.markdown), ("plot", args.plot)):
         if path:
             print(f"wrote {label}: {path}")
     return 0
+
+
+def _exact_outcomes(o) -> dict:
+    """The exact outcomes under the analysis' names (``proxygym solve --json``)."""
+    return dict(p_deploy_aligned=o.p_deploy_aligned, p_deploy_misaligned=o.p_deploy_misaligned, p_abstain=o.p_abstain,
+                expected_runs=o.mean_runs)
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
@@ -177,7 +183,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
             "seconds": solution.seconds,
             "states": solution.states,
             "program_states": solution.program_states,
-            **{k: v for k, v in solution.outcomes().items() if k != "expected_return"},
+            **_exact_outcomes(solution.outcomes()),
         }
         print(json.dumps(out, indent=2))
         return 0
@@ -252,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from proxygym.agents.summary import run_inspect  # imports SB3 and torch: only when needed
+    from proxygym.inspection import run_inspect  # imports SB3 and torch: only when needed
 
     return run_inspect(args)
 

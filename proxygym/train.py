@@ -27,15 +27,9 @@ import yaml
 
 from proxygym.agents.bench import optimal_value, run_pair
 from proxygym.agents.files import write_text_atomic
-from proxygym.agents.summary import (
-    BEST_EPISODES,
-    BEST_SEED,
-    AlignmentEvalCallback,
-    heuristic_results,
-    load_for_scenario,
-    save_model_atomic,
-    summarize,
-)
+from proxygym.agents.models import load_for_scenario, save_model_atomic
+from proxygym.agents.report import comparison_table
+from proxygym.agents.summary import BEST_EPISODES, BEST_SEED, heuristic_results, summarize
 from proxygym.agents.training import ALGOS, HYPERPARAMS_DIR, POLICIES, algo_class, make_env
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.scenario import load_scenario
@@ -140,10 +134,12 @@ def train(args: argparse.Namespace) -> int:
     observation = env_kwargs.pop("observation", "belief")
     policy = params.pop("policy", POLICIES.get(args.algo, "MlpPolicy"))
 
-    # -- setup --------------------------------------------------------------------------
+    # -- setup (torch and SB3 load here, once the arguments are known to be good) --------
     import torch
     from stable_baselines3.common.callbacks import CheckpointCallback
     from stable_baselines3.common.env_util import make_vec_env
+
+    from proxygym.agents.callback import AlignmentEvalCallback
 
     torch.set_num_threads(1)  # small MLPs: one thread is faster than two here
     model = None
@@ -182,7 +178,6 @@ def train(args: argparse.Namespace) -> int:
     )
     write_text_atomic(folder / "config.yml", yaml.safe_dump(config, sort_keys=False))
 
-
     optimum = optimal_value(scenario)  # None when the scenario is too large to solve exactly
     callbacks = []
     if args.save_freq > 0:
@@ -217,7 +212,6 @@ def train(args: argparse.Namespace) -> int:
         return 130
 
     # -- report -------------------------------------------------------------------------
-
     summary = summarize(
         model, args.algo, scenario, observation, args.final_episodes, seed=20_000 + args.seed, optimal_return=optimum
     )
@@ -226,7 +220,10 @@ def train(args: argparse.Namespace) -> int:
     if tb:
         print(f"tensorboard: tensorboard --logdir {tb}")
     print()
-    print(comparison_table(scenario, args.algo, summary, args.final_episodes))
+    strategies = list(heuristic_results(scenario))  # already run for the evaluations' reference line
+    if optimum is not None:
+        strategies.append(run_pair(scenario, "optimal", BEST_EPISODES, BEST_SEED))
+    print(comparison_table(scenario, args.algo, summary, strategies))
     return 0
 
 
@@ -236,36 +233,3 @@ def _whole(value, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
         raise ProxyGymError(f"{key} must be a whole number of at least 1, got {value!r}")
     return int(value)
-
-
-def comparison_table(scenario, algo: str, summary, episodes: int) -> str:
-    """The trained agent against every strategy on the scenario (mean return, 95% interval), and its normalized score."""
-
-    rows = [(f"trained {algo}", summary.mean_return, summary.ci95, f"{episodes} episodes, deterministic policy")]
-    exact = {}
-    results = list(heuristic_results(scenario))  # already run for the evaluations' reference line
-    if optimal_value(scenario) is not None:  # else too large to solve exactly
-        results.append(run_pair(scenario, "optimal", BEST_EPISODES, BEST_SEED))
-    for r in results:
-        name = r.strategy
-        exact[name] = r.exact_return
-        kind = "2000 episodes" + ("" if r.exact_return is None else f", exact {r.exact_return:.4f}")
-        rows.append((name, r.mean_return, r.ci95, kind))
-    best = max(range(len(rows)), key=lambda i: rows[i][1])
-    lines = [f"{scenario.name}: {scenario.title}", f"  {'policy':<28}{'return':>8} {'+-95%':>7}  evaluation"]
-    for i, (name, mean, ci, kind) in enumerate(rows):
-        lines.append(f"{'*' if i == best else ' '} {name:<28}{mean:>8.4f} {ci:>7.4f}  {kind}")
-    score = normalized_score(summary.mean_return, exact.get("first_model"), exact.get("optimal"))
-    if score is not None:
-        lines.append(
-            f"normalized score (agent - first_model) / (optimal - first_model) = {score:.3f}"
-            f"; optimality gap {exact['optimal'] - summary.mean_return:.4f}"
-        )
-    return "\n".join(lines)
-
-
-def normalized_score(agent: float, first_model: float | None, optimal: float | None) -> float | None:
-    """(agent - first_model) / (optimal - first_model): 0 is deploying the first model, 1 the optimum."""
-    if first_model is None or optimal is None or optimal - first_model <= 1e-12:
-        return None
-    return (agent - first_model) / (optimal - first_model)

@@ -34,9 +34,9 @@ def test_fixed_strategies_match_the_exact_analysis(shipped):
     failures = []
     for sc, name in pairs:
         r = run_pair(sc, name, episodes=20_000, seed=3)
-        half = r.ci95 * z / 1.959963984540054 + 1e-12
-        if abs(r.mean_return - r.exact_return) > half:
-            failures.append(f"{sc.name}/{name}: {r.mean_return:.4f} +- {half:.4f} vs exact {r.exact_return:.4f}")
+        half = r.outcomes.ci95 * z / 1.959963984540054 + 1e-12
+        if abs(r.outcomes.mean_return - r.exact_return) > half:
+            failures.append(f"{sc.name}/{name}: {r.outcomes.mean_return:.4f} +- {half:.4f} vs exact {r.exact_return:.4f}")
     assert not failures, "\n".join(failures)
     assert len(FIXED) >= 7
 
@@ -60,7 +60,7 @@ def test_no_strategy_beats_the_optimum(shipped):
     for sc, name in pairs:
         r = run_pair(sc, name, episodes=2000, seed=11)
         assert r.optimal_return is not None
-        assert r.mean_return - r.ci95 * z / 1.959963984540054 <= r.optimal_return + 1e-12, (sc.name, name)
+        assert r.outcomes.mean_return - r.outcomes.ci95 * z / 1.959963984540054 <= r.optimal_return + 1e-12, (sc.name, name)
         if name == "optimal":
             assert r.exact_return == pytest.approx(r.optimal_return)
 
@@ -74,7 +74,7 @@ def test_one_interface_for_one_env_and_a_batch():
     single = np.mean([play_episode(env, agent, seed=i)[0] for i in range(3000)])
     batch = run_pair(sc, "idea_screening", episodes=3000, seed=0)
     se = np.sqrt(2 * 0.25 / 3000)
-    assert abs(single - batch.mean_return) < 4 * se
+    assert abs(single - batch.outcomes.mean_return) < 4 * se
 
 
 def test_unknown_names_are_refused_with_the_valid_ones():

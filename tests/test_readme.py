@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from proxygym.agents.bench import format_markdown, resolve_names, run_bench
+from proxygym.agents.bench import resolve_names, run_bench
+from proxygym.agents.report import format_markdown
 from tests.conftest import ROOT, run_cli
 
 README = (ROOT / "README.md").read_text()

@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxygym.agents.regimen import play_batch, play_episode
-from proxygym.agents.solver import describe_policy, estimate_size, solve
+from proxygym.agents.report import describe_policy
+from proxygym.agents.solver import estimate_size, solve
 from proxygym.agents.strategies import STRATEGIES, OptimalStrategy, Strategy
 from proxygym.envs.analysis import analyze
 from proxygym.envs.belief import BeliefFilter
@@ -215,7 +216,7 @@ def test_solver_equals_brute_force(case):
     sol = solve(sc)
     assert sol.value == pytest.approx(best, abs=1e-9)
     assert history_dp(sc) == pytest.approx(best, abs=1e-9)
-    assert sol.outcomes()["expected_return"] == pytest.approx(sol.value, abs=1e-9)
+    assert sol.outcomes().mean_return == pytest.approx(sol.value, abs=1e-9)
 
 
 SMALL_CASES = {
@@ -232,7 +233,7 @@ def test_solver_equals_history_dp(case):
     sc = tiny(**SMALL_CASES[case])
     sol = solve(sc)
     assert sol.value == pytest.approx(history_dp(sc), abs=1e-9)
-    assert sol.outcomes()["expected_return"] == pytest.approx(sol.value, abs=1e-9)
+    assert sol.outcomes().mean_return == pytest.approx(sol.value, abs=1e-9)
 
 
 rewards = st.fixed_dictionaries(
@@ -252,7 +253,7 @@ def test_solver_equals_history_dp_on_random_scenarios(sc, reward, budget):
     sc = parse_scenario({**sc.model_dump(), "reward": reward, "budget": budget})
     sol = solve(sc)
     assert sol.value == pytest.approx(history_dp(sc), abs=1e-9)
-    assert sol.outcomes()["expected_return"] == pytest.approx(sol.value, abs=1e-9)
+    assert sol.outcomes().mean_return == pytest.approx(sol.value, abs=1e-9)
 
 
 @settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -334,7 +335,7 @@ def fixed_strategies(sc):
 def test_solver_beats_every_fixed_strategy(shipped):
     for sc in shipped:
         sol = solve(sc)
-        assert sol.outcomes()["expected_return"] == pytest.approx(sol.value, abs=1e-9), sc.name
+        assert sol.outcomes().mean_return == pytest.approx(sol.value, abs=1e-9), sc.name
         for name, regimen in fixed_strategies(sc):
             exact = analyze(sc, regimen).expected_return
             assert sol.value >= exact - 1e-9, (sc.name, name, sol.value, exact)

@@ -8,13 +8,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from proxygym.agents.summary import (
-    AlignmentEvalCallback,
-    format_text,
-    heatmap,
-    inspect_model,
-    summarize,
-)
+from proxygym.agents.callback import AlignmentEvalCallback
+from proxygym.agents.plots import heatmap
+from proxygym.agents.report import format_text
+from proxygym.agents.solver import solve
+from proxygym.agents.summary import summarize
+from proxygym.inspection import inspect_model
 from proxygym.agents.training import POLICIES, algo_class, make_env
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
@@ -69,7 +68,7 @@ def test_the_tensorboard_run_holds_the_summary_scalars_heatmap_text_and_hparams(
     assert [e.step for e in acc.Scalars("alignment/mean_return")] == EVAL_STEPS
     assert [ts for ts, _ in trained.callback.evaluations] == EVAL_STEPS
     for i, (_, s) in enumerate(trained.callback.evaluations):
-        assert values["alignment/mean_return"][i] == pytest.approx(s.mean_return, abs=1e-6)
+        assert values["alignment/mean_return"][i] == pytest.approx(s.outcomes.mean_return, abs=1e-6)
         total = sum(values[f"alignment/{a}"][i] for a in ("p_deploy_aligned", "p_deploy_misaligned", "p_abstain"))
         assert total == pytest.approx(1.0, abs=1e-6)
         for ph_i, ph in enumerate(("pretrain", "rl", "scale")):
@@ -104,10 +103,10 @@ def test_the_best_model_is_saved_and_replays_the_best_mean_return(trained):
     from stable_baselines3 import PPO
 
     cb = trained.callback
-    assert cb.best_mean_return == max(s.mean_return for _, s in cb.evaluations)
+    assert cb.best_mean_return == max(s.outcomes.mean_return for _, s in cb.evaluations)
     best = PPO.load(trained.root / "best_model.zip", device="cpu")
     again = summarize(best, "ppo", trained.scenario, "belief", EVAL_EPISODES, seed=0)
-    assert again.mean_return == cb.best_mean_return
+    assert again.outcomes.mean_return == cb.best_mean_return
     assert not list(trained.root.glob(".best_model*"))  # no temporary file left behind
 
 
@@ -142,11 +141,12 @@ def _count_by_hand(model, scenario: str, observation: str, episodes: int):
 def test_inspect_reports_the_usage_the_trained_model_plays(trained, tmp_path):
     episodes = 40
     summary = inspect_model(trained.root / "model.zip", SCENARIO, episodes=episodes, tensorboard_log=tmp_path / "tb")
-    assert (summary.algo, summary.observation, summary.episodes) == ("ppo", "belief", episodes)
+    assert (summary.algo, summary.observation, summary.outcomes.episodes) == ("ppo", "belief", episodes)
     shares, discards, mean_return, p_aligned = _count_by_hand(trained.model, SCENARIO, "belief", episodes)
     np.testing.assert_allclose(summary.usage_shares, shares, atol=1e-12)
     np.testing.assert_allclose(summary.discard_shares, discards, atol=1e-12)
-    assert summary.mean_return == pytest.approx(mean_return) and summary.p_deploy_aligned == pytest.approx(p_aligned)
+    assert summary.outcomes.mean_return == pytest.approx(mean_return)
+    assert summary.outcomes.p_deploy_aligned == pytest.approx(p_aligned)
 
     inspect_model(trained.root / "model.zip", SCENARIO, episodes=episodes, tensorboard_log=tmp_path / "tb")
     runs = sorted(p.name for p in (tmp_path / "tb").iterdir())
@@ -173,7 +173,8 @@ def test_inspect_reports_the_usage_of_a_mixed_policy(tmp_path, scenario, observa
     assert ((shares > 0) & (shares < 1)).any() and (discards > 0).sum() >= 2  # the case is not trivial
     np.testing.assert_allclose(summary.usage_shares, shares, atol=1e-12)
     np.testing.assert_allclose(summary.discard_shares, discards, atol=1e-12)
-    assert summary.mean_return == pytest.approx(mean_return) and summary.p_deploy_aligned == pytest.approx(p_aligned)
+    assert summary.outcomes.mean_return == pytest.approx(mean_return)
+    assert summary.outcomes.p_deploy_aligned == pytest.approx(p_aligned)
 
 
 def test_the_inspect_command_prints_the_text_or_json(trained, capsys):
@@ -184,8 +185,6 @@ def test_the_inspect_command_prints_the_text_or_json(trained, capsys):
     args = parser.parse_args(["inspect", model, "--scenario", SCENARIO, "--episodes", "10", "--json"])
     assert args.func(args) == 0
     data = json.loads(capsys.readouterr().out)
-    from proxygym.agents.solver import solve
-
     assert data["scenario"] == SCENARIO and data["algo"] == "ppo"
     assert data["optimal_return"] == pytest.approx(solve(SCENARIO).value)  # inspect reports the gap to the optimum
     assert np.asarray(data["usage_shares"]).shape == (3, 1, 3) and data["best_strategy"]
@@ -196,7 +195,7 @@ def test_the_inspect_command_prints_the_text_or_json(trained, capsys):
 
 def test_format_text_and_heatmap(trained):
     s = trained.callback.last_summary
-    s.optimal_return = s.best_strategy_return + 0.01
+    s.optimal_return = s.best_strategy_outcomes.mean_return + 0.01
     try:
         text = format_text(s)
         assert " ".join(trained.scenario.claim.split()) in text

@@ -1,0 +1,121 @@
+"""Pictures: the benchmark as bars, and a trained policy as a heatmap of phases x proxies.
+
+Both draw on matplotlib's object API with the Agg canvas (no global pyplot state, no display).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from proxygym.agents.bench import BenchResult, best_index
+from proxygym.agents.report import percent, usage_cell
+from proxygym.agents.summary import PolicySummary
+from proxygym.envs.regimen import ANTI, RESERVE, TRAIN, USAGE_LETTERS, USAGE_NAMES
+from proxygym.envs.scenario import Scenario
+
+
+def bench_plot(results: list[BenchResult]) -> bytes:
+    """A PNG: one panel per scenario, strategies as bars with their 95% intervals, exact values as diamonds."""
+    names = list(dict.fromkeys(r.scenario for r in results))
+    cols = min(3, len(names))
+    rows_n = math.ceil(len(names) / cols)
+    fig = Figure(figsize=(5.2 * cols, 3.6 * rows_n))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows_n, cols, squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        rows = [r for r in results if r.scenario == name]
+        x = np.arange(len(rows))
+        best = best_index(rows)
+        colors = ["tab:orange" if i == best else "tab:blue" for i in range(len(rows))]
+        ax.bar(x, [r.outcomes.mean_return for r in rows], yerr=[r.outcomes.ci95 for r in rows], color=colors, capsize=2)
+        exact = [(i, r.exact_return) for i, r in enumerate(rows) if r.exact_return is not None]
+        if exact:
+            ax.scatter(*zip(*exact), marker="D", color="black", s=14, zorder=3, label="exact")
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks(x)
+        ax.set_xticklabels([r.strategy for r in rows], rotation=60, ha="right", fontsize=7)
+        ax.set_ylabel("mean return", fontsize=8)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return buf.getvalue()
+
+
+#: Colours of the usages in the heatmap; a cell is their mix weighted by the usage shares,
+#: so a 50/50 train/anti cell (purple) does not look like a reserved one (grey).
+USAGE_COLOURS = np.array(
+    [
+        [0.86, 0.86, 0.86],  # reserve: grey, the proxy is kept as a test
+        [0.19, 0.45, 0.80],  # train: blue
+        [0.84, 0.27, 0.22],  # anti: red
+    ]
+)
+
+
+def heatmap(summary: PolicySummary, scenario: "Scenario | None" = None) -> np.ndarray:
+    """An RGB ``uint8`` image ``(H, W, 3)``: phases x proxies coloured by usage, and the discard rate per checkpoint.
+
+    ``scenario`` (optional) adds each phase's plasticity to its label.
+    """
+    s, o = summary, summary.outcomes
+    T, k = len(s.phases), len(s.proxies)
+    fig = Figure(figsize=(max(5.0, 2.2 + 1.55 * k + 0.9), 1.9 + 0.62 * T), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(1, 2, width_ratios=[k, 0.6])
+    ax = fig.add_subplot(grid[0])
+    ax_d = fig.add_subplot(grid[1], sharey=ax)
+
+    ran = s.phase_runs > 0
+    rgb = np.einsum("tju,uc->tjc", s.usage_shares, USAGE_COLOURS)
+    rgb[~ran] = 1.0
+    ax.imshow(rgb, aspect="auto", vmin=0, vmax=1)
+    for t in range(T):
+        for j in range(k):
+            if not ran[t]:
+                ax.text(j, t, "not run", ha="center", va="center", fontsize=8, color="0.45")
+                continue
+            dark = rgb[t, j] @ np.array([0.299, 0.587, 0.114]) < 0.55  # perceived brightness
+            text = usage_cell(s.usage_shares[t, j]).replace(" / ", "\n")
+            ax.text(j, t, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    ax.set_xticks(range(k))
+    ax.set_xticklabels(s.proxies, rotation=20 if k > 2 else 0, ha="right" if k > 2 else "center", fontsize=8)
+    ax.set_yticks(range(T))
+    if scenario is not None:
+        ylabels = [f"{p.name}\n(plasticity {p.plasticity:g})" for p in scenario.phases]
+    else:
+        ylabels = list(s.phases)
+    ax.set_yticklabels(ylabels, fontsize=8)
+    ax.set_xlabel("proxy", fontsize=9)
+    ax.set_ylabel("phase", fontsize=9)
+    ax.set_title("usage (share of the runs that ran the phase)" if k > 1 else "usage", fontsize=9)
+
+    discard = np.where(ran, s.discard_shares, np.nan)[:, None]
+    ax_d.imshow(np.ma.masked_invalid(discard), cmap="Oranges", vmin=0, vmax=1, aspect="auto")
+    for t in range(T):
+        label = percent(s.discard_shares[t]) if ran[t] else "-"
+        ax_d.text(0, t, label, ha="center", va="center", fontsize=8, color="white" if ran[t] and s.discard_shares[t] > 0.6 else "black")
+    ax_d.set_xticks([0])
+    ax_d.set_xticklabels(["at the checkpoint\nafter the phase"], fontsize=8)
+    ax_d.tick_params(axis="y", left=False, labelleft=False)
+    ax_d.set_title("discarded", fontsize=9)
+
+    fig.suptitle(
+        f"{s.scenario}: {s.algo} policy, return {o.mean_return:.3f} ± {o.ci95:.3f}\n"
+        f"best strategy {s.best_strategy} {s.best_strategy_outcomes.mean_return:.3f}",
+        fontsize=10,
+    )
+    handles = [Patch(color=USAGE_COLOURS[u], label=f"{USAGE_LETTERS[u]} {USAGE_NAMES[u]}") for u in (TRAIN, RESERVE, ANTI)]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()

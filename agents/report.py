@@ -1,0 +1,307 @@
+"""The reports people read: the benchmark's tables, a policy summary in Markdown, the optimal policy in words.
+
+Each function returns text; the command line writes it (atomically) or prints it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+
+from proxygym.agents.bench import JSON_KEYS, BenchResult, best_index
+from proxygym.agents.solver import DEPLOY_CODE, DISCARD_CODE, Solution
+from proxygym.agents.summary import PolicySummary
+from proxygym.envs.dynamics import Dynamics
+from proxygym.envs.regimen import ANTI, RESERVE, TRAIN, USAGE_LETTERS, usage_letters
+from proxygym.envs.scenario import Scenario
+
+
+# -- the benchmark ------------------------------------------------------------------------------
+def format_tables(results: list[BenchResult]) -> str:
+    """A readable table per scenario; '*' marks the strategy with the highest mean return, 'gap' is the optimum less it."""
+    lines = []
+    by_scenario: dict[str, list[BenchResult]] = {}
+    for r in results:
+        by_scenario.setdefault(r.scenario, []).append(r)
+    for name, rows in by_scenario.items():
+        best = best_index(rows)
+        lines.append(f"{name}: {rows[0].title}  ({rows[0].outcomes.episodes} episodes each)")
+        lines.append(
+            f"  {'strategy':<27}{'return':>8} {'+-95%':>7} {'P(al.)':>7} {'P(mis.)':>7} {'P(abst.)':>8} {'runs':>6}"
+            f" {'exact':>8} {'gap':>7}"
+        )
+        for i, r in enumerate(rows):
+            o = r.outcomes
+            mark = "*" if i == best else " "
+            exact = "" if r.exact_return is None else f"{r.exact_return:.4f}"
+            gap = "" if r.optimality_gap is None else f"{r.optimality_gap:.4f}"
+            lines.append(
+                f"{mark} {r.strategy:<27}{o.mean_return:>8.4f} {o.ci95:>7.4f} {o.p_deploy_aligned:>7.3f}"
+                f" {o.p_deploy_misaligned:>7.3f} {o.p_abstain:>8.3f} {o.mean_runs:>6.2f} {exact:>8} {gap:>7}"
+            )
+        if rows[0].optimal_return is not None:
+            lines.append(f"  gap: the optimum ({rows[0].optimal_return:.4f}, proxygym solve {name}) less the mean return")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def format_markdown(results: list[BenchResult]) -> str:
+    """One Markdown table: a row per scenario, a column per strategy (mean return +- 95%), best in bold."""
+    strategies = list(dict.fromkeys(r.strategy for r in results))
+    by_scenario: dict[str, dict[str, BenchResult]] = {}
+    for r in results:
+        by_scenario.setdefault(r.scenario, {})[r.strategy] = r
+    out = ["| scenario | " + " | ".join(strategies) + " |", "|---|" + "---|" * len(strategies)]
+    for name, rows in by_scenario.items():
+        best = max(rows.values(), key=lambda r: r.outcomes.mean_return).strategy
+        cells = []
+        for s in strategies:
+            o = rows[s].outcomes
+            cell = f"{o.mean_return:.3f} ± {o.ci95:.3f}"
+            cells.append(f"**{cell}**" if s == best else cell)
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def bench_json(results: list[BenchResult]) -> str:
+    """``proxygym bench --json``: a list of rows with the keys of :data:`proxygym.agents.bench.JSON_KEYS`."""
+    return json.dumps([r.record() for r in results], indent=2) + "\n"
+
+
+def bench_csv(results: list[BenchResult]) -> str:
+    """``proxygym bench --csv``: the same rows as the JSON, empty cells for missing values."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(JSON_KEYS))
+    writer.writeheader()
+    for r in results:
+        writer.writerow({k: "" if v is None else v for k, v in r.record().items()})
+    return buf.getvalue()
+
+
+# -- a trained policy -------------------------------------------------------------------------
+def percent(x: float) -> str:
+    return "<1%" if 0 < x < 0.005 else f"{100 * x:.0f}%"
+
+
+def usage_cell(shares: np.ndarray) -> str:
+    """``"T 80% / R 20%"``: the usages a cell's runs got, most frequent first (zero shares left out)."""
+    order = sorted((u for u in (TRAIN, RESERVE, ANTI) if shares[u] > 0), key=lambda u: -shares[u])
+    return " / ".join(f"{USAGE_LETTERS[u]} {percent(shares[u])}" for u in order) or "-"
+
+
+def format_text(summary: PolicySummary) -> str:
+    """A short Markdown report: the claim, the outcomes, the reference, and the policy as a table."""
+    s, o, best = summary, summary.outcomes, summary.best_strategy_outcomes
+    lines = [
+        f"## {s.scenario}: {s.title}",
+        "",
+        f"> {s.claim}",
+        "",
+        f"**{s.algo}** ({s.observation} observation), deterministic policy, {o.episodes} episodes (seeds {s.seed}..{s.seed + o.episodes - 1})",
+        "",
+        "| outcome | value |",
+        "|---|---|",
+        f"| mean return (95% interval) | {o.mean_return:.4f} ± {o.ci95:.4f} |",
+        f"| P(deploy aligned) | {o.p_deploy_aligned:.3f} |",
+        f"| P(deploy misaligned) | {o.p_deploy_misaligned:.3f} |",
+        f"| P(abstain) | {o.p_abstain:.3f} |",
+        f"| mean runs used | {o.mean_runs:.2f} |",
+        f"| best strategy: {s.best_strategy} | {best.mean_return:.4f} ± {best.ci95:.4f}"
+        f" ({best.episodes} episodes) |",
+    ]
+    if s.optimal_return is not None:
+        lines.append(f"| optimal return (exact) | {s.optimal_return:.4f} (gap {s.optimality_gap:.4f}) |")
+    lines += [
+        "",
+        "Policy: the usage of each proxy in each phase (T train, R reserve, A anti), as shares of the"
+        " runs that ran the phase; and the share of the runs reaching the checkpoint after the phase"
+        " that were discarded there.",
+        "",
+        "| phase | runs | " + " | ".join(s.proxies) + " | discarded |",
+        "|---|---:|" + "---|" * len(s.proxies) + "---:|",
+    ]
+    for t, phase in enumerate(s.phases):
+        if s.phase_runs[t] == 0:
+            cells = ["not run"] * len(s.proxies) + ["-"]
+        else:
+            cells = [usage_cell(s.usage_shares[t, j]) for j in range(len(s.proxies))]
+            cells.append(percent(s.discard_shares[t]))
+        lines.append(f"| {phase} | {int(s.phase_runs[t])} | " + " | ".join(cells) + " |")
+    ideas = ", ".join(f"{name} {percent(share)}" for name, share in zip(s.ideas, s.idea_shares) if share > 0)
+    lines += ["", f"Ideas (share of runs started with each): {ideas or '-'}", ""]
+    return "\n".join(lines)
+
+
+def comparison_table(scenario: Scenario, algo: str, summary: PolicySummary, strategies: list[BenchResult]) -> str:
+    """The trained agent against the benchmarked ``strategies`` (mean return, 95% interval), and its normalized score."""
+
+    o = summary.outcomes
+    rows = [(f"trained {algo}", o.mean_return, o.ci95, f"{o.episodes} episodes, deterministic policy")]
+    exact = {}
+    for r in strategies:
+        exact[r.strategy] = r.exact_return
+        kind = f"{r.outcomes.episodes} episodes" + ("" if r.exact_return is None else f", exact {r.exact_return:.4f}")
+        rows.append((r.strategy, r.outcomes.mean_return, r.outcomes.ci95, kind))
+    best = max(range(len(rows)), key=lambda i: rows[i][1])
+    lines = [f"{scenario.name}: {scenario.title}", f"  {'policy':<28}{'return':>8} {'+-95%':>7}  evaluation"]
+    for i, (name, mean, ci, kind) in enumerate(rows):
+        lines.append(f"{'*' if i == best else ' '} {name:<28}{mean:>8.4f} {ci:>7.4f}  {kind}")
+    score = normalized_score(o.mean_return, exact.get("first_model"), exact.get("optimal"))
+    if score is not None:
+        lines.append(
+            f"normalized score (agent - first_model) / (optimal - first_model) = {score:.3f}"
+            f"; optimality gap {exact['optimal'] - o.mean_return:.4f}"
+        )
+    return "\n".join(lines)
+
+
+def normalized_score(agent: float, first_model: float | None, optimal: float | None) -> float | None:
+    """(agent - first_model) / (optimal - first_model): 0 is deploying the first model, 1 the optimum."""
+    if first_model is None or optimal is None or optimal - first_model <= 1e-12:
+        return None
+    return (agent - first_model) / (optimal - first_model)
+
+
+# -- the optimal policy in words ----------------------------------------------------------------
+def _usage_text(dyn: Dynamics, code: int) -> str:
+    return usage_letters(dyn.usages[code])
+
+
+def _result_text(scenario: Scenario, r: int) -> str:
+    names = scenario.proxy_names
+    if len(names) == 1:
+        return "pass" if r & 1 else "fail"
+    return " ".join(f"{name}{'+' if (r >> j) & 1 else '-'}" for j, name in enumerate(names))
+
+
+def describe_policy(solution: Solution, scenario: Scenario | None = None, max_lines: int = 40) -> str:
+    """The optimal policy in words: its outcomes, the first run's plan per test outcome, when
+    it discards and deploys, and how it picks ideas from run to run."""
+    scenario = scenario or solution.scenario
+    pol = solution.policy
+    dyn = pol.dyn
+    T, R = dyn.n_phases, 2**dyn.n_proxies
+    r = scenario.reward
+    out = solution.outcomes()
+    names = scenario.proxy_names
+    phases = [p.name for p in scenario.phases]
+    lines = [
+        f"Optimal policy for {scenario.name} (budget {scenario.budget}): expected return {solution.value:.4f}",
+        f"  P(deploy aligned) {out.p_deploy_aligned:.4f}, P(deploy misaligned) {out.p_deploy_misaligned:.4f},"
+        f" P(abstain) {out.p_abstain:.4f}, expected runs {out.mean_runs:.3f}",
+        f"  solved exactly in {solution.seconds:.3f} s over {solution.program_states} program states"
+        f" and {solution.states} belief states",
+        f"  usages are letters per proxy ({', '.join(names)}): R reserve, T train, A anti",
+    ]
+
+    # The first run, per test outcome, as far as the line budget allows (most likely outcomes first).
+    root = pol.root
+    tree = pol.tree(root)
+    acts = pol.actions[root]
+    lines.append(
+        f"First run ({scenario.budget} run{'s' if scenario.budget > 1 else ''} left),"
+        f" idea {scenario.idea_names[pol.ideas[root]]}:"
+        f" phase {phases[0]} {_usage_text(dyn, int(acts[0][0]))}"
+    )
+    shown = [0]
+    hidden = 0.0
+
+    def walk(d: int, x: int, reach: float, indent: str) -> None:
+        nonlocal hidden
+        a = int(acts[d][x]) if d > 0 else int(acts[0][0])
+        kids = [(x * pol.fan + a * R + res, res) for res in range(R)]
+        kids = [(y, res) for y, res in kids if tree.prob[d + 1][y] > 0.0]
+        kids.sort(key=lambda yr: -tree.prob[d + 1][yr[0]])
+        for y, res in kids:
+            p = reach * tree.prob[d + 1][y]
+            if shown[0] >= max_lines:
+                hidden += p
+                continue
+            shown[0] += 1
+            b = int(acts[d + 1][y])
+            if b == DEPLOY_CODE:
+                what = "deploy"
+            elif b == DISCARD_CODE:
+                what = "discard"
+            else:
+                what = f"continue, phase {phases[d + 1]} {_usage_text(dyn, b)}"
+            lines.append(
+                f"{indent}checkpoint {d + 1} ({phases[d]}): {_result_text(scenario, res)}"
+                f" [P {tree.prob[d + 1][y]:.3f}, reach {p:.3f}, P(aligned) {tree.p_aligned[d + 1][y]:.3f}] -> {what}"
+            )
+            if b >= 0:
+                walk(d + 1, y, p, indent + "  ")
+
+    walk(0, 0, 1.0, "  ")
+    if hidden > 0.0:
+        lines.append(f"  ... further outcomes not shown (total probability {hidden:.3f})")
+
+    # When it deploys: on the first run, the P(aligned) it needs at the final checkpoint.
+    reach = np.ones(1)
+    for d in range(1, T + 1):
+        reach = pol.children_reach(root, d - 1, reach) * tree.prob[d]
+    live = reach > 0.0
+    dep = live & (acts[T] == DEPLOY_CODE)
+    dis = live & (acts[T] == DISCARD_CODE)
+    pa = tree.p_aligned[T]
+    parts = []
+    if dep.any():
+        parts.append(f"deploys at P(aligned) >= {pa[dep].min():.3f}")
+    if dis.any():
+        parts.append(f"discards at P(aligned) <= {pa[dis].max():.3f}")
+    if parts:
+        lines.append("At the first run's final checkpoint it " + " and ".join(parts) + ".")
+    if all(len(v) == 1 for v in dyn.base_rate_values) and r.aligned > r.misaligned:
+        # Known base rates: runs are independent, so the discard value is V(n - 1) and deploying
+        # pays iff P(aligned) >= (V(n - 1) - R_misaligned) / (R_aligned - R_misaligned).
+        thresholds = []
+        for n in range(scenario.budget, 0, -1):
+            later = r.abstain if n == 1 else pol.values[pol.index[(n - 1, pol.keys[root][1])]]
+            t = (later - r.misaligned) / (r.aligned - r.misaligned)
+            thresholds.append(f"{n}: {t:.3f}" if t > 0 else f"{n}: any")
+        lines.append(
+            "Deploy threshold on P(aligned) at the final checkpoint, by runs left (counting the run under way): "
+            + ", ".join(thresholds)
+        )
+        ideas = [pol.ideas[pol.index[(n, pol.keys[root][1])]] for n in range(scenario.budget, 0, -1)]
+        if len(set(ideas)) == 1:
+            lines.append(f"Every run uses idea {scenario.idea_names[ideas[0]]} (base rates are known: runs are independent).")
+        else:
+            lines.append(
+                "Idea by runs left: "
+                + ", ".join(f"{n}: {scenario.idea_names[i]}" for n, i in zip(range(scenario.budget, 0, -1), ideas))
+            )
+    else:
+        # Unknown base rates: follow the most likely way each run ends in a discard.
+        lines.append("How it picks ideas (following the most likely discard of each run):")
+        state, mass = root, 1.0
+        for run in range(1, scenario.budget + 1):
+            tree = pol.tree(state)
+            reach = np.ones(1)
+            best = (0.0, 0, 0)
+            deploy_p = 0.0
+            for d in range(1, T + 1):
+                reach = pol.children_reach(state, d - 1, reach) * tree.prob[d]
+                a = pol.actions[state][d]
+                deploy_p += float(reach[(reach > 0) & (a == DEPLOY_CODE)].sum())
+                gone = np.flatnonzero((reach > 0) & (a == DISCARD_CODE))
+                if len(gone):
+                    x = gone[np.argmax(reach[gone])]
+                    if reach[x] > best[0]:
+                        best = (float(reach[x]), d, int(x))
+            post = ", ".join(
+                f"{scenario.idea_names[i]} {float(np.dot(w, dyn.base_rate_values[i])):.3f}"
+                for i, w in enumerate(pol.posterior(state))
+            )
+            lines.append(
+                f"  run {run} (P reached {mass:.3f}; mean base rates {post}): idea {scenario.idea_names[pol.ideas[state]]},"
+                f" deploys from it with P {deploy_p:.3f}"
+            )
+            if best[0] <= 0.0 or pol.runs_left(state) <= 1:
+                break
+            mass *= best[0]
+            state = pol.after_discard(state, best[1], best[2])
+    return "\n".join(lines)
