@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, decision_kind
+from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, ActionLayout, decision_kind
 from proxygym.envs.observation import ObservationLayout
 from proxygym.envs.regimen import Regimen
 
@@ -44,6 +44,7 @@ class RegimenAgent:
             if 1 <= d < T:
                 self.must_pass[d, list(proxies)] = True
         self.must_pass[T, list(regimen.test)] = True
+        self.actions = ActionLayout(k, layout.n_ideas)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs)
@@ -62,11 +63,7 @@ class RegimenAgent:
         failed = (self.must_pass[d] & ~passed).any(axis=1)  # nothing must pass at d = 0
         keep = ~failed | (last_run & (self.regimen.fallback == "deploy"))
         verdict = KEEP_VERDICT[decision_kind(d, T), keep.astype(np.int64)]
-        out = np.empty((n, 2 + k), dtype=np.int64)
-        out[:, 0] = verdict
-        out[:, 1 : 1 + k] = self.plan[np.minimum(d, T - 1)]
-        out[:, 1 + k] = self.regimen.idea
-        return out
+        return self.actions.encode(verdict, self.plan[np.minimum(d, T - 1)], self.regimen.idea)
 
 
 def play_episode(env, agent, seed: int | None = None) -> tuple[float, dict]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from proxygym.agents.regimen import RegimenAgent
 from proxygym.agents.solver import DEPLOY_CODE, Solution, solve
-from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD
+from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, ActionLayout
 from proxygym.envs.analysis import analyze
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.observation import ObservationLayout
@@ -44,6 +44,7 @@ class Strategy(ABC):
         self.budget = scenario.budget
         self.n_phases = len(scenario.phases)
         self.n_proxies = len(scenario.proxies)
+        self.actions = ActionLayout.of(scenario)
         self.rng = np.random.default_rng(seed)
 
     def regimen(self) -> Regimen | None:
@@ -209,11 +210,11 @@ class IdeaScreening(Strategy):
         self._agent = RegimenAgent(make_regimen(scenario, "R"), layout, scenario.budget)
 
     def act(self, obs):
-        actions = self._agent.act(obs)
+        verdict, usage, idea = self.actions.decode(self._agent.act(obs))
         rates = self.layout.decode(obs)["base_rate"]  # (N, m)
         start = self.layout.position(obs, self.budget)[0] == 0
-        actions[start, -1] = np.argmax(rates[start], axis=-1)
-        return actions
+        idea = np.where(start, np.argmax(rates, axis=-1), idea)
+        return self.actions.encode(verdict, usage, idea)
 
 
 class BayesThreshold(Strategy):
@@ -239,16 +240,13 @@ class BayesThreshold(Strategy):
 
     def act(self, obs):
         o = self.layout.decode(obs)
-        n = obs.shape[0]
         d, runs_left = self.layout.position(obs, self.budget)
         p = o["p_aligned"][:, 0].astype(np.float64)
         r = self.scenario.reward
         deploy_value = p * r.aligned + (1.0 - p) * r.misaligned
         at_end = d == self.n_phases
         verdict = np.where(at_end, np.where(deploy_value >= self.worth[runs_left], DEPLOY, DISCARD), CONTINUE)
-        return np.concatenate(
-            [verdict[:, None], np.zeros((n, self.n_proxies), dtype=np.int64), np.zeros((n, 1), dtype=np.int64)], axis=1
-        ).astype(np.int64)
+        return self.actions.encode(verdict, 0, 0)
 
 
 class RandomStrategy(Strategy):
@@ -262,8 +260,8 @@ class RandomStrategy(Strategy):
         coin = self.rng.integers(0, 2, size=n)
         verdict = np.where(d == 0, CONTINUE, np.where(d < self.n_phases, coin * DISCARD, DISCARD + coin))
         usage = self.rng.integers(0, 3, size=(n, self.n_proxies))
-        idea = self.rng.integers(0, len(self.scenario.ideas), size=(n, 1))
-        return np.concatenate([verdict[:, None], usage, idea], axis=1).astype(np.int64)
+        idea = self.rng.integers(0, len(self.scenario.ideas), size=n)
+        return self.actions.encode(verdict, usage, idea)
 
 
 class OptimalStrategy(Strategy):
@@ -357,11 +355,9 @@ class OptimalStrategy(Strategy):
             for c in np.unique(d[rows]):
                 sub = rows[d[rows] == c]
                 code[sub] = acts[int(c)][self._node[sub] * (c > 0)]
-        out = np.zeros((n, 2 + k), dtype=np.int64)
-        out[:, 0] = np.where(code >= 0, CONTINUE, np.where(code == DEPLOY_CODE, DEPLOY, DISCARD))
-        out[:, 1 : 1 + k] = np.where((code >= 0)[:, None], self._usages[np.maximum(code, 0)], 0)
-        out[:, 1 + k] = idea
-        return out
+        verdict = np.where(code >= 0, CONTINUE, np.where(code == DEPLOY_CODE, DEPLOY, DISCARD))
+        usage = np.where((code >= 0)[:, None], self._usages[np.maximum(code, 0)], 0)
+        return self.actions.encode(verdict, usage, idea)
 
 
 STRATEGIES: dict[str, Callable[..., Strategy]] = {

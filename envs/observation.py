@@ -74,6 +74,7 @@ class ObservationLayout:
         if mode not in OBSERVATION_MODES:
             raise ValueError(f"observation must be one of {', '.join(OBSERVATION_MODES)}, got {mode!r}")
         T, k, m = dynamics.n_phases, dynamics.n_proxies, dynamics.n_ideas
+        self.n_phases, self.n_proxies, self.n_ideas = T, k, m
         self.mode = mode
         self.slots = [
             Slot("checkpoint", (T + 1,), "one-hot decision point"),
