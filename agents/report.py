@@ -212,7 +212,7 @@ def describe_policy(solution: Solution, scenario: Scenario | None = None, max_li
     def walk(d: int, x: int, reach: float, indent: str) -> None:
         nonlocal hidden
         a = int(acts[d][x]) if d > 0 else int(acts[0][0])
-        kids = [(x * pol.fan + a * R + res, res) for res in range(R)]
+        kids = [(pol.child(x, a, res), res) for res in range(R)]
         kids = [(y, res) for y, res in kids if tree.prob[d + 1][y] > 0.0]
         kids.sort(key=lambda yr: -tree.prob[d + 1][yr[0]])
         for y, res in kids:

@@ -85,10 +85,14 @@ KEY_DECIMALS = 12
 
 
 # -- the run tree ---------------------------------------------------------------------
+def tree_fan(dyn: Dynamics) -> int:
+    """Children of a node of a run tree: ``3^k`` usage codes times ``2^k`` result codes."""
+    return dyn.n_usages * 2**dyn.n_proxies
+
+
 def tree_nodes(dyn: Dynamics) -> int:
     """Decision points of one run tree: ``sum_{d=0..T} (3^k 2^k)^d`` (exact integer)."""
-    fan = dyn.n_usages * 2**dyn.n_proxies
-    return sum(fan**d for d in range(dyn.n_phases + 1))
+    return sum(tree_fan(dyn) ** d for d in range(dyn.n_phases + 1))
 
 
 @dataclass
@@ -123,8 +127,6 @@ class _Builder:
         k = dyn.n_proxies
         self.C = dyn.n_usages
         self.R = 2**k
-        # results[r, j]: proxy j passed in result code r
-        self.results = ((np.arange(self.R)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
         self.anti = (dyn.usages == ANTI).astype(np.int64)  # (C, k)
         self.weights: list[list[np.ndarray]] = [[] for _ in range(dyn.n_ideas)]
         self._ids: list[dict[tuple, int]] = [{} for _ in range(dyn.n_ideas)]
@@ -161,7 +163,7 @@ class _Builder:
             pred = predict_joint(dyn, np.repeat(joint, C, axis=0), t, codes, idea)  # (n C, V, S)
             na = (n_anti[:, None, :] + self.anti[None]).reshape(n * C, k)
             joint, p = condition_joint(
-                dyn, np.repeat(pred, R, axis=0), t, np.repeat(na, R, axis=0), np.tile(self.results, (n * C, 1))
+                dyn, np.repeat(pred, R, axis=0), t, np.repeat(na, R, axis=0), np.tile(dyn.results, (n * C, 1))
             )
             n_anti = np.repeat(na, R, axis=0)
             prob.append(p)
@@ -251,9 +253,8 @@ def estimate_size(scenario: Scenario, _builder: "_Builder | None" = None) -> Siz
     dyn = Dynamics.of(scenario)
     N = tree_nodes(dyn)
     m, B = dyn.n_ideas, scenario.budget
-    fan = dyn.n_usages * 2**dyn.n_proxies
     width = max(len(v) for v in dyn.base_rate_values)
-    build_bytes = fan**dyn.n_phases * width * dyn.n_states * 8 * 3  # the last level's joints, 3 copies at once
+    build_bytes = tree_fan(dyn) ** dyn.n_phases * width * dyn.n_states * 8 * 3  # the last level's joints, 3 copies at once
     if build_bytes + N * TREE_BYTES_PER_NODE > MAX_MEMORY:
         S = B if all(len(v) == 1 for v in dyn.base_rate_values) else math.comb(N * m + B - 1, B - 1)
         return SizeEstimate(
@@ -305,15 +306,25 @@ class Policy:
     # -- queries --
     @property
     def fan(self) -> int:
-        """Children of a node: ``3^k`` usage codes times ``2^k`` result codes."""
-        return self.dyn.n_usages * 2**self.dyn.n_proxies
+        """Children of a node (:func:`tree_fan`)."""
+        return tree_fan(self.dyn)
 
-    def node_index(self, usage_codes, result_codes) -> int:
-        """The node reached by the phases done so far (usage code and result code of each)."""
-        x, R = 0, 2**self.dyn.n_proxies
-        for c, r in zip(usage_codes, result_codes):
-            x = x * self.fan + int(c) * R + int(r)
-        return x
+    def child(self, node, usage_code, result_code):
+        """The node one phase on from ``node`` under ``usage_code`` with results ``result_code`` (arrays broadcast)."""
+        return (node * self.fan + usage_code * 2**self.dyn.n_proxies) + result_code
+
+    def node_index(self, usage_codes, result_codes, depth=None):
+        """The node reached by the phases done so far, from each phase's usage code and result code.
+
+        One run: ``usage_codes`` and ``result_codes`` ``(d,)``, an int back. A batch: ``(N, T)`` each,
+        with ``depth`` ``(N,)`` the phases done in each run (the rest are ignored), an array back.
+        """
+        c, r = np.atleast_2d(usage_codes), np.atleast_2d(result_codes)
+        depth = np.full(len(c), c.shape[1]) if depth is None else np.asarray(depth)
+        x = np.zeros(len(c), dtype=np.int64)
+        for t in range(c.shape[1]):
+            x = np.where(t < depth, self.child(x, c[:, t], r[:, t]), x)
+        return int(x[0]) if np.ndim(usage_codes) == 1 else x
 
     def runs_left(self, state: int) -> int:
         return self.keys[state][0]
@@ -361,7 +372,7 @@ class Policy:
         out = np.zeros(len(reach) * self.fan)
         go = np.flatnonzero((a >= 0) & (reach > 0.0))
         if len(go):
-            idx = (go * self.fan + a[go] * R)[:, None] + np.arange(R)[None, :]
+            idx = self.child(go[:, None], a[go, None], np.arange(R)[None, :])
             out[idx] = reach[go, None]
         return out
 

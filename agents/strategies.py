@@ -295,10 +295,7 @@ class OptimalStrategy(Strategy):
         super().__init__(scenario, layout, seed)
         self.solution = solution if solution is not None else solve(scenario)
         self.policy = self.solution.policy
-        dyn = self.policy.dyn
-        self._usages = dyn.usages
-        self._code_weights = 3 ** np.arange(self.n_proxies)
-        self._result_weights = 2 ** np.arange(self.n_proxies)
+        self._dyn = self.policy.dyn
         self._left = np.array([n for n, _ in self.policy.keys] + [-1])  # runs left per state; [-1]: unknown
         self._state = np.zeros(0, dtype=np.int64)  # per episode: the program state (-1: unknown)
         self._level = np.zeros(0, dtype=np.int64)  # the checkpoint last seen in the current run (0: none)
@@ -309,7 +306,7 @@ class OptimalStrategy(Strategy):
         return self.solution.value
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        pol, T, k, B = self.policy, self.n_phases, self.n_proxies, self.budget
+        pol, B = self.policy, self.budget
         o = self.layout.decode(obs)
         n = obs.shape[0]
         if len(self._state) != n:
@@ -331,10 +328,9 @@ class OptimalStrategy(Strategy):
         running = d > 0
         if running.any():
             usage = np.argmax(o["usage"], axis=-1)  # (N, T, k)
-            step = (usage @ self._code_weights) * 2**k + ((o["results"][..., 0] > 0.5) @ self._result_weights)
-            node = np.zeros(n, dtype=np.int64)
-            for t in range(T):
-                node = np.where(t < d, node * pol.fan + step[:, t], node)
+            codes = self._dyn.usage_code(usage)  # (N, T)
+            results = self._dyn.result_code(o["results"][..., 0] > 0.5)  # (N, T)
+            node = pol.node_index(codes, results, depth=d)
             self._level[running], self._node[running] = d[running], node[running]
 
         state = self._state
@@ -356,7 +352,7 @@ class OptimalStrategy(Strategy):
                 sub = rows[d[rows] == c]
                 code[sub] = acts[int(c)][self._node[sub] * (c > 0)]
         verdict = np.where(code >= 0, CONTINUE, np.where(code == DEPLOY_CODE, DEPLOY, DISCARD))
-        usage = np.where((code >= 0)[:, None], self._usages[np.maximum(code, 0)], 0)
+        usage = np.where((code >= 0)[:, None], self._dyn.usages[np.maximum(code, 0)], 0)
         return self.actions.encode(verdict, usage, idea)
 
 

@@ -72,8 +72,6 @@ class Programs:
         self.belief = BatchBeliefFilter(d, N)
         self.rng: np.random.Generator | None = None
         self._support_values, self._support_probs = padded_support(d)
-        # The usage code is linear in the usages (Dynamics.usage_code): the code of each unit usage.
-        self._code_weights = np.array([d.usage_code(e) for e in np.eye(k, dtype=np.int64)])
 
         self.rho = np.zeros((N, m))
         self.runs_used = np.zeros(N, dtype=np.int64)
@@ -161,7 +159,7 @@ class Programs:
             return
         d, k = self.dynamics, self.n_proxies
         t = self.checkpoint[rows]
-        code = usage @ self._code_weights
+        code = d.usage_code(usage)
         trans = d.transition[t, code, self.idea[rows], self.state[rows]]  # (n, S)
         state = sample_rows(trans, self.rng.random(len(rows)))
         n_anti = self.n_anti[rows] + (usage == ANTI)

@@ -36,7 +36,9 @@ class Dynamics:
         aligned: ``(S,)`` bool, whether state s is aligned.
         shaped: ``(S, k)`` bool, whether state s is shaped to pass proxy j.
         usages: ``(3**k, k)`` the usage of each proxy for each usage code;
-            the code of a usage vector u is ``sum_j u_j * 3**j``.
+            the code of a usage vector u is ``sum_j u_j * 3**j`` (:meth:`usage_code`).
+        results: ``(2**k, k)`` whether each proxy passed, for each result code
+            ``sum_j [proxy j passed] 2**j`` (:meth:`result_code`).
         transition: ``(T, 3**k, m, S, S)``; ``transition[t, c, i, s, s2]`` is the
             probability that phase t+1 (0-based t) under usage code c, with idea i,
             moves the model from state s to s2.
@@ -66,6 +68,10 @@ class Dynamics:
         self.shaped = bits[:, 1:].astype(bool)
         # usage code c -> usage of each proxy: digit j of c in base 3
         self.usages = np.array(list(itertools.product(range(3), repeat=self.n_proxies)))[:, ::-1].copy()
+        self._usage_weights = 3 ** np.arange(self.n_proxies, dtype=np.int64)
+        # result code r -> whether each proxy passed: bit j of r
+        self.results = ((np.arange(2**self.n_proxies)[:, None] >> np.arange(self.n_proxies)[None, :]) & 1).astype(bool)
+        self._result_weights = 2 ** np.arange(self.n_proxies, dtype=np.int64)
 
         self.base_rate_values = [np.array(idea.support[0], dtype=np.float64) for idea in scenario.ideas]
         self.base_rate_probs = [np.array(idea.support[1], dtype=np.float64) for idea in scenario.ideas]
@@ -132,9 +138,17 @@ class Dynamics:
         return out
 
     # -- queries -----------------------------------------------------------------
-    def usage_code(self, usage) -> int:
-        """The code of a usage vector (one of RESERVE, TRAIN, ANTI per proxy)."""
-        return int(sum(int(u) * 3**j for j, u in enumerate(usage)))
+    def usage_code(self, usage):
+        """The code ``sum_j u_j 3^j`` of usage vector(s) ``(..., k)`` (RESERVE, TRAIN or ANTI per proxy):
+        an int for one vector, an array for several. ``usages[code]`` gives the vector back."""
+        code = np.asarray(usage, dtype=np.int64) @ self._usage_weights
+        return int(code) if np.ndim(code) == 0 else code
+
+    def result_code(self, results):
+        """The code ``sum_j [proxy j passed] 2^j`` of pass/fail vector(s) ``(..., k)`` (True: pass): an int
+        for one vector, an array for several. ``results[code]`` gives the vector back."""
+        code = np.asarray(results, dtype=np.int64) @ self._result_weights
+        return int(code) if np.ndim(code) == 0 else code
 
     def initial(self, rho: np.ndarray | float) -> np.ndarray:
         """Distribution over states at a run's start for base rate(s) rho: shape ``rho.shape + (S,)``."""
