@@ -1,5 +1,2 @@
-"""Ways of playing ProxyAlignment-v0: fixed regimens now; heuristic strategies, SB3 agents and the solver build on them."""
-
-from proxygym.agents.regimen import RegimenAgent, play_episode
-
-__all__ = ["RegimenAgent", "play_episode"]
+"""Ways of playing ProxyAlignment-v0 and of measuring them: fixed regimens, heuristic strategies, the exact
+optimum, the benchmark, and SB3 agents with their evaluation, reports and TensorBoard summaries."""

@@ -15,8 +15,8 @@ import numpy as np
 from gymnasium import spaces
 
 from proxygym.envs.actions import CONTINUE, DISCARD, ActionLayout, nearest_allowed
-from proxygym.envs.outcomes import Outcomes, measure
 from proxygym.envs.errors import ProxyGymError
+from proxygym.envs.outcomes import Outcomes, measure
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.scenario import Scenario
 

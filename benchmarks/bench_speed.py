@@ -11,16 +11,12 @@ printed as the five slowest (scenario, strategy) pairs.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from proxygym.agents.bench import resolve_names, run_pair  # noqa: E402
+from proxygym.agents.bench import resolve_names, run_pair
 
 
 def cartpole_episodes_per_second(seconds: float = 5.0, seed: int = 0) -> float:

@@ -11,16 +11,12 @@ A step of a vector env advances every sub-env, so steps per second counts sub-en
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import proxygym  # noqa: E402,F401  (registers ProxyAlignment-v0)
+import proxygym  # noqa: F401  (registers ProxyAlignment-v0)
 
 
 def time_proxy_alignment(num_envs: int, steps: int, scenario: str, seed: int) -> float:

@@ -33,3 +33,14 @@ def test_every_claim_holds_as_the_readme_says():
     assert out.returncode == 0, out.stdout
     count = out.stdout.count("[holds]")
     assert f"All {count} claims hold." in README and "[FAILS]" not in out.stdout
+
+
+def test_the_layout_table_matches_the_tree():
+    """Every path the README's layout table names exists, and every module of the package is named there."""
+    layout = README.split("## Layout")[1]
+    named = {p.rstrip("/") for p in re.findall(r"`([\w./]+(?:\.py|/))`", layout)}
+    for path in named:
+        assert (ROOT / path).exists(), path
+    modules = {str(p.relative_to(ROOT)) for d in ("envs", "agents", "proxygym") for p in (ROOT / d).glob("*.py")}
+    modules = {m for m in modules if not m.endswith(("__init__.py", "__main__.py"))}
+    assert modules <= named, sorted(modules - named)
