@@ -52,11 +52,13 @@ def _ratio(num: float, den: float) -> float | None:
     return None if den <= 0.0 else num / den
 
 
-def single_run(dyn: Dynamics, regimen: Regimen, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def single_run(dyn: Dynamics, regimen: Regimen, rho: np.ndarray) -> tuple[np.ndarray, ...]:
     """One run of the regimen from base rate(s) rho, exactly.
 
-    Returns, each shaped like rho: P(aligned at the final checkpoint), P(the run passes
-    every screen and the final test), P(it passes and is aligned).
+    Returns, each shaped like rho: P(aligned at the final checkpoint), P(misaligned there),
+    P(the run passes every screen and the final test and is aligned), P(it passes and is
+    misaligned). Each is summed over its own states (no difference of two sums), so a
+    ratio of two of them stays within [0, 1] where it should.
     """
     plan = regimen.plan_array
     screens = dict(regimen.screen)
@@ -64,16 +66,16 @@ def single_run(dyn: Dynamics, regimen: Regimen, rho: np.ndarray) -> tuple[np.nda
     kept = free.copy()  # mass that has passed every test so far
     n_anti = np.zeros(dyn.n_proxies, dtype=np.int64)
     for t in range(dyn.n_phases):
-        trans = dyn.transition[t, dyn.usage_code(plan[t]), regimen.idea]
-        free = free @ trans
-        kept = kept @ trans
+        code = dyn.usage_code(plan[t])
+        free = dyn.advance(free, t, code, regimen.idea, n_anti)
+        kept = dyn.advance(kept, t, code, regimen.idea, n_anti)
         n_anti = n_anti + (plan[t] == ANTI)
         checkpoint = t + 1
         if checkpoint in screens:
             kept = kept * dyn.pass_set_prob(t, n_anti, screens[checkpoint])
     kept = kept * dyn.pass_set_prob(dyn.n_phases - 1, n_anti, regimen.test)
     aligned = dyn.aligned
-    return free[..., aligned].sum(-1), kept.sum(-1), kept[..., aligned].sum(-1)
+    return free[..., aligned].sum(-1), free[..., ~aligned].sum(-1), kept[..., aligned].sum(-1), kept[..., ~aligned].sum(-1)
 
 
 def budgeted(q: np.ndarray, q_aligned: np.ndarray, base: np.ndarray, budget: int, fallback: str):
@@ -109,13 +111,14 @@ def analyze(scenario: Scenario, regimen: Regimen) -> Analysis:
     dyn = Dynamics.of(scenario)
     rho = dyn.base_rate_values[regimen.idea]
     w = dyn.base_rate_probs[regimen.idea]
-    base, q, q_a = single_run(dyn, regimen, rho)
+    base, base_m, q_a, q_m = single_run(dyn, regimen, rho)
+    q = q_a + q_m
     p_da, p_dm, p_ab, runs = budgeted(q, q_a, base, regimen.budget, regimen.fallback)
 
-    base_rate, p_pass, p_pass_and_a = float(w @ base), float(w @ q), float(w @ q_a)
-    p_pass_and_m = p_pass - p_pass_and_a
+    base_rate, p_pass, p_pass_and_a, p_pass_and_m = float(w @ base), float(w @ q), float(w @ q_a), float(w @ q_m)
     ppa = _ratio(p_pass_and_a, base_rate)
-    ppm = _ratio(p_pass_and_m, 1.0 - base_rate)
+    p_misaligned = float(w @ base_m)
+    ppm = _ratio(p_pass_and_m, p_misaligned)
     r = scenario.reward
     p_da, p_dm, p_ab, runs = (float(w @ x) for x in (p_da, p_dm, p_ab, runs))
     return Analysis(
@@ -123,7 +126,7 @@ def analyze(scenario: Scenario, regimen: Regimen) -> Analysis:
         p_pass_aligned=ppa,
         p_pass_misaligned=ppm,
         likelihood_ratio=None if ppa is None or ppm is None else _ratio(ppa, ppm),
-        prior_odds=_ratio(base_rate, 1.0 - base_rate),
+        prior_odds=_ratio(base_rate, p_misaligned),
         posterior_odds=_ratio(p_pass_and_a, p_pass_and_m),
         p_pass=p_pass,
         expected_runs=runs,

@@ -1,14 +1,22 @@
 """The dynamics of one training run, defined once, as arrays.
 
 Everything that simulates or reasons about a run (the env, the Bayesian filter, the
-exact analysis, the vector env and the solver) reads these arrays;
-none of them re-derives a transition or a test probability. The formulas are stated
-in ``docs/model.md``; each one below cites its section there.
+exact analysis, the vector env and the solver) reads these arrays, through
+:meth:`Dynamics.initial`, :meth:`Dynamics.advance` and the ``pass_prob`` table; none of
+them re-derives a transition or a test probability. The formulas are stated in
+``docs/model.md``; each one below cites its section there.
 
 Latent state of a model under training (docs/model.md, "Latent state"): ``a`` (1 if
-aligned) and ``h_j`` for each proxy (1 if the weights sit in the basin that passes
-proxy j whatever the model's values). It is packed into one index
-``s = a + 2 * sum_j h_j * 2**j``, so there are ``2**(k+1)`` states.
+aligned), ``h_j`` for each proxy (1 if the weights sit in the basin that passes proxy j
+whatever the model's values) and, for each proxy with ``persistence > 0``, ``b_j`` (1 if
+the model, while unshaped, passes proxy j by itself: a lasting quirk or skill). It is
+packed into one index ``s = a + 2 * sum_j h_j 2^j + 2^(k+1) * sum_q b_(q) 2^q`` over the
+persistent proxies q, so a scenario without them has v0's ``2^(k+1)`` states.
+
+A phase is the product of per-bit steps (values, then shaping, then dispositions). Where
+the dense ``S x S`` matrices are small and do not depend on the run's anti-training so far,
+they are materialised once (``transition``); otherwise :meth:`Dynamics.advance` applies the
+steps bit by bit.
 """
 
 from __future__ import annotations
@@ -19,6 +27,9 @@ import numpy as np
 
 from proxygym.envs.regimen import ANTI, TRAIN
 from proxygym.envs.scenario import Scenario
+
+#: The largest dense transition table materialised; above it a phase is applied bit by bit.
+DENSE_LIMIT_BYTES = 128 * 2**20
 
 
 def sigmoid(x: np.ndarray | float) -> np.ndarray:
@@ -32,19 +43,30 @@ class Dynamics:
 
     Attributes:
         n_phases, n_proxies, n_ideas: T, k and m of the scenario.
-        n_states: number of latent states, ``2**(k+1)``.
+        persistent: the proxies (indices) with ``persistence > 0``, each with a ``b`` bit.
+        n_bits, n_states: bits of the latent state (``1 + k + len(persistent)``) and ``S = 2**n_bits``.
         aligned: ``(S,)`` bool, whether state s is aligned.
         shaped: ``(S, k)`` bool, whether state s is shaped to pass proxy j.
+        disposed: ``(S, len(persistent))`` bool, the ``b`` bit of each persistent proxy.
         usages: ``(3**k, k)`` the usage of each proxy for each usage code;
             the code of a usage vector u is ``sum_j u_j * 3**j`` (:meth:`usage_code`).
         results: ``(2**k, k)`` whether each proxy passed, for each result code
             ``sum_j [proxy j passed] 2**j`` (:meth:`result_code`).
-        transition: ``(T, 3**k, m, S, S)``; ``transition[t, c, i, s, s2]`` is the
-            probability that phase t+1 (0-based t) under usage code c, with idea i,
-            moves the model from state s to s2.
+        unshaped_pass: ``(2, T+1, T+1, k)``; ``unshaped_pass[a, c, n, j]`` is pi_j: the probability
+            that an unshaped model of alignment a passes proxy j at checkpoint c (0: a run's
+            start, read with phase 1's capability) after n anti-trained phases of j.
         pass_prob: ``(T, T+1, S, k)``; ``pass_prob[t, n, s, j]`` is the probability
             that proxy j passes at checkpoint t+1 for a model in state s whose run
             has anti-trained proxy j in n phases so far.
+        values: ``(T, 3**k, m, S, 2)``: P(a' | s) in phase t+1 under usage code c with idea i (step 1).
+        shaping: ``(T, 3**k, k, 2, 2, 2)``: ``[t, c, j, a', h, h']``, P(h_j' | h_j, a') (step 2).
+        dispositions: ``(T, 3, T, len(persistent), 2, 2, 2, 2)``: ``[t, u, n, q, a, a', b, b']``,
+            P(b' | b, a, a') of persistent proxy q used u in phase t+1 after n anti-trained phases (step 3).
+        transition: ``(T, 3**k, m, S, S)`` or None; ``transition[t, c, i, s, s2]`` is the
+            probability that phase t+1 (0-based t) under usage code c, with idea i,
+            moves the model from state s to s2. None where it would be too large or where
+            it depends on the run's anti-training so far (a persistent proxy with
+            ``anti_damage > 0``): :meth:`advance` then applies the steps bit by bit.
         base_rate_values, base_rate_probs: per idea, the support of its base rate and
             the prior over it (one value with probability 1 when the rate is known).
     """
@@ -56,85 +78,176 @@ class Dynamics:
 
     def __init__(self, scenario: Scenario):
         self.scenario = scenario
-        self.n_phases = len(scenario.phases)
-        self.n_proxies = len(scenario.proxies)
+        proxies = scenario.proxies
+        self.n_phases = T = len(scenario.phases)
+        self.n_proxies = k = len(proxies)
         self.n_ideas = len(scenario.ideas)
-        self.n_states = 2 ** (self.n_proxies + 1)
-        self.n_usages = 3**self.n_proxies
+        self.n_usages = 3**k
+        self.persistent = np.array([j for j, p in enumerate(proxies) if p.persistence > 0], dtype=np.int64)
+        self.n_bits = 1 + k + len(self.persistent)
+        self.n_states = 2**self.n_bits
 
         states = np.arange(self.n_states)
-        bits = (states[:, None] >> np.arange(self.n_proxies + 1)[None, :]) & 1
+        bits = (states[:, None] >> np.arange(self.n_bits)[None, :]) & 1
         self.aligned = bits[:, 0].astype(bool)
-        self.shaped = bits[:, 1:].astype(bool)
+        self.shaped = bits[:, 1 : 1 + k].astype(bool)
+        self.disposed = bits[:, 1 + k :].astype(bool)
         # usage code c -> usage of each proxy: digit j of c in base 3
-        self.usages = np.array(list(itertools.product(range(3), repeat=self.n_proxies)))[:, ::-1].copy()
-        self._usage_weights = 3 ** np.arange(self.n_proxies, dtype=np.int64)
+        self.usages = np.array(list(itertools.product(range(3), repeat=k)))[:, ::-1].copy()
+        self._usage_weights = 3 ** np.arange(k, dtype=np.int64)
         # result code r -> whether each proxy passed: bit j of r
-        self.results = ((np.arange(2**self.n_proxies)[:, None] >> np.arange(self.n_proxies)[None, :]) & 1).astype(bool)
-        self._result_weights = 2 ** np.arange(self.n_proxies, dtype=np.int64)
+        self.results = ((np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
+        self._result_weights = 2 ** np.arange(k, dtype=np.int64)
+        self.kappa = np.array([p.persistence for p in proxies])
 
         self.base_rate_values = [np.array(idea.support[0], dtype=np.float64) for idea in scenario.ideas]
         self.base_rate_probs = [np.array(idea.support[1], dtype=np.float64) for idea in scenario.ideas]
 
-        self.transition = self._build_transition()
+        self.unshaped_pass = self._build_unshaped_pass()
         self.pass_prob = self._build_pass_prob()
-        self.transition.setflags(write=False)
-        self.pass_prob.setflags(write=False)
+        self.values = self._build_values()
+        self.shaping = self._build_shaping()
+        self.dispositions = self._build_dispositions()
+        depends_on_anti = any(proxies[j].anti_damage > 0 for j in self.persistent)
+        dense_bytes = T * self.n_usages * self.n_ideas * self.n_states**2 * 8
+        self.transition = None if depends_on_anti or dense_bytes > DENSE_LIMIT_BYTES else self._build_transition()
+        for table in (self.unshaped_pass, self.pass_prob, self.values, self.shaping, self.dispositions, self.transition):
+            if table is not None:
+                table.setflags(write=False)
 
     # -- construction ------------------------------------------------------------
-    def _build_transition(self) -> np.ndarray:
+    def _build_unshaped_pass(self) -> np.ndarray:
+        # docs/model.md, "Checkpoint tests": pi_j(a, c, n)
         sc = self.scenario
-        T, C, m, S, k = self.n_phases, self.n_usages, self.n_ideas, self.n_states, self.n_proxies
-        steer = np.array([p.steer for p in sc.proxies])
-        out = np.empty((T, C, m, S, S))
-        a_from, a_to = self.aligned[:, None].astype(int), self.aligned[None, :].astype(int)
-        h_from, h_to = self.shaped[:, None, :].astype(int), self.shaped[None, :, :].astype(int)
-        for t, phase in enumerate(sc.phases):
-            p = phase.plasticity
-            for c in range(C):
-                u = self.usages[c]
-                trained = u == TRAIN
-                # docs/model.md, "Phase step 1: values"
-                keep_m = np.prod(np.where(trained, 1.0 - p * np.maximum(steer, 0.0), 1.0))
-                keep_a_train = np.prod(np.where(trained, 1.0 - p * np.maximum(-steer, 0.0), 1.0))
-                # docs/model.md, "Phase step 2: shaping"
-                h = self._shaping(u)  # (k, 2, 2)
-                h_part = np.prod(h[np.arange(k)[None, None, :], h_from, h_to], axis=-1)  # (S, S)
-                for i, idea in enumerate(sc.ideas):
-                    up = 1.0 - keep_m
-                    down = 1.0 - (1.0 - p * idea.drift) * keep_a_train
-                    v = np.array([[1.0 - up, up], [down, 1.0 - down]])
-                    out[t, c, i] = v[a_from, a_to] * h_part
-        return out
-
-    def _shaping(self, usage: np.ndarray) -> np.ndarray:
-        """Per proxy, the 2x2 chain of the shaped bit h_j under this usage (docs/model.md, step 2)."""
-        sc = self.scenario
-        out = np.empty((self.n_proxies, 2, 2))
+        T, k = self.n_phases, self.n_proxies
+        capability = np.array([sc.phases[0].capability] + [p.capability for p in sc.phases])  # checkpoint 0..T
+        out = np.empty((2, T + 1, T + 1, k))
+        n_anti = np.arange(T + 1)
         for j, proxy in enumerate(sc.proxies):
-            pressure = (
-                proxy.native
-                + proxy.incentive * (usage[j] == TRAIN)
-                - proxy.anti_strength * (usage[j] == ANTI)
-            )
-            on = proxy.proximity * sigmoid(pressure)
-            off = proxy.proximity * sigmoid(-pressure)
-            out[j] = [[1.0 - on, on], [off, 1.0 - off]]
+            out[1, :, :, j] = (proxy.sensitivity * (1.0 - proxy.anti_damage) ** n_anti)[None, :]
+            circumvent = sigmoid(proxy.sharpness * (capability - proxy.difficulty))
+            out[0, :, :, j] = (proxy.false_pass + (1.0 - proxy.false_pass) * circumvent)[:, None]
         return out
 
     def _build_pass_prob(self) -> np.ndarray:
-        # docs/model.md, "Checkpoint tests"
-        sc = self.scenario
+        # docs/model.md, "Checkpoint tests": shaped passes; else a lasting disposition or a fresh draw
         T, S, k = self.n_phases, self.n_states, self.n_proxies
         out = np.empty((T, T + 1, S, k))
-        n_anti = np.arange(T + 1)
-        for j, proxy in enumerate(sc.proxies):
-            aligned_pass = proxy.sensitivity * (1.0 - proxy.anti_damage) ** n_anti  # (T+1,)
-            for t, phase in enumerate(sc.phases):
-                circumvent = sigmoid(proxy.sharpness * (phase.capability - proxy.difficulty))
-                misaligned_pass = proxy.false_pass + (1.0 - proxy.false_pass) * circumvent
-                unshaped = np.where(self.aligned[None, :], aligned_pass[:, None], misaligned_pass)
+        a = self.aligned.astype(np.int64)
+        for t in range(T):
+            pi = self.unshaped_pass[a, t + 1]  # (S, T+1, k)
+            for j in range(k):
+                unshaped = pi[:, :, j].T  # (T+1, S)
+                if j in self.persistent:
+                    b = self.disposed[:, int(np.flatnonzero(self.persistent == j)[0])]
+                    unshaped = self.kappa[j] * b[None, :] + (1.0 - self.kappa[j]) * unshaped
                 out[t, :, :, j] = np.where(self.shaped[None, :, j], 1.0, unshaped)
+        return out
+
+    def _build_values(self) -> np.ndarray:
+        """P(a' | s), docs/model.md, "Phase step 1: values"."""
+        sc = self.scenario
+        T, C, m, S, k = self.n_phases, self.n_usages, self.n_ideas, self.n_states, self.n_proxies
+        steer = np.array([p.steer for p in sc.proxies])
+        gate = np.array([p.gate for p in sc.proxies])
+        # psi[s, j] (without its checkpoint): the chance a misaligned model in state s passes j at the phase's start
+        out = np.empty((T, C, m, S, 2))
+        misaligned = ~self.aligned
+        for t, phase in enumerate(sc.phases):
+            p = phase.plasticity
+            psi = np.where(self.shaped, 1.0, self._disposition_or(self.unshaped_pass[0, t, 0][None, :]))  # (S, k)
+            for c in range(C):
+                trained = self.usages[c] == TRAIN
+                keep_m = np.prod(
+                    np.where(trained[None, :], 1.0 - p * np.maximum(steer, 0.0)[None, :] * (1.0 - gate[None, :] * psi), 1.0),
+                    axis=1,
+                )  # (S,)
+                keep_a_train = np.prod(np.where(trained, 1.0 - p * np.maximum(-steer, 0.0), 1.0))
+                up = 1.0 - keep_m
+                for i, idea in enumerate(sc.ideas):
+                    down = 1.0 - (1.0 - p * idea.drift) * keep_a_train
+                    out[t, c, i, :, 0] = np.where(misaligned, 1.0 - up, down)
+                    out[t, c, i, :, 1] = np.where(misaligned, up, 1.0 - down)
+        return out
+
+    def _disposition_or(self, pi: np.ndarray) -> np.ndarray:
+        """``(S, k)``: ``kappa_j b_j + (1 - kappa_j) pi_j`` for persistent proxies, ``pi_j`` for the others."""
+        out = np.broadcast_to(pi, (self.n_states, self.n_proxies)).copy()
+        for q, j in enumerate(self.persistent):
+            out[:, j] = self.kappa[j] * self.disposed[:, q] + (1.0 - self.kappa[j]) * out[:, j]
+        return out
+
+    def _build_shaping(self) -> np.ndarray:
+        """P(h_j' | h_j, a'), docs/model.md, "Phase step 2: shaping"."""
+        sc = self.scenario
+        T, C, k = self.n_phases, self.n_usages, self.n_proxies
+        out = np.empty((T, C, k, 2, 2, 2))
+        names = sc.proxy_names
+        for c in range(C):
+            u = self.usages[c]
+            term = np.array([p.incentive * (u[l] == TRAIN) - p.anti_strength * (u[l] == ANTI) for l, p in enumerate(sc.proxies)])
+            for j, proxy in enumerate(sc.proxies):
+                pressure = proxy.native + proxy.incentive * (u[j] == TRAIN) - proxy.anti_strength * (u[j] == ANTI)
+                for other, weight in proxy.transfer.items():
+                    pressure = pressure + weight * term[names.index(other)]
+                for t, phase in enumerate(sc.phases):
+                    onset = 1.0 if proxy.obfuscation_difficulty is None else float(
+                        sigmoid(proxy.sharpness * (phase.capability - proxy.obfuscation_difficulty))
+                    )
+                    for a2, proximity in ((0, proxy.proximity), (1, proxy.aligned_proximity)):
+                        faking = (1.0 - phase.plasticity) ** proxy.faking_when_set if a2 == 0 else 1.0
+                        on = proximity * sigmoid(pressure) * faking * onset
+                        off = proximity * sigmoid(-pressure) * proxy.wash_out
+                        out[t, c, j, a2] = [[1.0 - on, on], [off, 1.0 - off]]
+        return out
+
+    def _build_dispositions(self) -> np.ndarray:
+        """P(b' | b, a, a'), docs/model.md, "Phase step 3: dispositions"."""
+        T, q_count = self.n_phases, len(self.persistent)
+        out = np.zeros((T, 3, T, q_count, 2, 2, 2, 2))
+        pi = self.unshaped_pass
+        for t in range(T):
+            for u in range(3):
+                for n in range(T):
+                    n_after = n + (u == ANTI)
+                    for q, j in enumerate(self.persistent):
+                        for a in (0, 1):
+                            for a2 in (0, 1):
+                                d = out[t, u, n, q, a, a2]
+                                if a2 != a:  # values changed: the disposition is drawn afresh
+                                    after = pi[a2, t + 1, n_after, j]
+                                    d[:, 1] = after
+                                    d[:, 0] = 1.0 - after
+                                    continue
+                                before, after = pi[a, t, n, j], pi[a, t + 1, n_after, j]
+                                if after >= before:
+                                    gain = 0.0 if before >= 1.0 else (after - before) / (1.0 - before)
+                                    d[0] = [1.0 - gain, gain]
+                                    d[1] = [0.0, 1.0]
+                                else:
+                                    loss = (before - after) / before
+                                    d[0] = [1.0, 0.0]
+                                    d[1] = [loss, 1.0 - loss]
+        return out
+
+    def _build_transition(self) -> np.ndarray:
+        """The dense ``S x S`` matrices: step 1 times the product of the per-proxy steps 2 and 3."""
+        T, C, m, S, k = self.n_phases, self.n_usages, self.n_ideas, self.n_states, self.n_proxies
+        out = np.empty((T, C, m, S, S))
+        a_from, a_to = self.aligned.astype(int)[:, None], self.aligned.astype(int)[None, :]
+        h_from, h_to = self.shaped[:, None, :].astype(int), self.shaped[None, :, :].astype(int)
+        b_from, b_to = self.disposed[:, None, :].astype(int), self.disposed[None, :, :].astype(int)
+        jj = np.arange(k)[None, None, :]
+        for t in range(T):
+            for c in range(C):
+                part = np.prod(self.shaping[t, c][jj, a_to[..., None], h_from, h_to], axis=-1)  # (S, S)
+                if len(self.persistent):
+                    u = self.usages[c][self.persistent]
+                    qq = np.arange(len(self.persistent))[None, None, :]
+                    d = self.dispositions[t, u[None, None, :], 0, qq, a_from[..., None], a_to[..., None], b_from, b_to]
+                    part = part * np.prod(d, axis=-1)
+                for i in range(m):
+                    out[t, c, i] = self.values[t, c, i][np.arange(S)[:, None], a_to] * part
         return out
 
     # -- queries -----------------------------------------------------------------
@@ -151,12 +264,74 @@ class Dynamics:
         return int(code) if np.ndim(code) == 0 else code
 
     def initial(self, rho: np.ndarray | float) -> np.ndarray:
-        """Distribution over states at a run's start for base rate(s) rho: shape ``rho.shape + (S,)``."""
+        """Distribution over states at a run's start for base rate(s) rho: shape ``rho.shape + (S,)``.
+
+        ``a ~ Bernoulli(rho)``, nothing shaped, and each persistent proxy's disposition
+        ``b_j ~ Bernoulli(pi_j(a, 0, 0))`` (docs/model.md, "Run start").
+        """
         rho = np.asarray(rho, dtype=np.float64)
         out = np.zeros(rho.shape + (self.n_states,))
-        out[..., 0] = 1.0 - rho
-        out[..., 1] = rho
+        if not len(self.persistent):
+            out[..., 0] = 1.0 - rho
+            out[..., 1] = rho
+            return out
+        unshaped = ~self.shaped.any(axis=1)
+        for s in np.flatnonzero(unshaped):
+            a = int(self.aligned[s])
+            weight = rho if a else 1.0 - rho
+            for q, j in enumerate(self.persistent):
+                pi = self.unshaped_pass[a, 0, 0, j]
+                weight = weight * (pi if self.disposed[s, q] else 1.0 - pi)
+            out[..., s] = weight
         return out
+
+    def advance(self, dist: np.ndarray, phase, usage_code, idea, n_anti=None) -> np.ndarray:
+        """One phase applied to distribution(s) over states ``(..., S)``: a new array of the same shape.
+
+        ``phase`` (0-based), ``usage_code`` and ``idea`` are one for all, or one per row of the
+        first axis ``(n,)``; ``n_anti`` (the run's anti-trained phases of each proxy before this
+        phase) is ``(k,)`` or ``(n, k)``, and is read only where the phase depends on it.
+        """
+        if self.transition is not None:
+            return np.matmul(dist, self.transition[phase, usage_code, idea])
+        return self._advance_by_bits(np.asarray(dist, dtype=np.float64), phase, usage_code, idea, n_anti)
+
+    def transition_rows(self, phase, usage_code, idea, n_anti, state) -> np.ndarray:
+        """``(n, S)``: the distribution after one phase of each of n models in ``state`` ``(n,)``."""
+        if self.transition is not None:
+            return self.transition[phase, usage_code, idea, state]
+        one_hot = np.zeros((len(state), self.n_states))
+        one_hot[np.arange(len(state)), state] = 1.0
+        return self._advance_by_bits(one_hot, phase, usage_code, idea, n_anti)
+
+    def _advance_by_bits(self, dist, phase, usage_code, idea, n_anti) -> np.ndarray:
+        """:meth:`advance`, as the product of the per-bit steps (docs/model.md, "One phase, bit by bit")."""
+        phase, code, idea = np.asarray(phase), np.asarray(usage_code), np.asarray(idea)
+        n_anti = np.zeros(self.n_proxies, dtype=np.int64) if n_anti is None else np.asarray(n_anti, dtype=np.int64)
+        rows = max(phase.size, code.size, idea.size, n_anti.size // max(self.n_proxies, 1))
+        lead = dist.shape[:-1]
+        x = dist.reshape((rows, -1) + (2,) * self.n_bits)  # row, rest, bit B-1 .. bit 0
+        phase, code, idea = (np.broadcast_to(v, (rows,)) for v in (phase, code, idea))
+        n_anti = np.broadcast_to(n_anti, (rows, self.n_proxies))
+        letters = [chr(ord("a") + i) for i in range(self.n_bits)]  # letters[i]: bit i
+        dims = "NR" + "".join(reversed(letters))
+        # step 1, values: a new axis Z for a', weighted by P(a' | s)
+        values = self.values[phase, code, idea].reshape((rows,) + (2,) * self.n_bits + (2,))
+        y = x[..., None] * values[:, None]
+        dims_z = dims + "Z"
+
+        def step(y, bit: int, factor: np.ndarray, given: str) -> np.ndarray:
+            # replace bit's axis by its new value, given the axes named in ``given``
+            old = letters[bit]
+            return np.einsum(f"{dims_z},N{given}{old}Y->{dims_z.replace(old, 'Y')}", y, factor)
+
+        for j in range(self.n_proxies):  # step 2, shaping, given a'
+            y = step(y, 1 + j, self.shaping[phase, code, j], "Z")
+        for q, j in enumerate(self.persistent):  # step 3, dispositions, given a and a'
+            u = self.usages[code, j]
+            y = step(y, 1 + self.n_proxies + q, self.dispositions[phase, u, n_anti[:, j], q], letters[0] + "Z")
+        # a is summed out and a' takes its place as bit 0 (the last bit axis)
+        return y.sum(axis=-2).reshape(lead + (self.n_states,))
 
     def pass_matrix(self, t: int, n_anti: np.ndarray) -> np.ndarray:
         """``(S, k)``: P(proxy j passes at checkpoint t+1 | state), given anti-training counts."""

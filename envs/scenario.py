@@ -61,10 +61,14 @@ class Reward(_Strict):
     run_cost: float = Field(0.0, ge=0.0, allow_inf_nan=False)
 
 
+Whole = Annotated[int, Field(ge=1, strict=True)]
+
+
 class Phase(_Strict):
     name: Name
     capability: float = Field(ge=0.0, allow_inf_nan=False)
     plasticity: Unit
+    cost: Whole = 1  # the compute one phase uses (docs/model.md, "Compute")
 
 
 class Prior(_Strict):
@@ -110,6 +114,19 @@ class Proxy(_Strict):
     proximity: Unit = 0.0
     difficulty: float = Field(10.0, allow_inf_nan=False)
     sharpness: float = Field(10.0, gt=0.0, allow_inf_nan=False)
+    # v1 (docs/model.md, "World model v1"); each default reproduces v0
+    persistence: Unit = 0.0
+    gate: Unit = 0.0
+    proximity_aligned: Union[Unit, None] = None  # None: the same as proximity
+    faking_when_set: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    obfuscation_difficulty: Union[Annotated[float, Field(allow_inf_nan=False)], None] = None
+    wash_out: Unit = 1.0
+    transfer: dict[Name, Unit] = Field(default_factory=dict)
+
+    @property
+    def aligned_proximity(self) -> float:
+        """The shaping rate of aligned models: ``proximity_aligned``, or ``proximity`` when it is not given."""
+        return self.proximity if self.proximity_aligned is None else self.proximity_aligned
 
     @field_validator("name")
     @classmethod
@@ -200,6 +217,7 @@ class Scenario(_Strict):
     claim: str = Field(min_length=1)
     description: str = ""
     budget: int = Field(ge=1, le=MAX_BUDGET)
+    compute: Union[Whole, None] = None  # the compute the program may spend; None: runs are counted by budget alone
     reward: Reward = Field(default_factory=Reward)
     phases: list[Phase] = Field(min_length=1, max_length=MAX_PHASES)
     ideas: list[Idea] = Field(default_factory=_default_ideas, min_length=1, max_length=MAX_IDEAS)
@@ -230,12 +248,25 @@ class Scenario(_Strict):
             self._cache[key] = build(self)
         return self._cache[key]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _budget_or_compute(cls, data: object) -> object:
+        # With a compute budget, the run budget is optional: absent, it is the most runs a program may start.
+        if isinstance(data, dict) and "budget" not in data and data.get("compute") is not None:
+            data = {**data, "budget": MAX_BUDGET}
+        return data
+
     @field_validator("budget", mode="before")
     @classmethod
     def _whole_budget(cls, v: object) -> object:
         if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
             raise ValueError(f"budget must be a whole number of runs, got {v!r}")
         return v
+
+    @property
+    def run_cost_compute(self) -> int:
+        """The compute one run played to the end uses: the sum of the phases' costs."""
+        return sum(p.cost for p in self.phases)
 
     @model_validator(mode="after")
     def _unique_names_and_plans(self) -> "Scenario":
@@ -244,6 +275,21 @@ class Scenario(_Strict):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{field}: names must be unique, {', '.join(dupes)} repeats")
+        names = self.proxy_names
+        for j, proxy in enumerate(self.proxies):
+            for other in proxy.transfer:
+                if other == proxy.name:
+                    raise ValueError(
+                        f"proxies[{j}].transfer: a proxy cannot transfer to itself ({other!r}); name other proxies"
+                        f" ({', '.join(n for n in names if n != proxy.name) or 'there are none'})"
+                    )
+                if other not in names:
+                    raise ValueError(f"proxies[{j}].transfer: unknown proxy {other!r}; proxies are {', '.join(names)}")
+        if self.compute is not None and self.compute < self.run_cost_compute:
+            raise ValueError(
+                f"compute: {self.compute} is less than one full run, which costs {self.run_cost_compute}"
+                " (the sum of the phases' costs)"
+            )
         for i, exp in enumerate(self.expect):
             for side, spec in zip(("better", "than") if exp.same is None else ("same[0]", "same[1]"), exp.contenders):
                 try:
