@@ -60,6 +60,9 @@ class ActionLayout:
         self.size = 2 + self.n_proxies
         self.mask_size = int(self.nvec.sum())
         self.n_flat = int(np.prod(self.nvec))
+        #: _mask_table[kind]: the mask at a decision point of that kind (START, EARLY, FINAL)
+        self._mask_table = np.concatenate([ALLOWED, np.ones((len(ALLOWED), self.mask_size - 3), dtype=bool)], axis=1)
+        self._mask_table.setflags(write=False)
 
     @classmethod
     def of(cls, scenario) -> "ActionLayout":
@@ -87,9 +90,9 @@ class ActionLayout:
 
     def masks(self, checkpoint, n_phases: int) -> np.ndarray:
         """``checkpoint.shape + (mask_size,)``: the allowed verdicts at each decision point; every usage and idea."""
-        verdicts = verdict_mask(np.asarray(checkpoint), n_phases)
-        rest = np.ones(verdicts.shape[:-1] + (self.mask_size - 3,), dtype=bool)
-        return np.concatenate([verdicts, rest], axis=-1)
+        # one look-up in the table of the mask at each kind of decision point (a new array)
+        checkpoint = checkpoint if isinstance(checkpoint, int) else np.asarray(checkpoint)
+        return self._mask_table.take(decision_kind(checkpoint, n_phases), axis=0)
 
     def unflatten(self, index) -> np.ndarray:
         """The action(s) of flat index(es) ``index``: the mixed-radix digits (verdict, usages, idea), first most significant."""

@@ -96,6 +96,9 @@ class BatchBeliefFilter:
         """The episodes ``envs`` names, as an index array, or ``slice(None)`` for all (no copies then)."""
         if envs is None:
             return slice(None)
+        if isinstance(envs, np.ndarray) and envs.dtype == np.int64:
+            # one episode named by an index array: all of them (a view, where the array would copy)
+            return slice(None) if self.num_envs == 1 and len(envs) == 1 else envs
         envs = np.asarray(envs)
         return np.flatnonzero(envs) if envs.dtype == bool else envs.astype(np.int64, copy=False)
 
@@ -156,10 +159,24 @@ class BatchBeliefFilter:
     def mean_base_rates(self) -> np.ndarray:
         """``(N, m)`` posterior mean base rate of each idea, counting the run under way."""
         out = (self.weights * self.values).sum(axis=2)
-        rows = np.flatnonzero(self.idea >= 0)
+        under_way = self.idea >= 0
+        if self.num_envs == 1:  # no index arrays for one episode: the same sums, without the look-ups
+            if under_way[0]:
+                idea = self.idea[0]
+                out[0, idea] = (self.joint[0].sum(axis=1) * self.values[idea]).sum()
+            return out
+        rows = np.flatnonzero(under_way)
         idea = self.idea[rows]
         out[rows, idea] = (self.joint[rows].sum(axis=2) * self.values[idea]).sum(axis=1)
         return out
+
+    def read_outs(self, shaped: bool = True) -> tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None"]:
+        """``(p_aligned, p_shaped, mean_base_rates)`` at once, as the properties give them (the
+        marginal over the base rate computed once); the last two are None unless ``shaped``."""
+        marginal = self.joint.sum(axis=1)
+        if not shaped:
+            return marginal @ self._aligned, None, None
+        return marginal @ self._aligned, marginal @ self._shaped, self.mean_base_rates
 
 
 class BeliefFilter:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, ActionLayout, nearest_allowed
+from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, NEAREST, ActionLayout, decision_kind
 from proxygym.envs.belief import BatchBeliefFilter, padded_support
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.observation import ObservationLayout
@@ -32,7 +32,7 @@ def sample_rows(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     index found always has positive probability.
     """
     cum = np.cumsum(probs, axis=-1)
-    return np.count_nonzero(cum <= u[..., None] * cum[..., -1:], axis=-1)
+    return (cum <= u[..., None] * cum[..., -1:]).sum(axis=-1)
 
 
 @dataclass
@@ -58,6 +58,11 @@ class Programs:
     d of the current run, 0 at its start), ``runs_used``, the current run's ``idea``,
     ``usage`` and ``results`` so far, and per idea the runs, passes and fails of finished
     runs. ``rng`` is the owner's generator (the env's ``np_random``), set before use.
+
+    ``obs`` ``(N, n)`` holds every program's observation, written in place by each rule as it
+    changes the state (what :meth:`encode` would compute from scratch); the filter's read-outs
+    are computed once per change, when read. At N = 1 the rows a rule applies to are picked
+    without ``np.flatnonzero``; the rules and the random draws are the same for every N.
     """
 
     def __init__(self, scenario: Scenario, num_envs: int, observation: str = "history"):
@@ -72,6 +77,9 @@ class Programs:
         self.belief = BatchBeliefFilter(d, N)
         self.rng: np.random.Generator | None = None
         self._support_values, self._support_probs = padded_support(d)
+        self._proxies = np.arange(k)
+        # nearest_allowed as one look-up: [checkpoint, verdict] -> the verdict carried out
+        self._nearest = NEAREST[decision_kind(np.arange(T + 1), T)]
 
         self.rho = np.zeros((N, m))
         self.runs_used = np.zeros(N, dtype=np.int64)
@@ -84,6 +92,45 @@ class Programs:
         self.usage = np.zeros((N, T, k), dtype=np.int64)
         self.results = np.zeros((N, T, k), dtype=bool)
         self.n_anti = np.zeros((N, k), dtype=np.int64)
+
+        # The observations, kept up to date in place by the rules below (each writes the slots
+        # it changes, as ObservationLayout.history would encode them), and a fresh program's row.
+        self.obs = np.zeros((N, self.layout.size), dtype=np.float32)
+        self._slot = self.layout.views(self.obs)
+        self._fresh_obs = self._encode(
+            np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.full(1, -1, dtype=np.int64),
+            np.zeros((1, T, k), dtype=np.int64), np.zeros((1, T, k), dtype=bool), np.zeros((1, m), dtype=np.int64),
+            np.zeros((1, m, k), dtype=np.int64), np.zeros((1, m, k), dtype=np.int64), BatchBeliefFilter(d, 1),
+        )[0]
+        # Each slot's columns in an observation: a phase's usage (t, j, usage) and result (t, j, pass/fail)
+        # one-hots are single 1.0s written into columns that were 0.0 (a phase is run once per run).
+        columns = self.layout.decode(np.arange(self.layout.size))
+        self._checkpoint_cols, self._usage_cols, self._result_cols = (
+            columns["checkpoint"], columns["usage"], columns["results"]
+        )
+        self._belief_moved = True  # the filter changed since its read-outs were last computed
+        self._p_aligned = np.zeros(N)
+        # One program: the rows a rule applies to are all or none, without np.flatnonzero.
+        self._one, self._none = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+
+    def _groups(self, live: np.ndarray, mapped: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The live programs at a run's start, and those whose verdict ``mapped`` is continue, deploy, discard."""
+        if self.num_envs == 1:  # the same selections, read off the one program's values
+            go = int(mapped[0]) if live[0] else -1
+            one, none = self._one, self._none
+            return (
+                one if go >= 0 and self.checkpoint[0] == 0 else none,
+                one if go == CONTINUE else none,
+                one if go == DEPLOY else none,
+                one if go == DISCARD else none,
+            )
+        carried_out = np.where(live, mapped, -1)
+        return (
+            np.flatnonzero(live & (self.checkpoint == 0)),
+            np.flatnonzero(carried_out == CONTINUE),
+            np.flatnonzero(carried_out == DEPLOY),
+            np.flatnonzero(carried_out == DISCARD),
+        )
 
     # -- the rules (each over the programs ``rows``) ---------------------------------
     def reset(self, rows: np.ndarray) -> None:
@@ -101,11 +148,13 @@ class Programs:
         self.idea_fails[rows] = 0
         self._next_run(rows)
         self.belief.reset(rows)
+        self.obs[rows] = self._fresh_obs
+        self._belief_moved = True
 
     def step(self, actions: np.ndarray, live: np.ndarray) -> StepOutcome:
         """Apply one action to each program where ``live`` (the others are left as they are)."""
         verdict, usage, idea = self.actions.decode(actions)
-        mapped = nearest_allowed(verdict, self.checkpoint, self.n_phases)
+        mapped = self._nearest[self.checkpoint, verdict]  # actions.nearest_allowed
         N = self.num_envs
         out = StepOutcome(
             reward=np.zeros(N),
@@ -116,90 +165,144 @@ class Programs:
         )
         r = self.reward
 
+        starting, continuing, deploying, discarding = self._groups(live, mapped)
         # checkpoint 0: continue starts a run (charged) and runs phase 1
-        rows = np.flatnonzero(live & (self.checkpoint == 0))
-        out.reward[rows] -= r.run_cost
-        self._start_run(rows, idea[rows])
-        rows = np.flatnonzero(live & (mapped == CONTINUE))
-        self._run_phase(rows, usage[rows])
+        rows = starting
+        if len(rows):
+            out.reward[rows] -= r.run_cost
+            self._start_run(rows, idea)
+        rows = continuing
+        if len(rows):
+            self._run_phase(rows, usage[rows])
 
-        rows = np.flatnonzero(live & (mapped == DEPLOY))
-        truth = self.dynamics.aligned[self.state[rows]]
-        out.reward[rows] += np.where(truth, r.aligned, r.misaligned)
-        out.deployed[rows] = True
-        out.aligned[rows] = truth
+        rows = deploying
+        if len(rows):
+            truth = self.dynamics.aligned[self.state[rows]]
+            out.reward[rows] += np.where(truth, r.aligned, r.misaligned)
+            out.deployed[rows] = True
+            out.aligned[rows] = truth
 
-        rows = np.flatnonzero(live & (mapped == DISCARD))
-        self._end_run(rows)
-        spent = self.runs_used[rows] >= self.budget
-        out.reward[rows[spent]] += r.abstain
-        out.abstained[rows[spent]] = True
-        self._next_run(rows[~spent])
+        rows = discarding
+        if len(rows):
+            self._end_run(rows)
+            spent = self.runs_used[rows] >= self.budget
+            out.reward[rows[spent]] += r.abstain
+            out.abstained[rows[spent]] = True
+            self._next_run(rows[~spent])
         return out
 
     def _next_run(self, rows: np.ndarray) -> None:
         """Checkpoint 0 of the next run: nothing trained yet."""
+        if len(rows) == 0:
+            return
         self.checkpoint[rows] = 0
         self.idea[rows] = -1
         self.state[rows] = -1
         self.usage[rows] = 0
         self.results[rows] = False
         self.n_anti[rows] = 0
+        obs = self._slot
+        obs["checkpoint"][rows] = self._fresh_obs[self.layout.slices["checkpoint"]]
+        obs["idea"][rows] = 0.0
+        obs["usage"][rows] = 0.0
+        obs["results"][rows] = 0.0
 
     def _start_run(self, rows: np.ndarray, idea: np.ndarray) -> None:
+        """Start a run of each program's ``idea`` (given for every program, read at ``rows``)."""
+        idea = idea[rows]
         self.runs_used[rows] += 1
         self.idea[rows] = idea
         # a ~ Bernoulli(rho); nothing shaped: the state index is a (docs/model.md, "Run start")
         self.state[rows] = self.rng.random(len(rows)) < self.rho[rows, idea]
         self.belief.start_run(idea, rows)
+        obs = self._slot
+        obs["runs_left"][rows, 0] = (self.budget - self.runs_used[rows]) / self.budget
+        obs["idea"][rows, idea] = 1.0  # shown from checkpoint 1, which the run's first phase reaches
+        self._belief_moved = True
 
     def _run_phase(self, rows: np.ndarray, usage: np.ndarray) -> None:
         """One phase under ``usage`` ``(n, k)``, then the checkpoint's tests."""
-        if len(rows) == 0:
-            return
-        d, k = self.dynamics, self.n_proxies
+        d = self.dynamics
         t = self.checkpoint[rows]
         code = d.usage_code(usage)
         trans = d.transition[t, code, self.idea[rows], self.state[rows]]  # (n, S)
         state = sample_rows(trans, self.rng.random(len(rows)))
         n_anti = self.n_anti[rows] + (usage == ANTI)
-        p = d.pass_prob[t[:, None], n_anti, state[:, None], np.arange(k)[None, :]]  # (n, k)
-        results = self.rng.random((len(rows), k)) < p
+        p = d.pass_prob[t[:, None], n_anti, state[:, None], self._proxies]  # (n, k)
+        results = self.rng.random((len(rows), self.n_proxies)) < p
         self.state[rows] = state
         self.n_anti[rows] = n_anti
         self.usage[rows, t] = usage
         self.results[rows, t] = results
         self.belief.advance(t, code, rows)
         self.belief.observe(t, n_anti, results, rows)
-        self.checkpoint[rows] = t + 1
+        t_next = t + 1
+        self.checkpoint[rows] = t_next
+        obs, at_phase = self.obs, (t[:, None], self._proxies)
+        obs[rows, self._checkpoint_cols[t]] = 0.0
+        obs[rows, self._checkpoint_cols[t_next]] = 1.0
+        obs[rows[:, None], self._usage_cols[at_phase + (usage,)]] = 1.0
+        obs[rows[:, None], self._result_cols[at_phase + ((~results).view(np.uint8),)]] = 1.0  # (pass, fail)
+        self._belief_moved = True
 
     def _end_run(self, rows: np.ndarray) -> None:
-        if len(rows) == 0:
-            return
-        reached = (np.arange(self.n_phases)[None, :] < self.checkpoint[rows, None])[:, :, None]
-        results = self.results[rows]
+        # A run's results are False past its checkpoint (_next_run clears them), so its passes
+        # are all its True results and its fails the rest of the checkpoints it reached.
         idea = self.idea[rows]
-        self.idea_runs[rows, idea] += 1
-        self.idea_passes[rows, idea] += (results & reached).sum(axis=1)
-        self.idea_fails[rows, idea] += (~results & reached).sum(axis=1)
+        passes = self.results[rows].sum(axis=1)  # (n, k)
+        fails = self.checkpoint[rows, None] - passes
+        runs = self.idea_runs[rows, idea] + 1
+        passes += self.idea_passes[rows, idea]
+        fails += self.idea_fails[rows, idea]
+        self.idea_runs[rows, idea] = runs
+        self.idea_passes[rows, idea] = passes
+        self.idea_fails[rows, idea] = fails
         self.belief.end_run(rows)
+        obs, B, T = self._slot, self.budget, self.n_phases
+        obs["idea_runs"][rows, idea] = runs / B
+        obs["idea_passes"][rows, idea] = passes / (B * T)
+        obs["idea_fails"][rows, idea] = fails / (B * T)
+        self._belief_moved = True
 
     # -- read-outs (every program) -----------------------------------------------------
+    def _read_belief(self) -> None:
+        """The filter's read-outs, once per change: p_aligned, and in belief mode the observation's posterior slots."""
+        if not self._belief_moved:
+            return
+        belief_mode = self.layout.mode == "belief"
+        p_aligned, p_shaped, base_rate = self.belief.read_outs(shaped=belief_mode)
+        self._p_aligned = p_aligned
+        if belief_mode:
+            obs = self._slot
+            obs["p_aligned"][:, 0] = p_aligned
+            obs["p_shaped"][:] = p_shaped
+            obs["base_rate"][:] = base_rate
+        self._belief_moved = False
+
+    @property
+    def p_aligned(self) -> np.ndarray:
+        """``(N,)`` the filter's P(current model aligned | history), as ``belief.p_aligned`` (read-only; computed once per change)."""
+        self._read_belief()
+        return self._p_aligned
+
     def observe(self) -> np.ndarray:
-        """``(N, n)`` float32 observations."""
+        """``(N, n)`` float32 observations (a copy)."""
+        self._read_belief()
+        return self.obs.copy()
+
+    def encode(self) -> np.ndarray:
+        """``(N, n)`` the observations encoded from scratch from the programs' state (``observe()`` equals it)."""
+        return self._encode(
+            self.checkpoint, self.runs_used, self.idea, self.usage, self.results,
+            self.idea_runs, self.idea_passes, self.idea_fails, self.belief,
+        )
+
+    def _encode(self, checkpoint, runs_used, idea, usage, results, idea_runs, idea_passes, idea_fails, belief):
         values = self.layout.history(
-            self.checkpoint,
-            self.runs_used,
-            self.idea,
-            self.usage,
-            self.results,
-            self.idea_runs,
-            self.idea_passes,
-            self.idea_fails,
-            self.budget,
+            checkpoint, runs_used, idea, usage, results, idea_runs, idea_passes, idea_fails, self.budget
         )
         if self.layout.mode == "belief":
-            b = self.belief
+            b = belief
             values.update(p_aligned=b.p_aligned[:, None], p_shaped=b.p_shaped, base_rate=b.mean_base_rates)
         return self.layout.encode(values)
 

@@ -142,6 +142,15 @@ class ObservationLayout:
             out[:, sl] = np.asarray(values[name]).reshape(n, -1)
         return out
 
+    def views(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        """Every named slot of a batch ``obs`` ``(N, size)`` as a writable view ``(N,) + shape`` into it (no copies),
+        for building observations in place."""
+        out = self.decode(obs)
+        for name, view in out.items():
+            if not np.shares_memory(view, obs):
+                raise ValueError(f"slot {name!r} of an array of shape {obs.shape} cannot be viewed in place")
+        return out
+
     def position(self, obs: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
         """Where each program of a batch ``(N, n)`` stands: its decision point d and its runs not yet started."""
         obs = np.asarray(obs)

@@ -115,15 +115,19 @@ class ProxyAlignmentEnv(gym.Env):
         self.budget = self.scenario.budget
         self.action_space = self.programs.actions.space()
         self.observation_space = spaces.Box(0.0, 1.0, shape=(self.layout.size,), dtype=np.float32)
+        self._nvec = self.action_space.nvec.tolist()
+        self._action = np.zeros((1, len(self._nvec)), dtype=np.int64)  # the action, as a batch of one
         self._all = np.ones(1, dtype=bool)
+        self._rows = np.zeros(1, dtype=np.int64)
+        self._history: list[dict] = []  # finished runs, for render()
         self._ended = True
 
     # -- gym API -----------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.programs.rng = self.np_random
-        self.programs.reset(np.arange(1))
-        self._history: list[dict] = []  # finished runs, for render()
+        self.programs.reset(self._rows)
+        self._history = []
         self._ended = False
         return self.programs.observe()[0], self._info(invalid=False)
 
@@ -131,12 +135,15 @@ class ProxyAlignmentEnv(gym.Env):
         if self._ended:
             raise RuntimeError("step() called after the episode ended; call reset()")
         action = np.asarray(action).reshape(-1)
-        if not self.action_space.contains(action.astype(np.int64)):
+        values = action.astype(np.int64).tolist()
+        # action_space.contains, for the int64 cast of a flat action: its shape, then each entry's range
+        if len(values) != len(self._nvec) or not all(0 <= a < n for a, n in zip(values, self._nvec)):
             raise ValueError(f"action {action.tolist()} is outside the action space {self.action_space}")
         pg = self.programs
-        if self.render_mode == "ansi" and nearest_allowed(int(action[0]), int(pg.checkpoint[0]), self.n_phases) == DISCARD:
+        if self.render_mode == "ansi" and nearest_allowed(values[0], int(pg.checkpoint[0]), self.n_phases) == DISCARD:
             self._history.append(self._run_summary("discarded"))
-        out = pg.step(action[None, :].astype(np.int64), self._all)
+        self._action[0] = values
+        out = pg.step(self._action, self._all)
         terminated = bool(out.terminated[0])
         info = self._info(invalid=bool(out.invalid[0]))
         if terminated:
@@ -146,7 +153,7 @@ class ProxyAlignmentEnv(gym.Env):
 
     def action_masks(self) -> np.ndarray:
         """Flat boolean mask over ``action_space.nvec`` (verdict, usages, idea)."""
-        return self.programs.masks()[0]
+        return self.programs.actions.masks(int(self.programs.checkpoint[0]), self.n_phases)
 
     def render(self):
         if self.render_mode != "ansi":
@@ -193,7 +200,7 @@ class ProxyAlignmentEnv(gym.Env):
     def _info(self, invalid: bool) -> dict:
         pg = self.programs
         return {
-            "p_aligned": float(pg.belief.p_aligned[0]),
+            "p_aligned": float(pg.p_aligned[0]),
             "runs_used": int(pg.runs_used[0]),
             "checkpoint": int(pg.checkpoint[0]),
             "invalid_action": bool(invalid),

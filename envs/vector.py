@@ -149,7 +149,7 @@ class ProxyAlignmentVectorEnv(VectorEnv):
         mask = np.ones(self.num_envs, dtype=bool) if shown is None else shown
         info: dict[str, np.ndarray] = {}
         for key, value in (
-            ("p_aligned", self.belief.p_aligned),
+            ("p_aligned", self.programs.p_aligned.copy()),
             ("runs_used", self.programs.runs_used.copy()),
             ("checkpoint", self.programs.checkpoint.copy()),
             ("invalid_action", invalid),
