@@ -160,7 +160,7 @@ class _Builder:
         for t in range(dyn.n_phases):
             n = len(joint)
             codes = np.tile(np.arange(C), n)
-            pred = predict_joint(dyn, np.repeat(joint, C, axis=0), t, codes, idea)  # (n C, V, S)
+            pred = predict_joint(dyn, np.repeat(joint, C, axis=0), t, codes, idea, np.repeat(n_anti, C, axis=0))  # (n C, V, S)
             na = (n_anti[:, None, :] + self.anti[None]).reshape(n * C, k)
             joint, p = condition_joint(
                 dyn, np.repeat(pred, R, axis=0), t, np.repeat(na, R, axis=0), np.tile(dyn.results, (n * C, 1))

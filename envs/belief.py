@@ -45,10 +45,11 @@ def start_joint(dynamics: Dynamics, weights: np.ndarray, values: np.ndarray) -> 
     return np.asarray(weights)[..., None] * dynamics.initial(values)
 
 
-def predict_joint(dynamics: Dynamics, joint: np.ndarray, phase, usage_code, idea) -> np.ndarray:
-    """A phase, ``J <- J @ P_t[c, i]``, for joints ``(n, V, S)``; ``phase`` (0-based), ``usage_code``
-    and ``idea`` are per joint ``(n,)`` or one for all. Returns a new array."""
-    return np.matmul(joint, dynamics.transition[phase, usage_code, idea])
+def predict_joint(dynamics: Dynamics, joint: np.ndarray, phase, usage_code, idea, n_anti=None) -> np.ndarray:
+    """A phase, ``J <- J P_t[c, i]`` (:meth:`Dynamics.advance`), for joints ``(n, V, S)``; ``phase`` (0-based),
+    ``usage_code`` and ``idea`` are per joint ``(n,)`` or one for all, ``n_anti`` (the run's anti-trained
+    phases before this one) ``(n, k)`` or ``(k,)``. Returns a new array."""
+    return dynamics.advance(joint, phase, usage_code, idea, n_anti)
 
 
 def condition_joint(dynamics: Dynamics, joint: np.ndarray, phase, n_anti: np.ndarray, results: np.ndarray):
@@ -119,10 +120,14 @@ class BatchBeliefFilter:
         self.idea[rows] = idea
         self.joint[rows] = start_joint(self.dyn, self.weights[rows, idea], self.values[idea])
 
-    def advance(self, phase, usage_code, envs=None) -> None:
-        """Apply phase ``phase`` (0-based) under ``usage_code`` (each per episode, or one for all): ``J <- J @ P``."""
+    def advance(self, phase, usage_code, envs=None, n_anti=None) -> None:
+        """Apply phase ``phase`` (0-based) under ``usage_code`` (each per episode, or one for all): ``J <- J P``.
+
+        ``n_anti``: each run's anti-trained phases of each proxy before this phase, ``(n, k)``
+        (read only where the phase depends on it: a persistent proxy with anti-training damage).
+        """
         sel = self._select(envs)
-        self.joint[sel] = predict_joint(self.dyn, self.joint[sel], phase, usage_code, self.idea[sel])
+        self.joint[sel] = predict_joint(self.dyn, self.joint[sel], phase, usage_code, self.idea[sel], n_anti)
 
     def observe(self, phase, n_anti: np.ndarray, results: np.ndarray, envs=None) -> np.ndarray:
         """Condition on the test results at the end of ``phase``; returns their predictive probabilities ``(n,)``.
@@ -196,9 +201,9 @@ class BeliefFilter:
     def start_run(self, idea: int) -> None:
         self.batch.start_run(idea)
 
-    def advance(self, phase: int, usage_code: int) -> None:
-        """Apply phase ``phase`` (0-based) under a usage code."""
-        self.batch.advance(phase, usage_code)
+    def advance(self, phase: int, usage_code: int, n_anti=None) -> None:
+        """Apply phase ``phase`` (0-based) under a usage code (``n_anti``: the run's anti-training before it)."""
+        self.batch.advance(phase, usage_code, n_anti=None if n_anti is None else np.asarray(n_anti)[None, :])
 
     def observe(self, phase: int, n_anti: np.ndarray, results: np.ndarray) -> float:
         """Condition on the test results at the end of ``phase``; returns their predictive probability."""

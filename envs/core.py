@@ -212,8 +212,13 @@ class Programs:
         idea = idea[rows]
         self.runs_used[rows] += 1
         self.idea[rows] = idea
-        # a ~ Bernoulli(rho); nothing shaped: the state index is a (docs/model.md, "Run start")
-        self.state[rows] = self.rng.random(len(rows)) < self.rho[rows, idea]
+        # a ~ Bernoulli(rho), nothing shaped (docs/model.md, "Run start"); then, where the scenario
+        # has persistent proxies, their dispositions given a
+        aligned = self.rng.random(len(rows)) < self.rho[rows, idea]
+        if self.dynamics.persistent.size:
+            self.state[rows] = sample_rows(self.dynamics.start_given_aligned[aligned.astype(np.int64)], self.rng.random(len(rows)))
+        else:
+            self.state[rows] = aligned
         self.belief.start_run(idea, rows)
         obs = self._slot
         obs["runs_left"][rows, 0] = (self.budget - self.runs_used[rows]) / self.budget
@@ -225,16 +230,17 @@ class Programs:
         d = self.dynamics
         t = self.checkpoint[rows]
         code = d.usage_code(usage)
-        trans = d.transition[t, code, self.idea[rows], self.state[rows]]  # (n, S)
+        before = self.n_anti[rows]
+        trans = d.transition_rows(t, code, self.idea[rows], before, self.state[rows])  # (n, S)
         state = sample_rows(trans, self.rng.random(len(rows)))
-        n_anti = self.n_anti[rows] + (usage == ANTI)
+        n_anti = before + (usage == ANTI)
         p = d.pass_prob[t[:, None], n_anti, state[:, None], self._proxies]  # (n, k)
         results = self.rng.random((len(rows), self.n_proxies)) < p
         self.state[rows] = state
         self.n_anti[rows] = n_anti
         self.usage[rows, t] = usage
         self.results[rows, t] = results
-        self.belief.advance(t, code, rows)
+        self.belief.advance(t, code, rows, n_anti=before)
         self.belief.observe(t, n_anti, results, rows)
         t_next = t + 1
         self.checkpoint[rows] = t_next

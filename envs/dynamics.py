@@ -104,6 +104,8 @@ class Dynamics:
         self.base_rate_probs = [np.array(idea.support[1], dtype=np.float64) for idea in scenario.ideas]
 
         self.unshaped_pass = self._build_unshaped_pass()
+        # P(s | a) at a run's start: what is drawn after a (the dispositions of persistent proxies)
+        self.start_given_aligned = self.initial(np.array([0.0, 1.0]))
         self.pass_prob = self._build_pass_prob()
         self.values = self._build_values()
         self.shaping = self._build_shaping()
@@ -111,7 +113,7 @@ class Dynamics:
         depends_on_anti = any(proxies[j].anti_damage > 0 for j in self.persistent)
         dense_bytes = T * self.n_usages * self.n_ideas * self.n_states**2 * 8
         self.transition = None if depends_on_anti or dense_bytes > DENSE_LIMIT_BYTES else self._build_transition()
-        for table in (self.unshaped_pass, self.pass_prob, self.values, self.shaping, self.dispositions, self.transition):
+        for table in (self.start_given_aligned, self.unshaped_pass, self.pass_prob, self.values, self.shaping, self.dispositions, self.transition):
             if table is not None:
                 table.setflags(write=False)
 
