@@ -56,8 +56,8 @@ class RegimenAgent:
         """``(N, 2 + k)`` actions for a batch of observations ``(N, n)``."""
         n = obs.shape[0]
         T, k = self.plan.shape
-        d, runs_left = self.layout.position(obs, self.budget)
-        last_run = runs_left == 0
+        d = self.layout.position(obs, self.budget)[0]
+        last_run = self.layout.last_chance(obs)  # a discard now would leave no run to start
         results = obs[:, self.layout.slices["results"]].reshape(n, T, k, 2)
         passed = results[np.arange(n), np.maximum(d - 1, 0), :, 0] > 0.5  # (N, k) at checkpoint d
         failed = (self.must_pass[d] & ~passed).any(axis=1)  # nothing must pass at d = 0

@@ -255,24 +255,34 @@ def describe_policy(solution: Solution, scenario: Scenario | None = None, max_li
     if parts:
         lines.append("At the first run's final checkpoint it " + " and ".join(parts) + ".")
     if all(len(v) == 1 for v in dyn.base_rate_values) and r.aligned > r.misaligned:
-        # Known base rates: runs are independent, so the discard value is V(n - 1) and deploying
-        # pays iff P(aligned) >= (V(n - 1) - R_misaligned) / (R_aligned - R_misaligned).
+        # Known base rates: runs are independent, so the discard value is that of the program state the
+        # discard leads to (none left: abstain), and deploying pays iff
+        # P(aligned) >= (V(next) - R_misaligned) / (R_aligned - R_misaligned). Follow the final-checkpoint discards.
+        chain = [root]
+        while True:
+            key, i = pol.keys[chain[-1]], pol.ideas[chain[-1]]
+            nxt = pol.next_key(key, i, key[2][i], T)  # a known base rate's posterior never moves
+            if nxt is None:
+                break
+            chain.append(pol.index[nxt])
         thresholds = []
-        for n in range(scenario.budget, 0, -1):
-            later = r.abstain if n == 1 else pol.values[pol.index[(n - 1, pol.keys[root][1])]]
+        for k_, state in enumerate(chain):
+            later = pol.values[chain[k_ + 1]] if k_ + 1 < len(chain) else r.abstain
             t = (later - r.misaligned) / (r.aligned - r.misaligned)
-            thresholds.append(f"{n}: {t:.3f}" if t > 0 else f"{n}: any")
+            n, c, _ = pol.keys[state]
+            label = f"{n}" if scenario.compute is None else f"{n} (compute {c})"
+            thresholds.append(f"{label}: {t:.3f}" if t > 0 else f"{label}: any")
         lines.append(
             "Deploy threshold on P(aligned) at the final checkpoint, by runs left (counting the run under way): "
             + ", ".join(thresholds)
         )
-        ideas = [pol.ideas[pol.index[(n, pol.keys[root][1])]] for n in range(scenario.budget, 0, -1)]
+        ideas = [pol.ideas[state] for state in chain]
         if len(set(ideas)) == 1:
             lines.append(f"Every run uses idea {scenario.idea_names[ideas[0]]} (base rates are known: runs are independent).")
         else:
             lines.append(
                 "Idea by runs left: "
-                + ", ".join(f"{n}: {scenario.idea_names[i]}" for n, i in zip(range(scenario.budget, 0, -1), ideas))
+                + ", ".join(f"{pol.keys[state][0]}: {scenario.idea_names[i]}" for state, i in zip(chain, ideas))
             )
     else:
         # Unknown base rates: follow the most likely way each run ends in a discard.

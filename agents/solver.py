@@ -113,6 +113,7 @@ class RunTree:
     end_id: list[np.ndarray]
     end_ids: np.ndarray = field(default=None)
     end_inv: list[np.ndarray] = field(default=None)
+    level_end_ids: list[np.ndarray] = field(default=None)  # per checkpoint, the end posteriors reachable there
 
     @property
     def n_nodes(self) -> int:
@@ -182,6 +183,7 @@ class _Builder:
         tree = RunTree(idea, weight_id, prob, p_al, end_id)
         tree.end_ids = np.unique(ids)
         tree.end_inv = [np.searchsorted(tree.end_ids, e).astype(np.int32) for e in end_id]  # -1 rows: 0, never read
+        tree.level_end_ids = [np.unique(e[e >= 0]) for e in end_id]
         return tree
 
     def _p_aligned(self, joint: np.ndarray) -> np.ndarray:
@@ -286,8 +288,14 @@ class Policy:
     def __init__(self, dyn: Dynamics, builder: _Builder):
         self.dyn = dyn
         self._builder = builder
-        self.keys: list[tuple[int, tuple[int, ...]]] = []  # state -> (runs left, per-idea posterior ids)
-        self.index: dict[tuple[int, tuple[int, ...]], int] = {}
+        sc = dyn.scenario
+        self.compute, self.full_run = sc.compute, sc.full_run_compute
+        # spent[d]: the compute a run has used by checkpoint d (0 without a compute budget, where it is not counted)
+        costs = [p.cost if sc.compute is not None else 0 for p in sc.phases]
+        self.spent = np.concatenate([[0], np.cumsum(costs)]).astype(np.int64)
+        # state -> (runs left, compute left, per-idea posterior ids)
+        self.keys: list[tuple[int, int, tuple[int, ...]]] = []
+        self.index: dict[tuple[int, int, tuple[int, ...]], int] = {}
         self.values: list[float] = []
         self.ideas: list[int] = []  # state -> the idea its run uses
         self.actions: list[list[np.ndarray]] = []  # state -> per checkpoint, per node: action code
@@ -329,19 +337,36 @@ class Policy:
     def runs_left(self, state: int) -> int:
         return self.keys[state][0]
 
-    def state_of(self, runs_left: int, posteriors) -> int:
-        """The program state with ``runs_left`` runs not yet started and, per idea, this posterior
-        over its base rate's support (e.g. a filter's ``idea_weights``); KeyError if it was never
-        reached by the solve (it is matched to 1e-12)."""
+    def compute_left(self, state: int) -> int:
+        """The compute left at this program state's run start (0 without a compute budget)."""
+        return self.keys[state][1]
+
+    def can_start(self, runs_left: int, compute_left: int) -> bool:
+        """Whether a run may start: a run left and, with a compute budget, one full run's compute."""
+        return runs_left >= 1 and (self.compute is None or compute_left >= self.full_run)
+
+    def next_key(self, key: tuple, idea: int, end_id: int, checkpoint: int) -> tuple | None:
+        """The program state after a run of ``idea`` from ``key`` is discarded at ``checkpoint`` with the
+        idea's posterior ``end_id``; None when no run can start then (the program ends)."""
+        n, c, ids = key
+        n2, c2 = n - 1, c - int(self.spent[checkpoint])
+        if not self.can_start(n2, c2):
+            return None
+        return (n2, c2, ids[:idea] + (int(end_id),) + ids[idea + 1 :])
+
+    def state_of(self, runs_left: int, posteriors, compute_left: int | None = None) -> int:
+        """The program state with ``runs_left`` runs not yet started (and ``compute_left``, with a compute
+        budget) and, per idea, this posterior over its base rate's support (e.g. a filter's
+        ``idea_weights``); KeyError if it was never reached by the solve (it is matched to 1e-12)."""
         ids = []
         for i, w in enumerate(posteriors):
             key = tuple((np.round(np.asarray(w, dtype=np.float64), KEY_DECIMALS) + 0.0).tolist())
             ids.append(self._builder._ids[i][key])
-        return self.index[(int(runs_left), tuple(ids))]
+        return self.index[(int(runs_left), int(compute_left or 0), tuple(ids))]
 
     def posterior(self, state: int) -> list[np.ndarray]:
         """Per idea, the posterior over its base rate's support at this program state."""
-        return [self._builder.weights[i][w] for i, w in enumerate(self.keys[state][1])]
+        return [self._builder.weights[i][w] for i, w in enumerate(self.keys[state][2])]
 
     def value(self, state: int) -> float:
         return self.values[state]
@@ -352,7 +377,7 @@ class Policy:
     def tree(self, state: int) -> RunTree:
         """The run tree of the run that starts at this program state (the idea the policy picks)."""
         i = self.ideas[state]
-        return self._builder.tree(i, self.keys[state][1][i])
+        return self._builder.tree(i, self.keys[state][2][i])
 
     def action(self, state: int, checkpoint: int, node: int = 0) -> tuple[int, int]:
         """``(verdict, usage code)``; the usage code is -1 where no phase follows."""
@@ -377,13 +402,11 @@ class Policy:
         return out
 
     def after_discard(self, state: int, checkpoint: int, node: int) -> int:
-        """The program state after discarding at ``(checkpoint, node)``; -1 when no run is left."""
-        n, ids = self.keys[state]
-        if n <= 1:
-            return -1
+        """The program state after discarding at ``(checkpoint, node)``; -1 when no run can start then."""
         i = self.ideas[state]
         end = int(self.tree(state).end_id[checkpoint][node])
-        return self.index[(n - 1, ids[:i] + (end,) + ids[i + 1 :])]
+        key = self.next_key(self.keys[state], i, end, checkpoint)
+        return -1 if key is None else self.index[key]
 
 
 @dataclass
@@ -470,37 +493,41 @@ def _solve(scenario: Scenario) -> Solution:
     C, R = builder.C, builder.R
     pol = Policy(dyn, builder)
     root_ids = tuple(builder.intern(i, dyn.base_rate_probs[i]) for i in range(m))
-    pol.root = pol._add((B, root_ids))
+    pol.root = pol._add((B, scenario.compute or 0, root_ids))
 
-    # Forward: every program state reachable from the prior, by layer of runs left.
+    # Forward: every program state reachable from the prior. A discard always leaves one run
+    # fewer, so the states fall into layers by runs left.
     layers: dict[int, list[int]] = {B: [pol.root]}
     for n in range(B, 1, -1):
         nxt: list[int] = []
         seen = set()
         for state in layers[n]:
-            ids = pol.keys[state][1]
+            key = pol.keys[state]
             for i in range(m):
-                for e in builder.tree(i, ids[i]).end_ids:
-                    key = (n - 1, ids[:i] + (int(e),) + ids[i + 1 :])
-                    if key not in seen:
-                        seen.add(key)
-                        nxt.append(pol._add(key))
+                tree = builder.tree(i, key[2][i])
+                for d in range(1, T + 1):
+                    for e in tree.level_end_ids[d]:
+                        child = pol.next_key(key, i, e, d)
+                        if child is not None and child not in seen:
+                            seen.add(child)
+                            nxt.append(pol._add(child))
+        if not nxt:
+            break
         layers[n - 1] = nxt
 
-    # Backward: value every program state from one run left up.
+    # Backward: value every program state from the last layer up.
     evaluated = 0
-    for n in range(1, B + 1):
+    for n in sorted(layers):
         for state in layers[n]:
-            ids = pol.keys[state][1]
+            key = pol.keys[state]
+            ids = key[2]
             options = []
             for i in range(m):
                 tree = builder.tree(i, ids[i])
-                if n == 1:
-                    disc = np.full(len(tree.end_ids), r.abstain)
-                else:
-                    disc = np.array(
-                        [pol.values[pol.index[(n - 1, ids[:i] + (int(e),) + ids[i + 1 :])]] for e in tree.end_ids]
-                    )
+                disc = []  # per checkpoint d: the value of discarding there, per end posterior of the tree
+                for d in range(T + 1):
+                    children = [pol.next_key(key, i, e, d) for e in tree.end_ids] if d else []
+                    disc.append(np.array([r.abstain if c is None else pol.values[pol.index[c]] for c in children]))
                 value, acts = _backward(tree, disc, r, T, C, R)
                 evaluated += tree.n_nodes
                 options.append((value - r.run_cost, i, acts))
@@ -514,14 +541,15 @@ def _solve(scenario: Scenario) -> Solution:
     return Solution(scenario, pol.values[pol.root], seconds, evaluated, len(pol.keys), pol, est)
 
 
-def _backward(tree: RunTree, disc_by_end: np.ndarray, reward, T: int, C: int, R: int):
-    """The value of a run tree's root and the optimal action code at every node."""
+def _backward(tree: RunTree, disc_by_end: list[np.ndarray], reward, T: int, C: int, R: int):
+    """The value of a run tree's root and the optimal action code at every node; ``disc_by_end[d]`` is the
+    value of discarding at checkpoint ``d`` for each of the tree's end posteriors (``end_ids``)."""
     acts: list[np.ndarray] = [None] * (T + 1)
 
     def discard(d: int) -> np.ndarray:
-        if len(disc_by_end) == 0:
+        if len(disc_by_end[d]) == 0:
             return np.zeros(len(tree.prob[d]))
-        return np.where(tree.end_id[d] >= 0, disc_by_end[tree.end_inv[d]], 0.0)  # end_inv of a dead node: 0
+        return np.where(tree.end_id[d] >= 0, disc_by_end[d][tree.end_inv[d]], 0.0)  # end_inv of a dead node: 0
 
     p = tree.p_aligned[T]
     deploy = reward.misaligned + p * (reward.aligned - reward.misaligned)

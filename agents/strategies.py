@@ -231,21 +231,34 @@ class BayesThreshold(Strategy):
 
     def __init__(self, scenario, layout, seed=None):
         super().__init__(scenario, layout, seed)
-        r = scenario.reward
-        # worth[n]: what n runs left are worth under always_reserve (n = 0: abstain)
-        self.worth = np.array(
-            [r.abstain]
-            + [analyze(scenario, make_regimen(scenario, "R", budget=n)).expected_return for n in range(1, self.budget + 1)]
-        )
+        self._worth: dict[tuple[int, int | None], float] = {}
+
+    def worth(self, runs_left: int, compute_left: int | None) -> float:
+        """What the runs left are worth if the run under way is discarded: the exact value of always_reserve
+        with that many runs (and that much compute), or the abstain reward when no run can start."""
+        key = (runs_left, compute_left)
+        if key not in self._worth:
+            sc = self.scenario
+            if runs_left == 0 or (compute_left is not None and compute_left < sc.full_run_compute):
+                self._worth[key] = sc.reward.abstain
+            else:
+                regimen = make_regimen(sc, "R", budget=runs_left, compute=compute_left)
+                self._worth[key] = analyze(sc, regimen).expected_return
+        return self._worth[key]
 
     def act(self, obs):
         o = self.layout.decode(obs)
         d, runs_left = self.layout.position(obs, self.budget)
+        compute_left = self.layout.compute_left(obs)
+        pairs = np.stack([runs_left, runs_left if compute_left is None else compute_left], axis=1)
+        uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        worth = np.array([self.worth(int(n), None if compute_left is None else int(c)) for n, c in uniq])
+        later = worth[inverse.reshape(-1)]
         p = o["p_aligned"][:, 0].astype(np.float64)
         r = self.scenario.reward
         deploy_value = p * r.aligned + (1.0 - p) * r.misaligned
         at_end = d == self.n_phases
-        verdict = np.where(at_end, np.where(deploy_value >= self.worth[runs_left], DEPLOY, DISCARD), CONTINUE)
+        verdict = np.where(at_end, np.where(deploy_value >= later, DEPLOY, DISCARD), CONTINUE)
         return self.actions.encode(verdict, 0, 0)
 
 
@@ -296,7 +309,7 @@ class OptimalStrategy(Strategy):
         self.solution = solution if solution is not None else solve(scenario)
         self.policy = self.solution.policy
         self._dyn = self.policy.dyn
-        self._left = np.array([n for n, _ in self.policy.keys] + [-1])  # runs left per state; [-1]: unknown
+        self._left = np.array([key[0] for key in self.policy.keys] + [-1])  # runs left per state; [-1]: unknown
         self._state = np.zeros(0, dtype=np.int64)  # per episode: the program state (-1: unknown)
         self._level = np.zeros(0, dtype=np.int64)  # the checkpoint last seen in the current run (0: none)
         self._node = np.zeros(0, dtype=np.int64)  # the node there

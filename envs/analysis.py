@@ -30,6 +30,7 @@ class Analysis:
     posterior_odds: float | None
     p_pass: float
     expected_runs: float
+    expected_compute: float
     p_deploy_aligned: float
     p_deploy_misaligned: float
     p_abstain: float
@@ -52,53 +53,116 @@ def _ratio(num: float, den: float) -> float | None:
     return None if den <= 0.0 else num / den
 
 
-def single_run(dyn: Dynamics, regimen: Regimen, rho: np.ndarray) -> tuple[np.ndarray, ...]:
-    """One run of the regimen from base rate(s) rho, exactly.
+@dataclass
+class RunEndings:
+    """How one run of a regimen ends, exactly, for each base rate of the idea's support (arrays ``(V,)``).
 
-    Returns, each shaped like rho: P(aligned at the final checkpoint), P(misaligned there),
-    P(the run passes every screen and the final test and is aligned), P(it passes and is
-    misaligned). Each is summed over its own states (no difference of two sums), so a
-    ratio of two of them stays within [0, 1] where it should.
+    ``aligned``, ``misaligned``: P(aligned / misaligned at the final checkpoint) of a run
+    played to the end with no test. ``pass_aligned``, ``pass_misaligned``: P(the run passes
+    every screen and the final test, and is aligned / misaligned). ``fail[d]``: P(the run
+    first fails at discard point ``d``, a screened checkpoint or the final one), and
+    ``fail_aligned[d]``: P(it first fails at ``d`` and, played on to the end untested, is
+    aligned there). Each is summed over its own states, so a ratio of two stays in [0, 1].
     """
+
+    aligned: np.ndarray
+    misaligned: np.ndarray
+    pass_aligned: np.ndarray
+    pass_misaligned: np.ndarray
+    fail: dict[int, np.ndarray]
+    fail_aligned: dict[int, np.ndarray]
+
+
+def run_endings(dyn: Dynamics, regimen: Regimen, rho: np.ndarray) -> RunEndings:
+    """One run of the regimen from base rate(s) rho, by forward propagation (docs/model.md, "Exact analysis")."""
     plan = regimen.plan_array
     screens = dict(regimen.screen)
+    T = dyn.n_phases
     free = dyn.initial(rho)  # every run, tested or not
     kept = free.copy()  # mass that has passed every test so far
+    failed: dict[int, np.ndarray] = {}  # mass that first failed at d, played on untested
     n_anti = np.zeros(dyn.n_proxies, dtype=np.int64)
-    for t in range(dyn.n_phases):
+    for t in range(T):
         code = dyn.usage_code(plan[t])
-        free = dyn.advance(free, t, code, regimen.idea, n_anti)
-        kept = dyn.advance(kept, t, code, regimen.idea, n_anti)
+        free, kept = (dyn.advance(x, t, code, regimen.idea, n_anti) for x in (free, kept))
+        failed = {d: dyn.advance(x, t, code, regimen.idea, n_anti) for d, x in failed.items()}
         n_anti = n_anti + (plan[t] == ANTI)
-        checkpoint = t + 1
-        if checkpoint in screens:
-            kept = kept * dyn.pass_set_prob(t, n_anti, screens[checkpoint])
-    kept = kept * dyn.pass_set_prob(dyn.n_phases - 1, n_anti, regimen.test)
+        proxies = screens.get(t + 1) if t + 1 < T else regimen.test
+        if proxies is not None:
+            passing = dyn.pass_set_prob(t, n_anti, proxies)
+            failed[t + 1] = kept * (1.0 - passing)
+            kept = kept * passing
     aligned = dyn.aligned
-    return free[..., aligned].sum(-1), free[..., ~aligned].sum(-1), kept[..., aligned].sum(-1), kept[..., ~aligned].sum(-1)
+    return RunEndings(
+        aligned=free[..., aligned].sum(-1),
+        misaligned=free[..., ~aligned].sum(-1),
+        pass_aligned=kept[..., aligned].sum(-1),
+        pass_misaligned=kept[..., ~aligned].sum(-1),
+        fail={d: x.sum(-1) for d, x in failed.items()},
+        fail_aligned={d: x[..., aligned].sum(-1) for d, x in failed.items()},
+    )
 
 
-def budgeted(q: np.ndarray, q_aligned: np.ndarray, base: np.ndarray, budget: int, fallback: str):
-    """Rejection sampling under a budget, for independent runs with the given per-run probabilities.
+@dataclass
+class ProgramOutcomes:
+    """How a program of runs ends (docs/model.md, "Budgets"), per base rate ``(V,)``."""
 
-    ``q`` = P(a run passes), ``q_aligned`` = P(it passes and is aligned), ``base`` =
-    P(aligned) for a run played to the end with no test (the fallback's last run).
-    Returns P(deploy aligned), P(deploy misaligned), P(abstain), E[runs started].
+    deploy_aligned: np.ndarray
+    deploy_misaligned: np.ndarray
+    abstain: np.ndarray
+    runs: np.ndarray
+    compute: np.ndarray
+
+
+def program_outcomes(endings: RunEndings, regimen: Regimen, costs: list[int]) -> ProgramOutcomes:
+    """Rejection sampling under the budget of runs and, where set, of compute, exactly.
+
+    A run may start while fewer than ``budget`` runs have started and, with a compute
+    budget, at least one full run's compute is left. A failed run is discarded at its
+    discard point ``d`` having spent the compute of phases ``1..d``; when no run could start
+    after that discard, the fallback decides: ``deploy`` plays the run on to the end, its
+    later tests ignored, and deploys it; ``abstain`` discards it and nothing is deployed.
+    Runs are independent given the base rate, so the program is a recursion over (compute
+    left, runs started), evaluated from the states nearest the end.
     """
-    fail = 1.0 - q
-    powers = fail[..., None] ** np.arange(budget)  # P(run n+1 is started), n = 0..B-1
-    expected_runs = powers.sum(-1)
-    if fallback == "deploy":
-        tested = powers[..., : budget - 1].sum(-1)  # runs that may still be discarded
-        last = fail ** (budget - 1)
-        p_da = q_aligned * tested + last * base
-        p_dm = (q - q_aligned) * tested + last * (1.0 - base)
-        p_ab = np.zeros_like(q)
-    else:
-        p_da = q_aligned * expected_runs
-        p_dm = (q - q_aligned) * expected_runs
-        p_ab = fail**budget
-    return p_da, p_dm, p_ab, expected_runs
+    full_run = sum(costs)
+    spent = {d: sum(costs[:d]) for d in endings.fail}
+    budget, compute = regimen.budget, regimen.compute
+
+    def can_start(left: int, used: int) -> bool:
+        return used < budget and (compute is None or left >= full_run)
+
+    # Every (compute left, runs started) a run can start from, reachable from the program's start.
+    start = (0 if compute is None else compute, 0)
+    states, frontier = {start}, [start]
+    while frontier:
+        left, used = frontier.pop()
+        for d in endings.fail:
+            nxt = (left if compute is None else left - spent[d], used + 1)
+            if can_start(*nxt) and nxt not in states:
+                states.add(nxt)
+                frontier.append(nxt)
+    passed = endings.pass_aligned + endings.pass_misaligned
+    value: dict[tuple[int, int], ProgramOutcomes] = {}
+    for left, used in sorted(states, key=lambda s: -s[1]):  # a discard always starts one run more
+        da, dm = endings.pass_aligned.copy(), endings.pass_misaligned.copy()
+        ab, runs, used_compute = np.zeros_like(da), np.ones_like(da), passed * full_run
+        for d, fail in endings.fail.items():
+            nxt = (left if compute is None else left - spent[d], used + 1)
+            if can_start(*nxt):
+                later = value[nxt]
+                da, dm, ab = da + fail * later.deploy_aligned, dm + fail * later.deploy_misaligned, ab + fail * later.abstain
+                runs = runs + fail * later.runs
+                used_compute = used_compute + fail * (spent[d] + later.compute)
+            elif regimen.fallback == "deploy":
+                da = da + endings.fail_aligned[d]
+                dm = dm + (fail - endings.fail_aligned[d])
+                used_compute = used_compute + fail * full_run
+            else:
+                ab = ab + fail
+                used_compute = used_compute + fail * spent[d]
+        value[(left, used)] = ProgramOutcomes(da, dm, ab, runs, used_compute)
+    return value[start]
 
 
 def analyze(scenario: Scenario, regimen: Regimen) -> Analysis:
@@ -111,16 +175,17 @@ def analyze(scenario: Scenario, regimen: Regimen) -> Analysis:
     dyn = Dynamics.of(scenario)
     rho = dyn.base_rate_values[regimen.idea]
     w = dyn.base_rate_probs[regimen.idea]
-    base, base_m, q_a, q_m = single_run(dyn, regimen, rho)
-    q = q_a + q_m
-    p_da, p_dm, p_ab, runs = budgeted(q, q_a, base, regimen.budget, regimen.fallback)
+    ends = run_endings(dyn, regimen, rho)
+    prog = program_outcomes(ends, regimen, [p.cost for p in scenario.phases])
 
-    base_rate, p_pass, p_pass_and_a, p_pass_and_m = float(w @ base), float(w @ q), float(w @ q_a), float(w @ q_m)
+    base_rate, p_misaligned = float(w @ ends.aligned), float(w @ ends.misaligned)
+    p_pass_and_a, p_pass_and_m = float(w @ ends.pass_aligned), float(w @ ends.pass_misaligned)
     ppa = _ratio(p_pass_and_a, base_rate)
-    p_misaligned = float(w @ base_m)
     ppm = _ratio(p_pass_and_m, p_misaligned)
     r = scenario.reward
-    p_da, p_dm, p_ab, runs = (float(w @ x) for x in (p_da, p_dm, p_ab, runs))
+    p_da, p_dm, p_ab, runs, compute = (
+        float(w @ x) for x in (prog.deploy_aligned, prog.deploy_misaligned, prog.abstain, prog.runs, prog.compute)
+    )
     return Analysis(
         base_rate=base_rate,
         p_pass_aligned=ppa,
@@ -128,8 +193,9 @@ def analyze(scenario: Scenario, regimen: Regimen) -> Analysis:
         likelihood_ratio=None if ppa is None or ppm is None else _ratio(ppa, ppm),
         prior_odds=_ratio(base_rate, p_misaligned),
         posterior_odds=_ratio(p_pass_and_a, p_pass_and_m),
-        p_pass=p_pass,
+        p_pass=p_pass_and_a + p_pass_and_m,
         expected_runs=runs,
+        expected_compute=compute,
         p_deploy_aligned=p_da,
         p_deploy_misaligned=p_dm,
         p_abstain=p_ab,

@@ -73,6 +73,8 @@ class Programs:
         self.num_envs = N = int(num_envs)
         self.n_phases, self.n_proxies, self.n_ideas = T, k, m = d.n_phases, d.n_proxies, d.n_ideas
         self.budget = scenario.budget
+        self.compute, self.full_run = scenario.compute, scenario.full_run_compute
+        self.costs = np.array([p.cost for p in scenario.phases], dtype=np.int64)
         self.reward = scenario.reward
         self.belief = BatchBeliefFilter(d, N)
         self.rng: np.random.Generator | None = None
@@ -92,6 +94,7 @@ class Programs:
         self.usage = np.zeros((N, T, k), dtype=np.int64)
         self.results = np.zeros((N, T, k), dtype=bool)
         self.n_anti = np.zeros((N, k), dtype=np.int64)
+        self.compute_left = np.zeros(N, dtype=np.int64)  # with a compute budget: not yet spent
 
         # The observations, kept up to date in place by the rules below (each writes the slots
         # it changes, as ObservationLayout.history would encode them), and a fresh program's row.
@@ -101,6 +104,7 @@ class Programs:
             np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.full(1, -1, dtype=np.int64),
             np.zeros((1, T, k), dtype=np.int64), np.zeros((1, T, k), dtype=bool), np.zeros((1, m), dtype=np.int64),
             np.zeros((1, m, k), dtype=np.int64), np.zeros((1, m, k), dtype=np.int64), BatchBeliefFilter(d, 1),
+            np.full(1, self.compute or 0, dtype=np.int64),
         )[0]
         # Each slot's columns in an observation: a phase's usage (t, j, usage) and result (t, j, pass/fail)
         # one-hots are single 1.0s written into columns that were 0.0 (a phase is run once per run).
@@ -146,6 +150,7 @@ class Programs:
         self.idea_runs[rows] = 0
         self.idea_passes[rows] = 0
         self.idea_fails[rows] = 0
+        self.compute_left[rows] = self.compute or 0
         self._next_run(rows)
         self.belief.reset(rows)
         self.obs[rows] = self._fresh_obs
@@ -185,11 +190,17 @@ class Programs:
         rows = discarding
         if len(rows):
             self._end_run(rows)
-            spent = self.runs_used[rows] >= self.budget
+            spent = ~self.can_start(rows)
             out.reward[rows[spent]] += r.abstain
             out.abstained[rows[spent]] = True
             self._next_run(rows[~spent])
         return out
+
+    def can_start(self, rows: np.ndarray) -> np.ndarray:
+        """Whether each program ``rows`` may start another run: fewer than ``budget`` runs started and,
+        with a compute budget, at least one full run's compute left (docs/model.md, "Budgets")."""
+        ok = self.runs_used[rows] < self.budget
+        return ok if self.compute is None else ok & (self.compute_left[rows] >= self.full_run)
 
     def _next_run(self, rows: np.ndarray) -> None:
         """Checkpoint 0 of the next run: nothing trained yet."""
@@ -238,6 +249,9 @@ class Programs:
         results = self.rng.random((len(rows), self.n_proxies)) < p
         self.state[rows] = state
         self.n_anti[rows] = n_anti
+        if self.compute is not None:
+            self.compute_left[rows] -= self.costs[t]
+            self._slot["compute_left"][rows, 0] = self.compute_left[rows] / self.compute
         self.usage[rows, t] = usage
         self.results[rows, t] = results
         self.belief.advance(t, code, rows, n_anti=before)
@@ -300,12 +314,13 @@ class Programs:
         """``(N, n)`` the observations encoded from scratch from the programs' state (``observe()`` equals it)."""
         return self._encode(
             self.checkpoint, self.runs_used, self.idea, self.usage, self.results,
-            self.idea_runs, self.idea_passes, self.idea_fails, self.belief,
+            self.idea_runs, self.idea_passes, self.idea_fails, self.belief, self.compute_left,
         )
 
-    def _encode(self, checkpoint, runs_used, idea, usage, results, idea_runs, idea_passes, idea_fails, belief):
+    def _encode(self, checkpoint, runs_used, idea, usage, results, idea_runs, idea_passes, idea_fails, belief,
+                compute_left):
         values = self.layout.history(
-            checkpoint, runs_used, idea, usage, results, idea_runs, idea_passes, idea_fails, self.budget
+            checkpoint, runs_used, idea, usage, results, idea_runs, idea_passes, idea_fails, self.budget, compute_left
         )
         if self.layout.mode == "belief":
             b = belief

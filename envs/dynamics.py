@@ -149,10 +149,10 @@ class Dynamics:
     def _build_values(self) -> np.ndarray:
         """P(a' | s), docs/model.md, "Phase step 1: values"."""
         sc = self.scenario
-        T, C, m, S, k = self.n_phases, self.n_usages, self.n_ideas, self.n_states, self.n_proxies
+        T, C, m, S = self.n_phases, self.n_usages, self.n_ideas, self.n_states
         steer = np.array([p.steer for p in sc.proxies])
         gate = np.array([p.gate for p in sc.proxies])
-        # psi[s, j] (without its checkpoint): the chance a misaligned model in state s passes j at the phase's start
+        # psi[s, j]: the chance a misaligned model in state s passes j at the phase's start (the gate's input)
         out = np.empty((T, C, m, S, 2))
         misaligned = ~self.aligned
         for t, phase in enumerate(sc.phases):

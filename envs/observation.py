@@ -46,6 +46,8 @@ class ObservationLayout:
     ========================  ===========  ===================================================
     ``checkpoint``            (T+1,)       one-hot of the decision point d (0 = a run's start)
     ``runs_left``             (1,)         runs not yet started / B (a run under way is started)
+    ``compute_left``          (1,)         compute not yet spent / the program's compute (only
+                                           where the scenario sets ``compute``)
     ``idea``                  (m,)         one-hot of the current run's idea (zeros at d = 0)
     ``usage``                 (T, k, 3)    one-hot usage (reserve, train, anti) of each phase
                                            done so far in this run; zeros for phases to come
@@ -75,10 +77,13 @@ class ObservationLayout:
             raise ValueError(f"observation must be one of {', '.join(OBSERVATION_MODES)}, got {mode!r}")
         T, k, m = dynamics.n_phases, dynamics.n_proxies, dynamics.n_ideas
         self.n_phases, self.n_proxies, self.n_ideas = T, k, m
+        sc = dynamics.scenario
+        self.budget, self.compute, self.full_run = sc.budget, sc.compute, sc.full_run_compute
         self.mode = mode
         self.slots = [
             Slot("checkpoint", (T + 1,), "one-hot decision point"),
             Slot("runs_left", (1,), "runs not yet started / budget"),
+            *([Slot("compute_left", (1,), "compute not yet spent / compute")] if sc.compute is not None else []),
             Slot("idea", (m,), "one-hot idea of the current run"),
             Slot("usage", (T, k, 3), "usage so far in this run"),
             Slot("results", (T, k, 2), "test results so far in this run"),
@@ -111,12 +116,14 @@ class ObservationLayout:
         idea_passes: np.ndarray,
         idea_fails: np.ndarray,
         budget: int,
+        compute_left: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """The ``history`` slots for a batch of N programs, from their observable state.
 
         Arguments are per program: ``checkpoint``, ``runs_used``, ``idea`` (-1: none) ``(N,)``;
         the current run's ``usage`` and ``results`` (True: pass) ``(N, T, k)``, read only for
-        the phases done; ``idea_runs`` ``(N, m)``; ``idea_passes``, ``idea_fails`` ``(N, m, k)``.
+        the phases done; ``idea_runs`` ``(N, m)``; ``idea_passes``, ``idea_fails`` ``(N, m, k)``;
+        ``compute_left`` ``(N,)`` where the scenario has a compute budget.
         Returns each slot with a leading N axis (one-hots as booleans, which encode to 0 and 1).
         """
         N, T, _ = usage.shape
@@ -132,6 +139,7 @@ class ObservationLayout:
             idea_runs=idea_runs / budget,
             idea_passes=idea_passes / (budget * T),
             idea_fails=idea_fails / (budget * T),
+            **({"compute_left": (compute_left / self.compute)[:, None]} if self.compute is not None else {}),
         )
 
     def encode(self, values: dict[str, np.ndarray]) -> np.ndarray:
@@ -157,6 +165,19 @@ class ObservationLayout:
         checkpoint = obs[:, self.slices["checkpoint"]].argmax(axis=1)
         runs_left = np.rint(obs[:, self.slices["runs_left"].start] * budget).astype(np.int64)
         return checkpoint, runs_left
+
+    def compute_left(self, obs: np.ndarray) -> np.ndarray | None:
+        """``(N,)`` the compute each program of a batch has not spent yet, or None without a compute budget."""
+        if self.compute is None:
+            return None
+        return np.rint(np.asarray(obs)[:, self.slices["compute_left"].start] * self.compute).astype(np.int64)
+
+    def last_chance(self, obs: np.ndarray) -> np.ndarray:
+        """``(N,)`` bool: a discard now would leave no run to start (no run left, or less than one full
+        run's compute left), so the program would end with nothing deployed."""
+        runs_left = self.position(obs, self.budget)[1]
+        left = self.compute_left(obs)
+        return (runs_left == 0) if left is None else (runs_left == 0) | (left < self.full_run)
 
     def decode(self, obs: np.ndarray) -> dict[str, np.ndarray]:
         """Split an observation into its named slots, each reshaped."""

@@ -202,6 +202,7 @@ class ProxyAlignmentEnv(gym.Env):
         return {
             "p_aligned": float(pg.p_aligned[0]),
             "runs_used": int(pg.runs_used[0]),
+            **({"compute_left": int(pg.compute_left[0])} if pg.compute is not None else {}),
             "checkpoint": int(pg.checkpoint[0]),
             "invalid_action": bool(invalid),
         }

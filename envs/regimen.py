@@ -27,8 +27,9 @@ USAGE_NAMES = ("reserve", "train", "anti")
 
 #: A plan: groups of usage letters, one group per phase, separated by commas.
 PLAN_PATTERN = re.compile(r"^[RTA]+(,[RTA]+)*$")
-#: The most runs a program may start.
+#: The most runs a program may start, and the most compute it may be given.
 MAX_BUDGET = 1000
+MAX_COMPUTE = 100_000
 FALLBACKS = ("deploy", "abstain")
 
 
@@ -43,6 +44,8 @@ class Regimen:
             else the run is discarded there (early rejection).
         idea: the idea every run uses.
         budget: the most runs started.
+        compute: the compute the program may spend (None: runs are counted by ``budget`` alone);
+            a run may start only while at least one full run's compute is left.
         fallback: ``"deploy"``: the last run is deployed whatever its tests show (it is
             never discarded); ``"abstain"``: a last run that fails is discarded.
     """
@@ -53,6 +56,7 @@ class Regimen:
     idea: int = 0
     budget: int = 1
     fallback: str = "deploy"
+    compute: int | None = None
 
     @property
     def plan_array(self) -> np.ndarray:
@@ -65,7 +69,10 @@ class Regimen:
         out = f"plan {plan_text(self.plan)}, test {test}"
         for d, proxies in self.screen:
             out += f", screen {'+'.join(names[j] for j in proxies)} at checkpoint {d}"
-        return out + f", idea {scenario.idea_names[self.idea]}, budget {self.budget}, fallback {self.fallback}"
+        out += f", idea {scenario.idea_names[self.idea]}, budget {self.budget}"
+        if self.compute is not None:
+            out += f", compute {self.compute}"
+        return out + f", fallback {self.fallback}"
 
 
 def plan_text(plan) -> str:
@@ -134,6 +141,7 @@ def make_regimen(
     idea: str | None = None,
     budget: int | None = None,
     fallback: str = "deploy",
+    compute: int | None = None,
 ) -> Regimen:
     """Build a :class:`Regimen` from the strings a user writes (CLI or scenario ``expect``)."""
     T = len(scenario.phases)
@@ -149,6 +157,11 @@ def make_regimen(
         raise ScenarioError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
     if budget is not None and not 1 <= int(budget) <= MAX_BUDGET:
         raise ScenarioError(f"budget must be a whole number from 1 to {MAX_BUDGET}, got {budget!r}")
+    full_run = sum(p.cost for p in scenario.phases)
+    if compute is not None and not full_run <= int(compute) <= MAX_COMPUTE:
+        raise ScenarioError(
+            f"compute must be a whole number from {full_run} (one full run) to {MAX_COMPUTE}, got {compute!r}"
+        )
     if idea is None:
         idea_index = 0
     elif idea in scenario.idea_names:
@@ -162,6 +175,7 @@ def make_regimen(
         idea=idea_index,
         budget=scenario.budget if budget is None else int(budget),
         fallback=fallback,
+        compute=scenario.compute if compute is None else int(compute),
     )
 
 

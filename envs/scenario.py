@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from proxygym.envs.errors import ScenarioError
-from proxygym.envs.regimen import MAX_BUDGET, PLAN_PATTERN, regimen_from_spec
+from proxygym.envs.regimen import MAX_BUDGET, MAX_COMPUTE, PLAN_PATTERN, regimen_from_spec
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -29,7 +29,7 @@ MAX_PHASES = 8
 MAX_IDEAS = 8
 
 #: Outcomes of the analysis for which a smaller value is the better one.
-LOWER_IS_BETTER = frozenset({"p_deploy_misaligned", "p_abstain", "expected_runs", "p_pass_misaligned"})
+LOWER_IS_BETTER = frozenset({"p_deploy_misaligned", "p_abstain", "expected_runs", "expected_compute", "p_pass_misaligned"})
 METRICS = (
     "base_rate",
     "p_pass_aligned",
@@ -39,6 +39,7 @@ METRICS = (
     "posterior_odds",
     "p_pass",
     "expected_runs",
+    "expected_compute",
     "p_deploy_aligned",
     "p_deploy_misaligned",
     "p_abstain",
@@ -217,7 +218,7 @@ class Scenario(_Strict):
     claim: str = Field(min_length=1)
     description: str = ""
     budget: int = Field(ge=1, le=MAX_BUDGET)
-    compute: Union[Whole, None] = None  # the compute the program may spend; None: runs are counted by budget alone
+    compute: Union[Annotated[int, Field(ge=1, le=MAX_COMPUTE, strict=True)], None] = None  # None: runs counted by budget alone
     reward: Reward = Field(default_factory=Reward)
     phases: list[Phase] = Field(min_length=1, max_length=MAX_PHASES)
     ideas: list[Idea] = Field(default_factory=_default_ideas, min_length=1, max_length=MAX_IDEAS)
@@ -237,6 +238,17 @@ class Scenario(_Strict):
     def source(self) -> str:
         """Where the scenario came from (its file), for error messages."""
         return self._source or self.name
+
+    # A copy (``model_copy(update=...)`` included) compiles its own dynamics: the cache is not shared.
+    def __copy__(self) -> "Scenario":
+        copy = super().__copy__()
+        copy._cache = {}
+        return copy
+
+    def __deepcopy__(self, memo=None) -> "Scenario":
+        copy = super().__deepcopy__(memo)
+        copy._cache = {}
+        return copy
 
     def cached(self, key: str, build):
         """``build(self)``, computed once per scenario object (a scenario is frozen, so it cannot go stale).
@@ -264,7 +276,7 @@ class Scenario(_Strict):
         return v
 
     @property
-    def run_cost_compute(self) -> int:
+    def full_run_compute(self) -> int:
         """The compute one run played to the end uses: the sum of the phases' costs."""
         return sum(p.cost for p in self.phases)
 
@@ -285,9 +297,9 @@ class Scenario(_Strict):
                     )
                 if other not in names:
                     raise ValueError(f"proxies[{j}].transfer: unknown proxy {other!r}; proxies are {', '.join(names)}")
-        if self.compute is not None and self.compute < self.run_cost_compute:
+        if self.compute is not None and self.compute < self.full_run_compute:
             raise ValueError(
-                f"compute: {self.compute} is less than one full run, which costs {self.run_cost_compute}"
+                f"compute: {self.compute} is less than one full run, which costs {self.full_run_compute}"
                 " (the sum of the phases' costs)"
             )
         for i, exp in enumerate(self.expect):

@@ -152,6 +152,7 @@ class ProxyAlignmentVectorEnv(VectorEnv):
             ("p_aligned", self.programs.p_aligned.copy()),
             ("runs_used", self.programs.runs_used.copy()),
             ("checkpoint", self.programs.checkpoint.copy()),
+            *((("compute_left", self.programs.compute_left.copy()),) if self.programs.compute is not None else ()),
             ("invalid_action", invalid),
         ):
             info[key], info[f"_{key}"] = value, mask.copy()

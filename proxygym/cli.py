@@ -31,6 +31,7 @@ DESCRIPTIONS = {
     "posterior_odds": "O(aligned | pass) = prior odds x likelihood ratio",
     "p_pass": "P(a run passes every test of the regimen)",
     "expected_runs": "runs started, under the budget",
+    "expected_compute": "compute spent (the phases' costs of the phases run)",
     "p_deploy_aligned": "P(the deployed model is aligned)",
     "p_deploy_misaligned": "P(the deployed model is misaligned)",
     "p_abstain": "P(nothing is deployed)",

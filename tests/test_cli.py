@@ -15,7 +15,8 @@ from tests.test_analysis import hand_scenario
 
 ANALYSIS_KEYS = {
     "base_rate", "p_pass_aligned", "p_pass_misaligned", "likelihood_ratio", "prior_odds", "posterior_odds",
-    "p_pass", "expected_runs", "p_deploy_aligned", "p_deploy_misaligned", "p_abstain", "expected_return",
+    "p_pass", "expected_runs", "expected_compute", "p_deploy_aligned", "p_deploy_misaligned", "p_abstain",
+    "expected_return",
 }
 
 
@@ -33,6 +34,7 @@ def test_analyze_json_matches_the_hand_worked_case(tmp_path):
     assert set(out) == ANALYSIS_KEYS
     assert out["p_deploy_aligned"] == pytest.approx(0.526)  # worked in test_analysis
     assert out["expected_runs"] == pytest.approx(1.39)
+    assert out["expected_compute"] == pytest.approx(1.39)  # one phase of cost 1 per run, no early discard
 
 
 def test_analyze_compare_and_nulls(tmp_path):
