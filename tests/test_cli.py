@@ -7,11 +7,8 @@ import json
 import pytest
 import yaml
 
-from proxygym.envs.analysis import analyze
-from proxygym.envs.regimen import make_regimen
-from proxygym.envs.scenario import load_scenario, shipped_scenarios
-from tests.conftest import run_cli
-from tests.test_analysis import hand_scenario
+from proxygym.envs.scenario import shipped_scenarios
+from tests.helpers import hand_scenario, run_cli
 
 ANALYSIS_KEYS = {
     "base_rate", "p_pass_aligned", "p_pass_misaligned", "likelihood_ratio", "prior_odds", "posterior_odds",
@@ -58,12 +55,18 @@ def test_analyze_table_says_what_moved(tmp_path):
     assert "weighs more" in res.stdout
 
 
-def test_analyze_options_reach_the_analysis():
-    sc = load_scenario(shipped_scenarios()[0])
-    name = sc.proxy_names[0]
-    res = run_cli("analyze", sc.name, "--plan", "R", "--test", name, "--budget", "2", "--json")
-    exact = analyze(sc, make_regimen(sc, "R", test=name, budget=2))
-    assert json.loads(res.stdout)["expected_return"] == pytest.approx(exact.expected_return)
+def test_analyze_options_reach_the_analysis(tmp_path):
+    """--test, --budget and --fallback change the numbers as worked by hand (test_analysis.py):
+    with no test the first model ships, 0.4 - 0.6 - 0.1 = -0.3; with three runs, each passing
+    with 0.61 (0.37 aligned), P(deploy aligned) = 0.37 (1 + 0.39) + 0.39^2 0.4 = 0.57514 and
+    E[runs] = 1 + 0.39 + 0.39^2 = 1.5421; abstaining after a second failure: 0.0417."""
+    path = write(tmp_path, hand_scenario())
+    out = json.loads(run_cli("analyze", str(path), "--plan", "R", "--test", "none", "--json").stdout)
+    assert out["expected_return"] == pytest.approx(-0.3) and out["expected_runs"] == pytest.approx(1.0)
+    out = json.loads(run_cli("analyze", str(path), "--plan", "R", "--test", "ask", "--budget", "3", "--json").stdout)
+    assert out["p_deploy_aligned"] == pytest.approx(0.57514) and out["expected_runs"] == pytest.approx(1.5421)
+    out = json.loads(run_cli("analyze", str(path), "--plan", "R", "--fallback", "abstain", "--json").stdout)
+    assert out["expected_return"] == pytest.approx(0.0417) and out["p_abstain"] == pytest.approx(0.1521)
 
 
 def test_scenarios_lists_every_shipped_file():
