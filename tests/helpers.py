@@ -1,5 +1,6 @@
 """Plain helpers shared by the test modules: scenarios built by hand, hypothesis strategies,
-running the CLI as a subprocess, and the statistics of the Monte Carlo checks.
+running the CLI as a subprocess, and the Bonferroni quantile of the Monte Carlo suite
+(its checks are written once, in test_monte_carlo.py).
 
 Test modules import from here (never from one another, nor from conftest.py); the fixtures
 live in conftest.py. Hypothesis strategies must be importable when a test is decorated, so
@@ -35,27 +36,20 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     )
 
 
+def run_concurrently(calls, workers: int = 3) -> list:
+    """Call each of ``calls`` (functions of no argument, each running a subprocess) a few at a time;
+    their results, in order. The subprocesses are real runs; only the waiting is shared."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
 # -- statistics ----------------------------------------------------------------------------------
 def z_value(confidence: float, comparisons: int = 1) -> float:
     """Two-sided normal quantile for a family of ``comparisons`` intervals at ``confidence`` (Bonferroni)."""
     alpha = (1.0 - confidence) / comparisons
     return NormalDist().inv_cdf(1.0 - alpha / 2.0)
-
-
-def within_interval(successes: int, n: int, p: float, z: float) -> bool:
-    """Is the frequency successes/n inside the normal interval of a binomial(n, p) at quantile z?
-
-    A continuity correction of 1/(2n) keeps it honest when p is 0 or 1.
-    """
-    half = z * (p * (1.0 - p) / n) ** 0.5 + 0.5 / n
-    return abs(successes / n - p) <= half
-
-
-def mean_within_interval(values: np.ndarray, target: float, z: float) -> bool:
-    """Is the sample mean of ``values`` inside the normal interval of half-width z * sd / sqrt(n) around ``target``?"""
-    values = np.asarray(values, dtype=float)
-    sd = max(values.std(ddof=1), 1e-9)
-    return abs(values.mean() - target) <= z * sd / math.sqrt(len(values)) + 1e-9
 
 
 # -- scenarios by hand -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from proxygym.envs.scenario import shipped_scenarios
-from tests.helpers import hand_scenario, run_cli
+from tests.helpers import hand_scenario, run_cli, run_concurrently
 
 ANALYSIS_KEYS = {
     "base_rate", "p_pass_aligned", "p_pass_misaligned", "likelihood_ratio", "prior_odds", "posterior_odds",
@@ -118,10 +118,19 @@ MALFORMED = [
 ]
 
 
+@pytest.fixture(scope="module")
+def malformed_runs(tmp_path_factory):
+    """Every MALFORMED case run as a subprocess of the CLI (a few at a time), by name."""
+    calls = {}
+    for what, content, extra, _ in MALFORMED:
+        path = write(tmp_path_factory.mktemp("malformed"), content)
+        calls[what] = lambda path=path, extra=extra: run_cli("analyze", str(path), *(extra or ["--plan", "R"]))
+    return dict(zip(calls, run_concurrently(list(calls.values()))))
+
+
 @pytest.mark.parametrize("what,content,extra,fragments", MALFORMED, ids=[m[0] for m in MALFORMED])
-def test_malformed_input_exits_2_with_one_line(tmp_path, what, content, extra, fragments):
-    path = write(tmp_path, content)
-    res = run_cli("analyze", str(path), *(extra or ["--plan", "R"]))
+def test_malformed_input_exits_2_with_one_line(malformed_runs, what, content, extra, fragments):
+    res = malformed_runs[what]
     assert res.returncode == 2, (res.stdout, res.stderr)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
@@ -139,9 +148,18 @@ def test_unknown_scenario_lists_the_shipped_ones():
     assert res.returncode == 2 and "no such file" in res.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["analyze"], ["bench"], ["solve"], ["claims"], ["scenarios"], ["inspect"], ["train"]])
-def test_help_of_every_command(command):
-    res = run_cli(*command, "--help")
+COMMANDS = [[], ["analyze"], ["bench"], ["solve"], ["claims"], ["scenarios"], ["inspect"], ["train"]]
+
+
+@pytest.fixture(scope="module")
+def help_runs():
+    """``proxygym [COMMAND] --help`` for every command, each a subprocess (a few at a time)."""
+    return run_concurrently([lambda command=command: run_cli(*command, "--help") for command in COMMANDS])
+
+
+@pytest.mark.parametrize("index", range(len(COMMANDS)), ids=[" ".join(c) or "proxygym" for c in COMMANDS])
+def test_help_of_every_command(help_runs, index):
+    res = help_runs[index]
     assert res.returncode == 0 and "usage:" in res.stdout and res.stderr == "", res.stderr
 
 

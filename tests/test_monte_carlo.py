@@ -88,13 +88,10 @@ def mixed_regimens(sc) -> list:
 
 
 SHIPPED = shipped_scenarios()
-# (scenario, observation mode, regimens): the shipped scenarios in the history mode, the mixed one in the belief mode
+# (scenario, observation mode): the shipped scenarios in the history mode, the mixed one in the belief mode
 REGIMEN_CASES = {name: (load_scenario(name), "history") for name in SHIPPED}
 REGIMEN_CASES["mixed"] = (mixed_scenario(), "belief")
 REGIMENS = {name: (mixed_regimens(sc) if name == "mixed" else regimens_to_check(sc)) for name, (sc, _) in REGIMEN_CASES.items()}
-
-
-
 FIXED = [name for name, cls in STRATEGIES.items() if cls is not OptimalStrategy and strategy_regimen(name, REGIMEN_CASES[SHIPPED[0]][0])]
 ADAPTIVE = [name for name, cls in STRATEGIES.items() if cls is not OptimalStrategy and name not in FIXED]
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ import yaml
 import train
 from proxygym.agents.training import ALGOS, algo_class, play_model
 from proxygym.envs.scenario import load_scenario
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_concurrently
 
 QUICK = ["-n", "1024", "--eval-freq", "512", "--eval-episodes", "10", "--final-episodes", "20"]
 
@@ -133,8 +133,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
     folders = [tmp_path / f"case_{i}" for i in range(len(cases))]
     for folder in folders:
         folder.mkdir()
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        results = list(pool.map(lambda i: run_train(folders[i], *cases[i][0], *QUICK, timeout=300), range(len(cases))))
+    results = run_concurrently([lambda i=i: run_train(folders[i], *cases[i][0], *QUICK, timeout=300) for i in range(len(cases))])
     for (args, fragment), res in zip(cases, results):
         lines = res.stderr.strip().splitlines()
         assert res.returncode == 2, (args, res.stderr)
@@ -147,6 +146,9 @@ def test_rl_zoo3_trains_the_env(tmp_path):
         [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", "ProxyAlignment-v0", "--gym-packages", "proxygym",
          "--env-kwargs", "scenario:'sticky_values'", "-n", "1024", "-f", str(tmp_path / "zoo"), "--eval-freq", "-1"],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
+        # one torch thread, as train.py sets for itself: a small MLP's updates take three times
+        # as long with two threads on two busy cores
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert res.returncode == 0, res.stderr[-2000:]
     saved = list((tmp_path / "zoo").rglob("ProxyAlignment-v0.zip"))
