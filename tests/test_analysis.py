@@ -1,52 +1,17 @@
-"""The exact analysis against a hand-worked case, against its own algebra, and against Monte Carlo."""
+"""The exact analysis against hand-worked cases, a path enumeration and its own algebra (its Monte Carlo checks: test_monte_carlo.py)."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxygym.agents.regimen import RegimenAgent, play_episode
 from proxygym.envs.analysis import analyze, compare
-from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.regimen import make_regimen
 from proxygym.envs.scenario import parse_scenario
-from tests.conftest import within_interval, z_value
-
-SIG1 = 1.0 / (1.0 + math.exp(-1.0))  # sigmoid(1) = 0.7310586
-
-
-def hand_scenario(**over) -> dict:
-    """One proxy, one phase: the case worked by hand below."""
-    data = {
-        "name": "hand",
-        "title": "hand-worked",
-        "claim": "a case small enough to compute on paper",
-        "budget": 2,
-        "reward": {"aligned": 1.0, "misaligned": -1.0, "abstain": 0.0, "run_cost": 0.1},
-        "phases": [{"name": "only", "capability": 0.0, "plasticity": 0.5}],
-        "ideas": [{"name": "idea", "base_rate": 0.4}],
-        "proxies": [
-            {
-                "name": "ask",
-                "sensitivity": 0.9,
-                "false_pass": 0.2,
-                "steer": 0.4,
-                "incentive": 1.0,
-                "native": 0.0,
-                "anti_strength": 1.0,
-                "anti_damage": 0.5,
-                "proximity": 0.5,
-                "difficulty": 10.0,
-                "sharpness": 10.0,
-            }
-        ],
-    }
-    data.update(over)
-    return data
+from tests.helpers import SIG1, hand_scenario, scenarios
 
 
 def test_hand_worked_reserve():
@@ -182,56 +147,6 @@ def test_screen_at_early_checkpoint():
 
 
 # -- properties on random valid scenarios ----------------------------------------------
-unit = st.floats(0.0, 1.0, allow_nan=False)
-
-
-@st.composite
-def scenarios(draw, max_phases: int = 3, max_proxies: int = 2, max_ideas: int = 2):
-    T = draw(st.integers(1, max_phases))
-    k = draw(st.integers(1, max_proxies))
-    m = draw(st.integers(1, max_ideas))
-    ideas = []
-    for i in range(m):
-        if draw(st.booleans()):
-            values = draw(st.lists(unit, min_size=1, max_size=3))
-            raw = draw(st.lists(st.floats(0.1, 1.0), min_size=len(values), max_size=len(values)))
-            probs = [r / sum(raw) for r in raw]
-            probs[-1] = 1.0 - sum(probs[:-1])
-            base = {"values": values, "probs": probs}
-        else:
-            base = draw(unit)
-        ideas.append({"name": f"i{i}", "base_rate": base, "drift": draw(st.floats(0.0, 0.3))})
-    proxies = [
-        {
-            "name": f"p{j}",
-            "sensitivity": draw(unit),
-            "false_pass": draw(unit),
-            "steer": draw(st.floats(-1.0, 1.0)),
-            "incentive": draw(st.floats(0.0, 5.0)),
-            "native": draw(st.floats(-10.0, 10.0)),
-            "anti_strength": draw(st.floats(0.0, 5.0)),
-            "anti_damage": draw(unit),
-            "proximity": draw(unit),
-            "difficulty": draw(st.floats(-1.0, 2.0)),
-            "sharpness": draw(st.floats(0.1, 20.0)),
-        }
-        for j in range(k)
-    ]
-    phases = [
-        {"name": f"t{t}", "capability": draw(st.floats(0.0, 2.0)), "plasticity": draw(unit)} for t in range(T)
-    ]
-    data = {
-        "name": "random",
-        "title": "random",
-        "claim": "random",
-        "budget": draw(st.integers(1, 5)),
-        "phases": phases,
-        "ideas": ideas,
-        "proxies": proxies,
-    }
-    return parse_scenario(data)
-
-
 @st.composite
 def scenario_and_regimens(draw):
     sc = draw(scenarios())
@@ -245,7 +160,8 @@ def scenario_and_regimens(draw):
     return sc, regs
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same examples every run
+@settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario_and_regimens())
 def test_probabilities_and_bayes_identities(case):
     sc, (r1, r2) = case
@@ -266,68 +182,7 @@ def test_probabilities_and_bayes_identities(case):
         )
 
 
-# -- Monte Carlo through the env ------------------------------------------------------------
-def monte_carlo(sc, regimen, episodes: int, seed: int) -> dict:
-    """Play the regimen through the env (with the regimen's budget) and count outcomes."""
-    if regimen.budget != sc.budget:
-        sc = sc.model_copy(update={"budget": regimen.budget})
-    env = ProxyAlignmentEnv(sc)
-    agent = RegimenAgent(regimen, env.layout, regimen.budget)
-    counts = {"aligned": 0, "misaligned": 0, "abstain": 0}
-    runs, returns = [], []
-    for ep in range(episodes):
-        total, info = play_episode(env, agent, seed=seed + ep)
-        counts["abstain" if info["abstained"] else "aligned" if info["aligned"] else "misaligned"] += 1
-        runs.append(info["runs_used"])
-        returns.append(total)
-    return {"counts": counts, "runs": np.array(runs), "returns": np.array(returns)}
-
-
-def regimens_to_check(sc):
-    """The basic regimens, an abstaining one, and every fixed regimen the scenario's claims name."""
-    from proxygym.agents.claims import contender_regimen
-
-    out = [
-        make_regimen(sc, "R"),
-        make_regimen(sc, "T"),
-        make_regimen(sc, "A", fallback="abstain"),
-        make_regimen(sc, "R", test="none"),
-    ]
-    for exp in sc.expect:
-        for c in exp.contenders:
-            r = contender_regimen(sc, c)
-            if r is not None and r not in out:
-                out.append(r)
-    return out
-
-
-def test_monte_carlo_agrees_with_exact_analysis(shipped):
-    """Every regimen, played through the env, lands inside the exact outcome distribution.
-
-    Per outcome (deploy aligned, deploy misaligned, abstain) and for the mean runs and the
-    mean return, the simulated value must lie inside a 99% interval around the exact one;
-    the 99% is family-wise (Bonferroni over every comparison this test makes), so a
-    correct env fails this test less than 1% of the time, for any seed.
-    """
-    episodes = 1500
-    cases = [(sc, r) for sc in shipped for r in regimens_to_check(sc)]
-    z = z_value(0.99, comparisons=5 * len(cases))
-    failures = []
-    for n, (sc, reg) in enumerate(cases):
-        exact = analyze(sc, reg)
-        mc = monte_carlo(sc, reg, episodes, seed=1000 * n)
-        for key, p in (("aligned", exact.p_deploy_aligned), ("misaligned", exact.p_deploy_misaligned),
-                       ("abstain", exact.p_abstain)):
-            if not within_interval(mc["counts"][key], episodes, p, z):
-                failures.append(f"{sc.name} [{reg.describe(sc)}]: {key} {mc['counts'][key] / episodes:.4f} vs exact {p:.4f}")
-        for key, values, target in (("runs", mc["runs"], exact.expected_runs),
-                                    ("return", mc["returns"], exact.expected_return)):
-            sd = max(values.std(ddof=1), 1e-9)
-            if abs(values.mean() - target) > z * sd / math.sqrt(episodes) + 1e-9:
-                failures.append(f"{sc.name} [{reg.describe(sc)}]: mean {key} {values.mean():.4f} vs exact {target:.4f}")
-    assert not failures, "\n".join(failures)
-
-
+# -- beyond the hand-worked case -------------------------------------------------------------
 def test_two_proxies_two_phases_against_a_path_enumeration():
     """The dynamics beyond the hand-worked case, against an enumeration written straight from the
     world model's formulas (plain Python over every path of (a, h_0, h_1); no code of envs/ but

@@ -1,20 +1,20 @@
-"""The strategies and the benchmark: exact values where there are some, the claims of every scenario, the CLI."""
+"""The strategies and the benchmark: exact values where there are some, the claims of every scenario, the CLI
+(the strategies' Monte Carlo checks against the exact analysis and the solver: test_monte_carlo.py)."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from proxygym.agents.claims import check_claims
 from proxygym.agents.bench import resolve_names, run_bench, run_pair
-from proxygym.agents.regimen import play_episode
+from proxygym.agents.regimen import play_batch, play_episode
 from proxygym.agents.strategies import STRATEGIES, make_strategy
-from proxygym.envs.analysis import analyze
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
-from proxygym.envs.scenario import load_scenario, shipped_scenarios
-from tests.conftest import run_cli, z_value
+from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
+from proxygym.envs.vector import ProxyAlignmentVectorEnv
+from tests.helpers import hand_scenario, run_cli
 
 FIXED = [name for name in STRATEGIES if make_strategy(name, load_scenario("sticky_values"),
                                                        ProxyAlignmentEnv("sticky_values", observation="belief").layout).regimen()]
@@ -23,22 +23,6 @@ BENCH_KEYS = {
     "p_deploy_aligned": float, "p_deploy_misaligned": float, "p_abstain": float, "mean_runs": float,
     "exact_return": (float, type(None)),
 }
-
-
-def test_fixed_strategies_match_the_exact_analysis(shipped):
-    """For every fixed-regimen strategy on every shipped scenario, the benchmark's mean return
-    lies inside its 99% interval of the exact expected return (family-wise, Bonferroni over
-    all pairs, so a correct simulation fails less than 1% of the time)."""
-    pairs = [(sc, name) for sc in shipped for name in FIXED]
-    z = z_value(0.99, comparisons=len(pairs))
-    failures = []
-    for sc, name in pairs:
-        r = run_pair(sc, name, episodes=20_000, seed=3)
-        half = r.outcomes.ci95 * z / 1.959963984540054 + 1e-12
-        if abs(r.outcomes.mean_return - r.exact_return) > half:
-            failures.append(f"{sc.name}/{name}: {r.outcomes.mean_return:.4f} +- {half:.4f} vs exact {r.exact_return:.4f}")
-    assert not failures, "\n".join(failures)
-    assert len(FIXED) >= 7
 
 
 def test_strategy_claims_hold(shipped):
@@ -52,29 +36,30 @@ def test_strategy_claims_hold(shipped):
     assert not failing, "\n".join(failing)
 
 
-def test_no_strategy_beats_the_optimum(shipped):
-    """The exact optimum is at least every strategy's benchmark mean, within its 99% interval
-    (family-wise over every pair); the optimal strategy itself reports the solver's value as exact."""
-    pairs = [(sc, name) for sc in shipped for name in STRATEGIES]
-    z = z_value(0.99, comparisons=len(pairs))
-    for sc, name in pairs:
-        r = run_pair(sc, name, episodes=2000, seed=11)
-        assert r.optimal_return is not None
-        assert r.outcomes.mean_return - r.outcomes.ci95 * z / 1.959963984540054 <= r.optimal_return + 1e-12, (sc.name, name)
-        if name == "optimal":
-            assert r.exact_return == pytest.approx(r.optimal_return)
+def test_exact_returns_are_the_hand_worked_ones():
+    """The benchmark's exact column, on the case worked by hand in test_analysis.py: always_reserve
+    returns 0.526 - 0.474 - 0.1 * 1.39 = -0.087; first_model deploys the first model, 0.4 - 0.6 - 0.1
+    = -0.3; an adaptive strategy has no exact value."""
+    sc = parse_scenario(hand_scenario())
+    assert run_pair(sc, "always_reserve", episodes=10, seed=0).exact_return == pytest.approx(-0.087)
+    assert run_pair(sc, "first_model", episodes=10, seed=0).exact_return == pytest.approx(-0.3)
+    assert run_pair(sc, "idea_screening", episodes=10, seed=0).exact_return is None
 
 
 def test_one_interface_for_one_env_and_a_batch():
-    """A strategy plays the single env through the same act() as the batch: the single env's
-    outcome frequencies agree with the vector env's for an adaptive strategy too."""
+    """Every strategy plays the single env through the same act() as a batch: episode by episode,
+    the single env and a vector env of one program (the same seeds) end with the same return and
+    the same outcome (the single env is the vector env's N = 1 case: test_monte_carlo.py)."""
     sc = load_scenario("idea_screening")
     env = ProxyAlignmentEnv(sc, observation="belief")
-    agent = make_strategy("idea_screening", sc, env.layout, seed=0)
-    single = np.mean([play_episode(env, agent, seed=i)[0] for i in range(3000)])
-    batch = run_pair(sc, "idea_screening", episodes=3000, seed=0)
-    se = np.sqrt(2 * 0.25 / 3000)
-    assert abs(single - batch.outcomes.mean_return) < 4 * se
+    vec = ProxyAlignmentVectorEnv(1, sc, observation="belief")
+    for name in STRATEGIES:
+        one, batch = make_strategy(name, sc, env.layout, seed=3), make_strategy(name, sc, vec.layout, seed=3)
+        for seed in range(40):
+            total, info = play_episode(env, one, seed=seed)
+            totals, last = play_batch(vec, batch, seed=seed)
+            assert totals[0] == total, (name, seed)
+            assert all(last[key][0] == info[key] for key in ("deployed", "aligned", "abstained", "runs_used")), (name, seed)
 
 
 def test_unknown_names_are_refused_with_the_valid_ones():
@@ -102,9 +87,6 @@ def test_bench_json_csv_plot_and_determinism(tmp_path):
         assert row["episodes"] == 300
     fixed = {r["strategy"]: r for r in rows if r["scenario"] == "sticky_values" and r["exact_return"] is not None}
     assert set(fixed) == set(FIXED) | {"optimal"}  # the optimum is exact too (proxygym.agents.solver)
-    sc = load_scenario("sticky_values")
-    reg = make_strategy("train_early_reserve_late", sc, ProxyAlignmentEnv(sc, observation="belief").layout).regimen()
-    assert fixed["train_early_reserve_late"]["exact_return"] == pytest.approx(analyze(sc, reg).expected_return)
     # the table marks one best strategy per scenario
     assert a.stdout.count("\n* ") == 2
     csv_lines = (tmp_path / "a.csv").read_text().splitlines()

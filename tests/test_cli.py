@@ -7,11 +7,8 @@ import json
 import pytest
 import yaml
 
-from proxygym.envs.analysis import analyze
-from proxygym.envs.regimen import make_regimen
-from proxygym.envs.scenario import load_scenario, shipped_scenarios
-from tests.conftest import run_cli
-from tests.test_analysis import hand_scenario
+from proxygym.envs.scenario import shipped_scenarios
+from tests.helpers import hand_scenario, run_cli, run_concurrently
 
 ANALYSIS_KEYS = {
     "base_rate", "p_pass_aligned", "p_pass_misaligned", "likelihood_ratio", "prior_odds", "posterior_odds",
@@ -60,12 +57,18 @@ def test_analyze_table_says_what_moved(tmp_path):
     assert "weighs more" in res.stdout
 
 
-def test_analyze_options_reach_the_analysis():
-    sc = load_scenario(shipped_scenarios()[0])
-    name = sc.proxy_names[0]
-    res = run_cli("analyze", sc.name, "--plan", "R", "--test", name, "--budget", "2", "--json")
-    exact = analyze(sc, make_regimen(sc, "R", test=name, budget=2))
-    assert json.loads(res.stdout)["expected_return"] == pytest.approx(exact.expected_return)
+def test_analyze_options_reach_the_analysis(tmp_path):
+    """--test, --budget and --fallback change the numbers as worked by hand (test_analysis.py):
+    with no test the first model ships, 0.4 - 0.6 - 0.1 = -0.3; with three runs, each passing
+    with 0.61 (0.37 aligned), P(deploy aligned) = 0.37 (1 + 0.39) + 0.39^2 0.4 = 0.57514 and
+    E[runs] = 1 + 0.39 + 0.39^2 = 1.5421; abstaining after a second failure: 0.0417."""
+    path = write(tmp_path, hand_scenario())
+    out = json.loads(run_cli("analyze", str(path), "--plan", "R", "--test", "none", "--json").stdout)
+    assert out["expected_return"] == pytest.approx(-0.3) and out["expected_runs"] == pytest.approx(1.0)
+    out = json.loads(run_cli("analyze", str(path), "--plan", "R", "--test", "ask", "--budget", "3", "--json").stdout)
+    assert out["p_deploy_aligned"] == pytest.approx(0.57514) and out["expected_runs"] == pytest.approx(1.5421)
+    out = json.loads(run_cli("analyze", str(path), "--plan", "R", "--fallback", "abstain", "--json").stdout)
+    assert out["expected_return"] == pytest.approx(0.0417) and out["p_abstain"] == pytest.approx(0.1521)
 
 
 def test_scenarios_lists_every_shipped_file():
@@ -117,10 +120,19 @@ MALFORMED = [
 ]
 
 
+@pytest.fixture(scope="module")
+def malformed_runs(tmp_path_factory):
+    """Every MALFORMED case run as a subprocess of the CLI (a few at a time), by name."""
+    calls = {}
+    for what, content, extra, _ in MALFORMED:
+        path = write(tmp_path_factory.mktemp("malformed"), content)
+        calls[what] = lambda path=path, extra=extra: run_cli("analyze", str(path), *(extra or ["--plan", "R"]))
+    return dict(zip(calls, run_concurrently(list(calls.values()))))
+
+
 @pytest.mark.parametrize("what,content,extra,fragments", MALFORMED, ids=[m[0] for m in MALFORMED])
-def test_malformed_input_exits_2_with_one_line(tmp_path, what, content, extra, fragments):
-    path = write(tmp_path, content)
-    res = run_cli("analyze", str(path), *(extra or ["--plan", "R"]))
+def test_malformed_input_exits_2_with_one_line(malformed_runs, what, content, extra, fragments):
+    res = malformed_runs[what]
     assert res.returncode == 2, (res.stdout, res.stderr)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
@@ -138,9 +150,18 @@ def test_unknown_scenario_lists_the_shipped_ones():
     assert res.returncode == 2 and "no such file" in res.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["analyze"], ["bench"], ["solve"], ["claims"], ["scenarios"], ["inspect"], ["train"]])
-def test_help_of_every_command(command):
-    res = run_cli(*command, "--help")
+COMMANDS = [[], ["analyze"], ["bench"], ["solve"], ["claims"], ["scenarios"], ["inspect"], ["train"]]
+
+
+@pytest.fixture(scope="module")
+def help_runs():
+    """``proxygym [COMMAND] --help`` for every command, each a subprocess (a few at a time)."""
+    return run_concurrently([lambda command=command: run_cli(*command, "--help") for command in COMMANDS])
+
+
+@pytest.mark.parametrize("index", range(len(COMMANDS)), ids=[" ".join(c) or "proxygym" for c in COMMANDS])
+def test_help_of_every_command(help_runs, index):
+    res = help_runs[index]
     assert res.returncode == 0 and "usage:" in res.stdout and res.stderr == "", res.stderr
 
 

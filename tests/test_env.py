@@ -16,7 +16,7 @@ import proxygym
 from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
-from tests.test_analysis import hand_scenario
+from tests.helpers import hand_scenario
 
 MODES = ("history", "belief")
 

@@ -1,4 +1,4 @@
-"""The exact solver against brute force, against every fixed regimen, and against Monte Carlo in the env.
+"""The exact solver against brute force and against every fixed regimen (its Monte Carlo checks: test_monte_carlo.py).
 
 Two independent references, neither of which uses the Bayesian filter, the run trees or
 the interning of posteriors:
@@ -22,7 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxygym.agents.regimen import play_batch, play_episode
+from proxygym.agents.bench import run_pair
+from proxygym.agents.regimen import play_episode
 from proxygym.agents.report import describe_policy
 from proxygym.agents.solver import estimate_size, solve
 from proxygym.agents.strategies import STRATEGIES, OptimalStrategy, Strategy
@@ -34,40 +35,10 @@ from proxygym.envs.observation import ObservationLayout
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.regimen import ANTI, make_regimen
 from proxygym.envs.scenario import parse_scenario
-from proxygym.envs.vector import ProxyAlignmentVectorEnv
-from tests.conftest import z_value
-from tests.test_analysis import hand_scenario, scenarios
+from tests.helpers import KNOWN, PRIOR, TWO, hand_scenario, scenarios, tiny
 
 
-# -- tiny scenarios ------------------------------------------------------------------------
-def tiny(T: int = 1, budget: int = 1, ideas=None, k: int = 1, **over) -> "Scenario":  # noqa: F821
-    """hand_scenario, with a second phase where capability lets misaligned models fake the test,
-    an abstain reward below 0, and up to two proxies that differ."""
-    data = hand_scenario(budget=budget, **over)
-    data["reward"] = {"aligned": 1.0, "misaligned": -1.0, "abstain": -0.3, "run_cost": 0.1}
-    data["phases"] = [
-        {"name": "early", "capability": 0.0, "plasticity": 0.5},
-        {"name": "late", "capability": 0.8, "plasticity": 0.2},
-        {"name": "last", "capability": 1.0, "plasticity": 0.1},
-    ][:T]
-    data["proxies"][0].update(difficulty=0.7, sharpness=8.0)
-    if k == 2:
-        data["proxies"].append(
-            {"name": "probe", "sensitivity": 0.7, "false_pass": 0.3, "steer": -0.2, "native": -1.0, "proximity": 0.3}
-        )
-    if ideas is not None:
-        data["ideas"] = ideas
-    return parse_scenario(data)
-
-
-KNOWN = [{"name": "idea", "base_rate": 0.4}]
-PRIOR = [{"name": "idea", "base_rate": {"values": [0.1, 0.8], "probs": [0.6, 0.4]}}]
-TWO = [
-    {"name": "sure", "base_rate": 0.35, "drift": 0.1},
-    {"name": "gamble", "base_rate": {"values": [0.0, 0.8], "probs": [0.6, 0.4]}},
-]
-
-
+# -- the references -------------------------------------------------------------------------
 def _result_likelihood(dyn: Dynamics, t: int, n_anti, r: int) -> np.ndarray:
     """P(result code r at checkpoint t+1 | state), read off pass_prob (bit j of r: proxy j passed)."""
     out = np.ones(dyn.n_states)
@@ -217,6 +188,8 @@ def test_solver_equals_brute_force(case):
     assert sol.value == pytest.approx(best, abs=1e-9)
     assert history_dp(sc) == pytest.approx(best, abs=1e-9)
     assert sol.outcomes().mean_return == pytest.approx(sol.value, abs=1e-9)
+    # the benchmark reports the optimum as the optimal strategy's exact return
+    assert run_pair(sc, "optimal", episodes=2, seed=0).exact_return == pytest.approx(best, abs=1e-9)
 
 
 SMALL_CASES = {
@@ -332,21 +305,21 @@ def fixed_strategies(sc):
             yield name, regimen
 
 
-def test_solver_beats_every_fixed_strategy(shipped):
+def test_solver_beats_every_fixed_strategy(shipped, solutions):
     for sc in shipped:
-        sol = solve(sc)
+        sol = solutions[sc.name]
         assert sol.outcomes().mean_return == pytest.approx(sol.value, abs=1e-9), sc.name
         for name, regimen in fixed_strategies(sc):
             exact = analyze(sc, regimen).expected_return
             assert sol.value >= exact - 1e-9, (sc.name, name, sol.value, exact)
 
 
-def test_solver_beats_every_plan(shipped):
+def test_solver_beats_every_plan(shipped, solutions):
     """Beyond the named strategies: every plan, with or without early screens and end test, either fallback."""
     for sc in shipped:
         if len(sc.proxies) != 1:
             continue
-        sol = solve(sc)
+        sol = solutions[sc.name]
         T = len(sc.phases)
         for letters in itertools.product("RTA", repeat=T):
             for screen in ({}, {d: "all" for d in range(1, T)}):
@@ -357,60 +330,14 @@ def test_solver_beats_every_plan(shipped):
                         assert sol.value >= exact - 1e-9, (sc.name, reg.describe(sc), sol.value, exact)
 
 
-def test_idea_screening_matches_its_description():
+def test_idea_screening_matches_its_description(solutions):
     """The scenario says the best pass/fail-count strategy deploys aligned with P 0.649, at most 1 - 0.7^3."""
-    sol = solve("idea_screening")
+    sol = solutions["idea_screening"]
     assert sol.value == pytest.approx(0.649, abs=5e-4)
     assert sol.value <= 1.0 - 0.7**3
 
 
-# -- 3. the policy played in the env --------------------------------------------------------------
-EPISODES = 20_000
-
-
-def test_optimal_strategy_in_the_vector_env(shipped):
-    """Mean return within its 99% interval of the solver's value, Bonferroni over the scenarios."""
-    z = z_value(0.99, comparisons=len(shipped))
-    failures = []
-    for sc in shipped:
-        sol = solve(sc)
-        env = ProxyAlignmentVectorEnv(num_envs=EPISODES, scenario=sc, observation="belief")
-        agent = OptimalStrategy(sc, env.layout, seed=0, solution=sol)
-        total, last = play_batch(env, agent, seed=1234)
-        assert not last["invalid_action"].any(), sc.name
-        half = z * total.std(ddof=1) / math.sqrt(EPISODES) + 1e-9
-        if abs(total.mean() - sol.value) > half:
-            failures.append(f"{sc.name}: mean {total.mean():.4f} vs exact {sol.value:.4f} (+- {half:.4f})")
-    assert not failures, failures
-
-
-def test_optimal_strategy_follows_autoresets():
-    """Episodes after the first in each sub-env (next-step autoreset) are played as well, in history mode."""
-    sc = tiny(T=2, budget=3, ideas=TWO)
-    sol = solve(sc)
-    env = ProxyAlignmentVectorEnv(num_envs=3000, scenario=sc, observation="history")
-    agent = OptimalStrategy(sc, env.layout, solution=sol)
-    obs, _ = env.reset(seed=7)
-    running = np.zeros(env.num_envs)
-    finished = np.zeros(env.num_envs, dtype=int)
-    returns = []
-    # each sub-env's first two episodes, whatever their lengths (counting only the episodes that
-    # end inside a fixed window would favour short ones); an episode has at most B (T + 1) steps,
-    # and the autoreset takes one more
-    for _ in range(2 * (sc.budget * (len(sc.phases) + 1) + 1)):
-        obs, reward, terminated, _, info = env.step(agent(obs))
-        assert not info["invalid_action"].any()
-        running += reward
-        counted = terminated & (finished < 2)
-        returns.extend(running[counted])
-        finished += terminated
-        running[terminated] = 0.0
-    returns = np.array(returns)
-    assert (finished >= 2).all() and len(returns) == 2 * env.num_envs
-    half = z_value(0.99) * returns.std(ddof=1) / math.sqrt(len(returns))
-    assert abs(returns.mean() - sol.value) <= half
-
-
+# -- 3. the policy played in the env (its Monte Carlo checks are in test_monte_carlo.py) -------------
 def test_optimal_strategy_in_the_single_env():
     sc = tiny(T=2, budget=2, ideas=PRIOR)
     env = ProxyAlignmentEnv(scenario=sc)
@@ -461,17 +388,17 @@ def test_size_guard_refuses_many_posteriors():
         solve(sc)
 
 
-def test_size_estimate_bounds_what_a_solve_evaluates(shipped):
+def test_size_estimate_bounds_what_a_solve_evaluates(shipped, solutions):
     for sc in shipped:
-        sol = solve(sc)
+        sol = solutions[sc.name]
         assert sol.program_states <= sol.estimate.program_states, sc.name
         assert sol.states <= sol.estimate.work, sc.name
 
 
 # -- 5. the description ------------------------------------------------------------------------------
-def test_describe_policy(shipped):
+def test_describe_policy(shipped, solutions):
     for sc in shipped:
-        sol = solve(sc)
+        sol = solutions[sc.name]
         text = describe_policy(sol, sc)
         assert text.startswith(f"Optimal policy for {sc.name}")
         assert "First run" in text and f"{sol.value:.4f}" in text

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -14,7 +16,7 @@ import yaml
 import train
 from proxygym.agents.training import ALGOS, algo_class, play_model
 from proxygym.envs.scenario import load_scenario
-from tests.conftest import ROOT
+from tests.helpers import ROOT, run_concurrently
 
 QUICK = ["-n", "1024", "--eval-freq", "512", "--eval-episodes", "10", "--final-episodes", "20"]
 
@@ -73,26 +75,42 @@ def test_resume_continues_the_step_count(tmp_path):
 
 
 def test_ctrl_c_saves_a_loadable_model(tmp_path):
+    """SIGINT once training is under way: the first periodic checkpoint (--save-freq), written by a
+    callback of model.learn, shows it is, whatever the machine's speed."""
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), "-n", "10000000", "--eval-freq", "0",
+        [sys.executable, str(ROOT / "train.py"), "-n", "10000000", "--eval-freq", "0", "--save-freq", "256",
          "--log-folder", str(tmp_path / "logs"), "--tensorboard-log", ""],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )
-    for line in proc.stdout:
-        if line.startswith("run folder:"):
-            break
-    time.sleep(3)  # well inside model.learn
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    try:
+        folder = None
+        for line in proc.stdout:
+            if line.startswith("run folder:"):
+                folder = Path(line.split(":", 1)[1].strip())
+                break
+        assert folder is not None, proc.stderr.read() if proc.poll() is not None else "no run folder printed"
+        deadline = time.monotonic() + 300
+        while not list((folder / "checkpoints").glob("model_*_steps.zip")):
+            assert proc.poll() is None and time.monotonic() < deadline, "training never reached its first checkpoint"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted at step" in out
-    model = algo_class("ppo").load(tmp_path / "logs" / "ppo" / "sticky_values_1" / "model.zip")
-    assert 0 < model.num_timesteps < 10_000_000
+    model = algo_class("ppo").load(folder / "model.zip")
+    assert 256 <= model.num_timesteps < 10_000_000
+    assert f"interrupted at step {model.num_timesteps}:" in out
 
 
 def test_bad_arguments_exit_2_with_one_line(tmp_path):
     other = tmp_path / "other"
-    assert train.main(["--scenario", "loss_landscape", *QUICK, "--log-folder", str(other), "--tensorboard-log", ""]) == 0
+    # a model saved for another scenario (as small as a real run gets: one rollout of 64 steps)
+    assert train.main(["--scenario", "loss_landscape", "-n", "64", "--hyperparams", "n_steps:64", "batch_size:64",
+                       "--eval-freq", "0", "--final-episodes", "2", "--log-folder", str(other), "--tensorboard-log", ""]) == 0
     mismatched = other / "ppo" / "loss_landscape_1" / "model.zip"
     cases = [
         (["--algo", "sac"], "unknown algorithm 'sac'"),
@@ -111,8 +129,12 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
         (["--env-kwargs", "colour:1"], "rejected by ppo"),
         (["--algo", "recurrent_ppo", "--hyperparams", "policy:NoSuchPolicy"], "rejected by recurrent_ppo"),
     ]
-    for args, fragment in cases:
-        res = run_train(tmp_path, *args, *QUICK, timeout=300)
+    # each case a real run of the CLI in a subprocess, in its own folder; a few at a time (each mostly imports torch)
+    folders = [tmp_path / f"case_{i}" for i in range(len(cases))]
+    for folder in folders:
+        folder.mkdir()
+    results = run_concurrently([lambda i=i: run_train(folders[i], *cases[i][0], *QUICK, timeout=300) for i in range(len(cases))])
+    for (args, fragment), res in zip(cases, results):
         lines = res.stderr.strip().splitlines()
         assert res.returncode == 2, (args, res.stderr)
         assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in res.stderr, (args, res.stderr)
@@ -124,6 +146,9 @@ def test_rl_zoo3_trains_the_env(tmp_path):
         [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", "ProxyAlignment-v0", "--gym-packages", "proxygym",
          "--env-kwargs", "scenario:'sticky_values'", "-n", "1024", "-f", str(tmp_path / "zoo"), "--eval-freq", "-1"],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
+        # one torch thread, as train.py sets for itself: a small MLP's updates take three times
+        # as long with two threads on two busy cores
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert res.returncode == 0, res.stderr[-2000:]
     saved = list((tmp_path / "zoo").rglob("ProxyAlignment-v0.zip"))

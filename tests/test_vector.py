@@ -1,8 +1,7 @@
-"""ProxyAlignmentVectorEnv: the batched twin of ProxyAlignment-v0, against the single env, the filter and the exact analysis."""
+"""ProxyAlignmentVectorEnv: the batched twin of ProxyAlignment-v0, against the single env and the protocol
+(its Monte Carlo checks against the exact analysis: test_monte_carlo.py)."""
 
 from __future__ import annotations
-
-import math
 
 import gymnasium as gym
 import numpy as np
@@ -10,50 +9,19 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import proxygym  # noqa: F401  (registers ProxyAlignment-v0)
-from proxygym.agents.regimen import RegimenAgent, play_batch
-from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, nearest_allowed
-from proxygym.envs.analysis import analyze
-from proxygym.envs.belief import BatchBeliefFilter, BeliefFilter
+from proxygym.agents.regimen import RegimenAgent
+from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, ActionLayout, nearest_allowed
+from proxygym.envs.belief import BatchBeliefFilter
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
-from proxygym.envs.regimen import ANTI, make_regimen
+from proxygym.envs.regimen import make_regimen
 from proxygym.envs.scenario import parse_scenario, shipped_scenarios
 from proxygym.envs.vector import ProxyAlignmentVectorEnv
-from tests.conftest import within_interval, z_value
-from tests.test_analysis import hand_scenario, regimens_to_check
+from tests.helpers import hand_scenario, mixed_scenario, random_valid_actions
 
 MODES = ("history", "belief")
 END_KEYS = ("deployed", "aligned", "abstained")
 STEP_KEYS = ("p_aligned", "runs_used", "checkpoint", "invalid_action")
-
-
-def mixed_scenario(**over):
-    """Two proxies, three phases, three ideas whose base-rate priors have 1, 2 and 3 support values."""
-    data = hand_scenario(
-        budget=3,
-        phases=[
-            {"name": "a", "capability": 0.2, "plasticity": 0.6},
-            {"name": "b", "capability": 0.6, "plasticity": 0.3},
-            {"name": "c", "capability": 1.0, "plasticity": 0.1},
-        ],
-        ideas=[
-            {"name": "known", "base_rate": 0.3, "drift": 0.1},
-            {"name": "coin", "base_rate": {"values": [0.0, 1.0], "probs": [0.6, 0.4]}},
-            {"name": "three", "base_rate": {"values": [0.1, 0.5, 0.9], "probs": [0.2, 0.5, 0.3]}, "drift": 0.2},
-        ],
-    )
-    second = dict(data["proxies"][0], name="probe", sensitivity=0.8, false_pass=0.3, steer=-0.2, native=-1.0,
-                  anti_damage=0.2, proximity=0.3, difficulty=0.7, sharpness=5.0)
-    data["proxies"].append(second)
-    data.update(over)
-    return parse_scenario(data)
-
-
-def random_valid_actions(rng: np.random.Generator, masks: np.ndarray, nvec: np.ndarray) -> np.ndarray:
-    """A verdict uniform over the allowed ones, usages and idea uniform."""
-    actions = np.floor(rng.random((len(masks), len(nvec))) * nvec).astype(np.int64)
-    actions[:, 0] = np.argmax(rng.random((len(masks), 3)) * masks[:, :3], axis=1)
-    return actions
 
 
 # -- the Gymnasium vector contract ----------------------------------------------------------
@@ -222,57 +190,29 @@ def test_verdict_rules_are_the_single_envs():
     assert info["invalid_action"].tolist() == [True, False, False]
     assert term.tolist() == [True, True, False] and info["deployed"].tolist() == [True, True, False]
     assert np.all(r[:2] == np.where(info["aligned"][:2], 1.0, -1.0)) and r[2] == pytest.approx(-0.1)
-    for verdict in range(3):
-        for d in range(3):
-            assert nearest_allowed(np.array([verdict]), np.array([d]), 2)[0] == nearest_allowed(verdict, d, 2)
 
 
-# -- the filter -------------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", [0, 1])
-def test_batched_filter_equals_the_single_filter(seed):
-    """Each program's history, replayed from its observations and actions into its own
-    single-episode BeliefFilter, gives the batched filter's read-outs to 1e-12 (ideas with
-    priors of 1, 2 and 3 support values, two proxies, anti-training, discards, autoresets)."""
-    sc = mixed_scenario()
-    n = 48
-    vec = ProxyAlignmentVectorEnv(n, sc, observation="belief")
-    dyn = vec.dynamics
-    filters = [BeliefFilter(dyn) for _ in range(n)]
-    n_anti = np.zeros((n, dyn.n_proxies), dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    obs, info = vec.reset(seed=seed)
-    ended = np.zeros(n, dtype=bool)
-    checked = 0
-    for _ in range(60):
-        before = info["checkpoint"].copy()
-        actions = random_valid_actions(rng, vec.action_masks(), vec.single_action_space.nvec)
-        actions[rng.random(n) < 0.2, 0] = DEPLOY  # some invalid verdicts too
-        obs, _, terminated, _, info = vec.step(actions)
-        seen = vec.layout.decode(obs)
-        for i, f in enumerate(filters):
-            d = int(before[i])
-            verdict = nearest_allowed(int(actions[i, 0]), d, dyn.n_phases)
-            if ended[i]:
-                f.reset()
-            elif verdict == CONTINUE:
-                if d == 0:
-                    f.start_run(int(actions[i, -1]))
-                    n_anti[i] = 0
-                usage = actions[i, 1 : 1 + dyn.n_proxies]
-                n_anti[i] += usage == ANTI
-                f.advance(d, dyn.usage_code(usage))
-                f.observe(d, n_anti[i], seen["results"][i, d, :, 0] > 0.5)
-            elif verdict == DISCARD:
-                f.end_run()
-            assert abs(f.p_aligned - info["p_aligned"][i]) <= 1e-12
-            assert np.allclose(f.p_shaped, vec.belief.p_shaped[i], rtol=0, atol=1e-12)
-            assert np.allclose(f.mean_base_rates, vec.belief.mean_base_rates[i], rtol=0, atol=1e-12)
-            assert np.allclose(seen["p_aligned"][i, 0], f.p_aligned, rtol=0, atol=1e-6)  # float32 in the observation
-            checked += f.idea is not None
-        ended = terminated.copy()
-    assert checked > 1000
+# docs/model.md, "Decision points and actions" and "Masks and invalid actions", by kind of decision point
+PROTOCOL_ALLOWED = {"start": {CONTINUE}, "early": {CONTINUE, DISCARD}, "final": {DISCARD, DEPLOY}}
+PROTOCOL_REPLACED = {"start": {DISCARD: CONTINUE, DEPLOY: CONTINUE}, "early": {DEPLOY: CONTINUE}, "final": {CONTINUE: DEPLOY}}
 
 
+@pytest.mark.parametrize("T", [1, 2, 4])
+def test_verdict_rules_are_the_protocol_table(T):
+    """The allowed verdicts and the replacement of the others, at every decision point d = 0..T,
+    for one program and for a batch, against the tables of docs/model.md."""
+    kinds = ["start"] + ["early"] * (T - 1) + ["final"]
+    d = np.repeat(np.arange(T + 1), 3)
+    verdict = np.tile(np.arange(3), T + 1)
+    want = [v if v in PROTOCOL_ALLOWED[kinds[c]] else PROTOCOL_REPLACED[kinds[c]][v] for c, v in zip(d, verdict)]
+    assert nearest_allowed(verdict, d, T).tolist() == want
+    assert [nearest_allowed(int(v), int(c), T) for v, c in zip(verdict, d)] == want
+    masks = ActionLayout(2, 3).masks(np.arange(T + 1), T)
+    for c, kind in enumerate(kinds):
+        assert {v for v in range(3) if masks[c, v]} == PROTOCOL_ALLOWED[kind] and masks[c, 3:].all()
+
+
+# -- the filter (against a brute-force posterior: test_belief.py) -------------------------------------
 def test_batch_filter_keeps_the_padded_support_at_zero():
     sc = mixed_scenario()
     b = BatchBeliefFilter(Dynamics(sc), 3)
@@ -298,58 +238,3 @@ def test_regimen_agent_acts_alike_on_one_observation_and_on_a_batch():
         assert all(np.array_equal(batch[i], agent(obs[i])) for i in range(64))
         obs, *_ = vec.step(np.where(rng.random((64, 1)) < 0.7, batch,
                                     random_valid_actions(rng, vec.action_masks(), vec.single_action_space.nvec)))
-
-
-# -- Monte Carlo through the vector env -----------------------------------------------------------
-def test_monte_carlo_agrees_with_exact_analysis(shipped):
-    """Every regimen test_analysis checks through the single env, played by the batched
-    RegimenAgent through the vector env with 20,000 episodes: each outcome frequency
-    (deploy aligned, deploy misaligned, abstain), the mean runs and the mean return lie
-    inside 99% intervals around the exact values, family-wise (Bonferroni over every
-    comparison here), so a correct env fails this test less than 1% of the time.
-    """
-    episodes = 20_000
-    cases = [(sc, r) for sc in shipped for r in regimens_to_check(sc)]
-    z = z_value(0.99, comparisons=5 * len(cases))
-    failures = []
-    for n, (sc, reg) in enumerate(cases):
-        exact = analyze(sc, reg)
-        vec = ProxyAlignmentVectorEnv(episodes, sc.model_copy(update={"budget": reg.budget}))
-        returns, last = play_batch(vec, RegimenAgent(reg, vec.layout, reg.budget), seed=n)
-        counts = {
-            "aligned": int(last["aligned"].sum()),
-            "misaligned": int((last["deployed"] & ~last["aligned"]).sum()),
-            "abstain": int(last["abstained"].sum()),
-        }
-        assert sum(counts.values()) == episodes
-        for key, p in (("aligned", exact.p_deploy_aligned), ("misaligned", exact.p_deploy_misaligned),
-                       ("abstain", exact.p_abstain)):
-            if not within_interval(counts[key], episodes, p, z):
-                failures.append(f"{sc.name} [{reg.describe(sc)}]: {key} {counts[key] / episodes:.4f} vs exact {p:.4f}")
-        for key, values, target in (("runs", last["runs_used"].astype(float), exact.expected_runs),
-                                    ("return", returns, exact.expected_return)):
-            sd = max(values.std(ddof=1), 1e-9)
-            if abs(values.mean() - target) > z * sd / math.sqrt(episodes) + 1e-9:
-                failures.append(f"{sc.name} [{reg.describe(sc)}]: mean {key} {values.mean():.4f} vs exact {target:.4f}")
-    assert not failures, "\n".join(failures)
-
-
-def test_monte_carlo_with_priors_and_screens():
-    """The shipped scenarios mostly use one idea and no anti-training damage; here ideas with
-    priors, two proxies, damaging anti-training, early screens and both fallbacks."""
-    sc = mixed_scenario()
-    regimens = [
-        make_regimen(sc, "AR,TA,RR", screen={1: "ask"}, idea="three"),  # anti-training damages the tests
-        make_regimen(sc, "AT,RR,TR", test="probe", screen={2: "ask,probe"}, idea="coin", fallback="abstain"),
-        make_regimen(sc, "R", idea="known", budget=1),
-    ]
-    episodes = 20_000
-    z = z_value(0.99, comparisons=3 * len(regimens))
-    for n, reg in enumerate(regimens):
-        exact = analyze(sc, reg)
-        vec = ProxyAlignmentVectorEnv(episodes, sc.model_copy(update={"budget": reg.budget}), observation="belief")
-        _, last = play_batch(vec, RegimenAgent(reg, vec.layout, reg.budget), seed=100 + n)
-        assert within_interval(int(last["aligned"].sum()), episodes, exact.p_deploy_aligned, z)
-        assert within_interval(int(last["abstained"].sum()), episodes, exact.p_abstain, z)
-        runs = last["runs_used"].astype(float)
-        assert abs(runs.mean() - exact.expected_runs) <= z * max(runs.std(ddof=1), 1e-9) / math.sqrt(episodes) + 1e-9
