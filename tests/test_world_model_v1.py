@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -146,7 +147,7 @@ EDGES = scenario_data(
     "edges",
     [phase("hot", 0.0, 1.0), phase("cold", 1.0, 0.0)],
     [
-        {"name": "sure", "sensitivity": 1.0, "false_pass": 0.0, "steer": 0.8, "native": 0.0, "proximity": 1.0,
+        {"name": "sure", "sensitivity": 1.0, "false_pass": 0.0, "steer": 1.0, "native": 0.0, "proximity": 1.0,
          "proximity_aligned": 0.5, "anti_damage": 1.0, "persistence": 1.0, "gate": 1.0, "faking_when_set": 0.0,
          "wash_out": 0.0, "transfer": {"half": 1.0}},
         {"name": "half", "sensitivity": 1.0, "false_pass": 0.0, "steer": 0.5, "native": -1.0, "proximity": 0.5,
@@ -655,3 +656,32 @@ SOLVER_CASES = [
 def test_solver_value_equals_expectimax_over_the_posterior(data):
     ref, sc, _dyn = compiled(data)
     assert solve(sc).value == pytest.approx(ref.optimal_value(), abs=1e-9)
+
+
+def test_references_reproduce_the_worked_example():
+    """Both references (v0 and v1 at defaults) give docs/model.md's worked example, and so does analyze()."""
+    data = scenario_data(
+        "worked_example",
+        [phase("only", 0.5, 0.5)],
+        [{"name": "ask", "sensitivity": 0.9, "false_pass": 0.1, "steer": 0.5, "native": 0.0,
+          "incentive": math.log(3), "proximity": 0.4}],
+        ideas=[{"name": "default", "base_rate": 0.2}],
+        reward={"aligned": 1.0, "misaligned": 0.0, "abstain": 0.0, "run_cost": 0.0},
+    )
+    ref, sc, _dyn = compiled(data)
+    table = {
+        ("R", "deploy"): (1.592, 0.3024, 0.6976, 0.0),
+        ("R", "abstain"): (1.592, 0.292928, 0.356608, 0.350464),
+        ("T", "deploy"): (1.406, 0.5344, 0.4656, 0.0),
+        ("T", "abstain"): (1.406, 0.523032, 0.312132, 0.164836),
+    }
+    keys = ("expected_runs", "p_deploy_aligned", "p_deploy_misaligned", "p_abstain")
+    for (plan, fallback), numbers in table.items():
+        got = analyze(sc, make_regimen(sc, plan, budget=2, fallback=fallback))
+        for out in (v0_analyze(data, plan, budget=2, fallback=fallback), ref.analyze(plan, budget=2, fallback=fallback)):
+            for key, value in zip(keys, numbers):
+                assert out[key] == pytest.approx(value, abs=1e-12), (plan, fallback, key)
+                assert getattr(got, key) == pytest.approx(value, abs=1e-12), (plan, fallback, key)
+            assert out["expected_return"] == pytest.approx(numbers[1], abs=1e-12)  # default rewards
+    assert ref.analyze("R")["likelihood_ratio"] == pytest.approx(23 / 7, rel=1e-12)
+    assert ref.analyze("T")["likelihood_ratio"] == pytest.approx(93 / 37, rel=1e-12)

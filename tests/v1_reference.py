@@ -317,16 +317,20 @@ class Ref:
         ``required[t-1]``: the proxies that must all pass at checkpoint t (empty: no test there).
         For each latent path, the chance of passing is the product over its checkpoints and the
         required proxies (tests are independent given the state).
+        Also returns (1 - base, q - qA) summed directly over the misaligned paths (so that a tiny
+        misaligned mass is not lost to rounding in 1 - base).
         """
         n = self.anti_counts(plan, self.k)
-        base = q = qa = 0.0
+        base = q = qa = base_m = qm = 0.0
         for path, prob in self.paths(rho, plan, idea):
             a_final = path[-1][0]
             pp = math.prod(self.pass_p(path[t], j, t, n[t][j]) for t in range(1, self.T + 1) for j in required[t - 1])
             base += prob * a_final
             q += prob * pp
             qa += prob * pp * a_final
-        return base, q, qa
+            base_m += prob * (1 - a_final)
+            qm += prob * pp * (1 - a_final)
+        return base, q, qa, base_m, qm
 
     # -- a fixed regimen's analysis -------------------------------------------------------------
     def analyze(self, plan_text: str, test=None, screen=None, idea: int = 0, budget=None, fallback="deploy") -> dict:
@@ -345,9 +349,9 @@ class Ref:
         B = self.budget if budget is None else budget
         vals, probs, _ = self.ideas[idea]
         rw = self.reward
-        tot = {key: 0.0 for key in ("base", "q", "qa", "dA", "dM", "ab", "runs")}
+        tot = {key: 0.0 for key in ("base", "q", "qa", "dA", "dM", "ab", "runs", "base_m", "qm")}
         for rho, w in zip(vals, probs):
-            base, q, qa = self.run_summary(rho, plan, required, idea)
+            base, q, qa, base_m, qm = self.run_summary(rho, plan, required, idea)
             # one run's outcomes: passed & aligned, passed & misaligned, failed & aligned, failed & misaligned
             outcomes = {(1, 1): qa, (1, 0): q - qa, (0, 1): base - qa, (0, 0): (1 - q) - (base - qa)}
             dA = dM = ab = runs = 0.0
@@ -371,14 +375,14 @@ class Ref:
                         program(run + 1, pr)
 
             program(1, 1.0)
-            for key, v in zip(tot, (base, q, qa, dA, dM, ab, runs)):
+            for key, v in zip(tot, (base, q, qa, dA, dM, ab, runs, base_m, qm)):
                 tot[key] += w * v
         pA = tot["base"]
         out = {
             "base_rate": pA,
             "p_pass": tot["q"],
             "p_pass_aligned": tot["qa"] / pA if pA > 0 else None,
-            "p_pass_misaligned": (tot["q"] - tot["qa"]) / (1 - pA) if pA < 1 else None,
+            "p_pass_misaligned": tot["qm"] / tot["base_m"] if tot["base_m"] > 0 else None,
             "p_deploy_aligned": tot["dA"],
             "p_deploy_misaligned": tot["dM"],
             "p_abstain": tot["ab"],
