@@ -13,6 +13,7 @@ import numpy as np
 
 from proxygym.agents.bench import JSON_KEYS, BenchResult, best_index
 from proxygym.agents.solver import DEPLOY_CODE, DISCARD_CODE, Solution
+from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD
 from proxygym.agents.summary import PolicySummary
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.regimen import ANTI, RESERVE, TRAIN, USAGE_LETTERS, usage_letters
@@ -315,3 +316,58 @@ def describe_policy(solution: Solution, scenario: Scenario | None = None, max_li
             mass *= best[0]
             state = pol.after_discard(state, best[1], best[2])
     return "\n".join(lines)
+
+
+# -- the optimal policy's first run, as data ----------------------------------------------------
+def first_run(solution: Solution, scenario: Scenario | None = None) -> list[dict]:
+    """Every decision point the optimal policy's first run reaches with positive probability.
+
+    One entry per decision point, ordered by checkpoint ``d`` (0: the run's start, before
+    phase 1) and, within a checkpoint, by the solver's node index::
+
+        {"checkpoint": d,
+         "results": [{proxy: passed}, ...],   # one mapping per checkpoint 1..d, in order
+         "verdict": "continue" | "discard" | "deploy",
+         "usages": {proxy: "R" | "T" | "A"},  # for phase d + 1 on continue, else None
+         "probability": P(the run reaches this point),
+         "p_aligned": the filter's P(aligned) here}
+
+    Read from the solver's :class:`~proxygym.agents.solver.Policy` (its run tree, actions,
+    ``child`` and ``children_reach``); nothing is recomputed.
+    """
+    scenario = scenario or solution.scenario
+    pol = solution.policy
+    dyn, root = pol.dyn, pol.root
+    tree = pol.tree(root)
+    names = scenario.proxy_names
+    verdicts = {CONTINUE: "continue", DISCARD: "discard", DEPLOY: "deploy"}
+
+    def point(d: int, x: int, results: list[dict], probability: float) -> dict:
+        verdict, code = pol.action(root, d, x)
+        usages = None if verdict != CONTINUE else {n: USAGE_LETTERS[int(u)] for n, u in zip(names, dyn.usages[code])}
+        return {
+            "checkpoint": d,
+            "results": results,
+            "verdict": verdicts[verdict],
+            "usages": usages,
+            "probability": probability,
+            "p_aligned": float(tree.p_aligned[d][x]),
+        }
+
+    out = [point(0, 0, [], 1.0)]
+    level = {0: []}  # the reached nodes of checkpoint d -> the results that led there
+    reach = np.ones(1)
+    for d in range(dyn.n_phases):
+        reach = pol.children_reach(root, d, reach) * tree.prob[d + 1]
+        nxt = {}
+        for x, results in level.items():
+            verdict, code = pol.action(root, d, x)
+            if verdict != CONTINUE:
+                continue
+            for r in range(len(dyn.results)):
+                y = int(pol.child(x, code, r))
+                if reach[y] > 0.0:
+                    nxt[y] = results + [{n: bool(p) for n, p in zip(names, dyn.results[r])}]
+        level = dict(sorted(nxt.items()))
+        out += [point(d + 1, y, results, float(reach[y])) for y, results in level.items()]
+    return out

@@ -236,3 +236,42 @@ def what_moved(cmp: dict) -> str:
         f"The posterior odds are {math.exp(total):.3g}x ({direction}); the {bigger} moved them more"
         f" (base-rate log impact {b:+.3f}, likelihood log impact {lik:+.3f}, sum {total:+.3f})."
     )
+
+
+def trajectory(scenario: Scenario, regimen: Regimen) -> list[dict]:
+    """One run of the regimen's plan played to the end with no test applied, read at every checkpoint.
+
+    docs/model.md, "Trajectory of one run": ``f_t = f_{t-1} @ P_t`` from the run start, and at
+    checkpoint ``t`` (with ``n_j(t)`` from the plan, the current phase included)
+    P(aligned) (``base_rate``), and for each proxy ``P(pass | aligned)``, ``P(pass | misaligned)``
+    and ``P(shaped)``. The regimen's screens, test, budget and fallback play no part. With a
+    prior over the base rate every quantity is that of one run whose rate is drawn from the
+    prior (the joint probabilities are averaged over the prior, then divided), as for
+    :func:`analyze`'s single-run quantities. A conditional whose condition has probability 0
+    is None. The list has one entry per checkpoint ``t = 1..T``::
+
+        {"checkpoint": t, "base_rate": ..., "proxies": {name: {"p_pass_aligned": ...,
+         "p_pass_misaligned": ..., "p_shaped": ...}}}
+    """
+    dyn = Dynamics.of(scenario)
+    w = dyn.base_rate_probs[regimen.idea]
+    plan = regimen.plan_array
+    aligned, shaped = dyn.aligned, dyn.shaped
+    dist = dyn.initial(dyn.base_rate_values[regimen.idea])  # (support, S)
+    n_anti = np.zeros(dyn.n_proxies, dtype=np.int64)
+    out = []
+    for t in range(dyn.n_phases):
+        dist = dyn.advance(dist, t, dyn.usage_code(plan[t]), regimen.idea, n_anti)
+        n_anti = n_anti + (plan[t] == ANTI)
+        mass = w @ dist  # (S,): P(state at checkpoint t + 1), the base rate drawn from the prior
+        p_aligned, p_misaligned = float(mass[aligned].sum()), float(mass[~aligned].sum())
+        proxies = {}
+        for j, name in enumerate(scenario.proxy_names):
+            passes = dyn.pass_prob[t, n_anti[j], :, j]  # (S,)
+            proxies[name] = {
+                "p_pass_aligned": _ratio(float(mass[aligned] @ passes[aligned]), p_aligned),
+                "p_pass_misaligned": _ratio(float(mass[~aligned] @ passes[~aligned]), p_misaligned),
+                "p_shaped": float(mass[shaped[:, j]].sum()),
+            }
+        out.append({"checkpoint": t + 1, "base_rate": p_aligned, "proxies": proxies})
+    return out

@@ -74,6 +74,20 @@ class Regimen:
             out += f", compute {self.compute}"
         return out + f", fallback {self.fallback}"
 
+    def to_dict(self, scenario) -> dict:
+        """The regimen with the scenario's names, for JSON: ``plan`` (text), ``test`` and per early
+        checkpoint ``screen`` (proxy names), ``idea``, ``budget``, ``fallback`` and ``text`` (:meth:`describe`)."""
+        names = scenario.proxy_names
+        return {
+            "plan": plan_text(self.plan),
+            "test": [names[j] for j in self.test],
+            "screen": {str(d): [names[j] for j in proxies] for d, proxies in self.screen},
+            "idea": scenario.idea_names[self.idea],
+            "budget": self.budget,
+            "fallback": self.fallback,
+            "text": self.describe(scenario),
+        }
+
 
 def plan_text(plan) -> str:
     """``"TR,TR,RR"`` from per-phase, per-proxy usage codes."""

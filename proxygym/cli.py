@@ -15,11 +15,11 @@ from proxygym.agents.bench import resolve_names, run_bench
 from proxygym.agents.claims import check_claims
 from proxygym.agents.files import write_bytes_atomic, write_text_atomic
 from proxygym.agents.plots import bench_plot
-from proxygym.agents.report import bench_csv, bench_json, describe_policy, format_markdown, format_tables
+from proxygym.agents.report import bench_csv, bench_json, describe_policy, first_run, format_markdown, format_tables
 from proxygym.agents.solver import estimate_size, solve
-from proxygym.envs.analysis import analyze, compare, what_moved
+from proxygym.envs.analysis import analyze, compare, trajectory, what_moved
 from proxygym.envs.errors import ProxyGymError, ScenarioError
-from proxygym.envs.regimen import make_regimen
+from proxygym.envs.regimen import make_regimen, plan_text
 from proxygym.envs.scenario import load_scenario, shipped_scenarios
 
 DESCRIPTIONS = {
@@ -45,37 +45,104 @@ def _fmt(x) -> str:
     return f"{x:.4f}" if abs(x) < 1e4 else f"{x:.4g}"
 
 
-def _parse_screens(scenario, items: list[str]) -> dict[int, str]:
+def _parse_screens(scenario, items: list[str], option: str = "--screen") -> dict[int, str]:
+    """``{checkpoint: names}`` from ``D:NAMES`` items; a sole ``none`` means no screens."""
+    if [i.strip().lower() for i in items] == ["none"]:
+        return {}
     out: dict[int, str] = {}
     for item in items:
         d, sep, names = item.partition(":")
         if not sep or not d.strip().isdigit() or not names.strip():
             raise ScenarioError(
-                f"--screen {item!r}: write CHECKPOINT:NAMES, e.g. 1:{scenario.proxy_names[0]}"
+                f"{option} {item!r}: write CHECKPOINT:NAMES, e.g. 1:{scenario.proxy_names[0]}, or 'none' alone"
                 f" (checkpoints 1..{len(scenario.phases) - 1}, proxies {', '.join(scenario.proxy_names)})"
+            )
+        if int(d) in out:
+            raise ScenarioError(
+                f"{option} {item!r}: checkpoint {int(d)} is screened twice; list its proxies once, e.g. {d}:A,B"
             )
         out[int(d)] = names
     return out
 
 
+#: The options that describe the second regimen of a comparison (each defaults to the first side's value).
+COMPARE_OPTIONS = ("compare_test", "compare_screen", "compare_idea", "compare_budget", "compare_fallback")
+
+
+def _second_regimen(scenario, args: argparse.Namespace):
+    """The second regimen of ``--compare``: every setting the first side's unless a --compare-* option says otherwise."""
+    try:
+        return make_regimen(
+            scenario,
+            args.plan if args.compare is None else args.compare,
+            test=args.test if args.compare_test is None else args.compare_test,
+            screen=_parse_screens(scenario, args.screen if args.compare_screen is None else args.compare_screen,
+                                  "--screen" if args.compare_screen is None else "--compare-screen"),
+            idea=args.idea if args.compare_idea is None else args.compare_idea,
+            budget=args.budget if args.compare_budget is None else args.compare_budget,
+            fallback=args.fallback if args.compare_fallback is None else args.compare_fallback,
+        )
+    except ScenarioError as err:
+        raise ScenarioError(f"the compared regimen (--compare, --compare-*): {err}") from None
+
+
+def _print_trajectory(scenario, regimen, points: list[dict]) -> None:
+    print(
+        f"trajectory: one run of plan {plan_text(regimen.plan)}, idea {scenario.idea_names[regimen.idea]},"
+        " played to the end with no test applied"
+    )
+    width = max(len(n) for n in scenario.proxy_names + ["proxy"])
+    print(
+        f"  {'checkpoint':<11} {'phase':<16} {'P(aligned)':>10}  {'proxy':<{width}}"
+        f" {'P(pass|A)':>10} {'P(pass|M)':>10} {'P(shaped)':>10}"
+    )
+    for point in points:
+        t = point["checkpoint"]
+        lead = f"{t:<11} {scenario.phases[t - 1].name[:16]:<16} {_fmt(point['base_rate']):>10}"
+        for name, p in point["proxies"].items():
+            print(f"  {lead}  {name:<{width}} {_fmt(p['p_pass_aligned']):>10} {_fmt(p['p_pass_misaligned']):>10}"
+                  f" {_fmt(p['p_shaped']):>10}")
+            lead = " " * len(lead)
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
-    common = dict(
+    regimen = make_regimen(
+        scenario,
+        args.plan,
         test=args.test,
         screen=_parse_screens(scenario, args.screen),
         idea=args.idea,
         budget=args.budget,
         fallback=args.fallback,
     )
-    regimen = make_regimen(scenario, args.plan, **common)
     result = analyze(scenario, regimen)
-    other = None
-    if args.compare:
-        other_regimen = make_regimen(scenario, args.compare, **common)
+    # The full form (both sides described, each with every key) whenever a --compare-* option or
+    # --trajectory is given; --compare PLAN2 alone keeps the original form (the first side's keys and "compare").
+    full = any(getattr(args, o) is not None for o in COMPARE_OPTIONS) or args.trajectory
+    other = other_regimen = None
+    if args.compare is not None or any(getattr(args, o) is not None for o in COMPARE_OPTIONS):
+        other_regimen = _second_regimen(scenario, args)
         other = analyze(scenario, other_regimen)
         result.compare = compare(result, other)
+    path = trajectory(scenario, regimen) if args.trajectory else None
+    other_path = trajectory(scenario, other_regimen) if args.trajectory and other is not None else None
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        if not full:
+            print(json.dumps(result.to_dict(), indent=2))
+            return 0
+        out = {k: v for k, v in result.to_dict().items() if k != "compare"}
+        out["regimen"] = regimen.to_dict(scenario)
+        if path is not None:
+            out["trajectory"] = path
+        if other is not None:
+            second = {k: v for k, v in other.to_dict().items() if k != "compare"}
+            second["regimen"] = other_regimen.to_dict(scenario)
+            if other_path is not None:
+                second["trajectory"] = other_path
+            out["second"] = second
+            out["compare"] = result.compare
+        print(json.dumps(out, indent=2))
         return 0
 
     print(f"{scenario.name}: {scenario.title}")
@@ -83,9 +150,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if other is not None:
         print(f"compare: {other_regimen.describe(scenario)}")
     print()
-    header = f"{'quantity':<20} {args.plan:>12}"
+    labels = [args.plan]
     if other is not None:
-        header += f" {args.compare:>12}"
+        labels.append(args.plan if args.compare is None else args.compare)
+        if full and labels[0].strip() == labels[1].strip():
+            labels = ["first", "second"]
+    header = f"{'quantity':<20}" + "".join(f" {label:>12}" for label in labels)
     print(header + "   meaning")
     for key, meaning in DESCRIPTIONS.items():
         row = f"{key:<20} {_fmt(getattr(result, key)):>12}"
@@ -107,6 +177,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 f"log posterior odds {lp + ll:+.3f} = log prior odds {lp:+.3f} + log likelihood ratio {ll:+.3f}:"
                 f" {bigger} weighs more."
             )
+    if path is not None:
+        print()
+        _print_trajectory(scenario, regimen, path)
+        if other_path is not None:
+            print()
+            _print_trajectory(scenario, other_regimen, other_path)
     return 0
 
 
@@ -185,6 +261,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
             "states": solution.states,
             "program_states": solution.program_states,
             **_exact_outcomes(solution.outcomes()),
+            "first_run_idea": scenario.idea_names[solution.policy.idea(solution.policy.root)],
+            "first_run": first_run(solution, scenario),
         }
         print(json.dumps(out, indent=2))
         return 0
@@ -213,8 +291,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idea", default=None, help="the idea every run uses (default the first)")
     p.add_argument("--budget", type=int, default=None, help="override the scenario's budget of runs")
     p.add_argument("--fallback", choices=("deploy", "abstain"), default="deploy", help="when the budget is spent with no pass")
-    p.add_argument("--compare", metavar="PLAN2", default=None, help="compare with a second plan (same test, idea, budget)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--trajectory",
+        action="store_true",
+        help="also read one run of the plan, played to the end with no test, at every checkpoint: P(aligned) and,"
+        " per proxy, P(pass | aligned), P(pass | misaligned), P(shaped) (JSON: key 'trajectory')",
+    )
+    g = p.add_argument_group(
+        "comparison with a second regimen",
+        "Compare with a complete second regimen. Each option defaults to the first side's value; giving any of"
+        " them alone compares with the first plan. With a --compare-* option (or --trajectory), --json prints"
+        " the full form: the first side's keys and 'regimen', 'second' (the same for the second regimen) and"
+        " 'compare' (the log-impact split); --compare PLAN2 alone keeps the short form (the first side's keys"
+        " and 'compare').",
+    )
+    g.add_argument("--compare", metavar="PLAN2", default=None, help="the second regimen's plan (default the first plan)")
+    g.add_argument("--compare-test", metavar="NAMES", default=None, help="its test set (default --test; 'all', 'none')")
+    g.add_argument(
+        "--compare-screen",
+        action="append",
+        default=None,
+        metavar="D:NAMES",
+        help="its screens, repeatable, replacing the first side's (default the --screen ones; 'none': no screen)",
+    )
+    g.add_argument("--compare-idea", metavar="NAME", default=None, help="its idea (default --idea)")
+    g.add_argument("--compare-budget", metavar="N", type=int, default=None, help="its budget (default --budget)")
+    g.add_argument("--compare-fallback", choices=("deploy", "abstain"), default=None, help="its fallback (default --fallback)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("scenarios", help="list the shipped scenarios")
@@ -234,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("solve", help="the exact Bayes-optimal policy of a scenario and its value")
     p.add_argument("scenario", metavar="SCENARIO", help="a shipped scenario's name or a path to a YAML file")
-    p.add_argument("--json", action="store_true", help="print value, seconds, states and the outcomes as JSON")
+    p.add_argument("--json", action="store_true", help="print value, seconds, states, the outcomes and the first run's policy (first_run) as JSON")
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser("claims", help="check the scenarios' expect claims (exact analysis, else the benchmark)")
