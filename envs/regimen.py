@@ -76,7 +76,8 @@ class Regimen:
 
     def to_dict(self, scenario) -> dict:
         """The regimen with the scenario's names, for JSON: ``plan`` (text), ``test`` and per early
-        checkpoint ``screen`` (proxy names), ``idea``, ``budget``, ``fallback`` and ``text`` (:meth:`describe`)."""
+        checkpoint ``screen`` (proxy names), ``idea``, ``budget``, ``compute`` (null: no compute budget),
+        ``fallback`` and ``text`` (:meth:`describe`)."""
         names = scenario.proxy_names
         return {
             "plan": plan_text(self.plan),
@@ -84,6 +85,7 @@ class Regimen:
             "screen": {str(d): [names[j] for j in proxies] for d, proxies in self.screen},
             "idea": scenario.idea_names[self.idea],
             "budget": self.budget,
+            "compute": self.compute,
             "fallback": self.fallback,
             "text": self.describe(scenario),
         }

@@ -52,7 +52,7 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Reward(_Strict):

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-# test_readme.py (maintained elsewhere) still imports these two from here
-from tests.helpers import ROOT, run_cli  # noqa: F401
-
 
 @pytest.fixture(scope="session")
 def shipped():

@@ -21,6 +21,12 @@ from hypothesis import strategies as st
 from proxygym.envs.scenario import parse_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The keys of ``proxygym analyze --json`` (one regimen).
+ANALYSIS_KEYS = {
+    "base_rate", "p_pass_aligned", "p_pass_misaligned", "likelihood_ratio", "prior_odds", "posterior_odds",
+    "p_pass", "expected_runs", "expected_compute", "p_deploy_aligned", "p_deploy_misaligned", "p_abstain",
+    "expected_return",
+}
 SIG1 = 1.0 / (1.0 + math.exp(-1.0))  # sigmoid(1) = 0.7310586
 
 
@@ -53,6 +59,15 @@ def z_value(confidence: float, comparisons: int = 1) -> float:
 
 
 # -- scenarios by hand -----------------------------------------------------------------------------
+def within_interval(successes: int, n: int, p: float, z: float) -> bool:
+    """Is the frequency successes/n inside the normal interval of a binomial(n, p) at quantile z?
+
+    A continuity correction of 1/(2n) keeps it honest when p is 0 or 1.
+    """
+    half = z * (p * (1.0 - p) / n) ** 0.5 + 0.5 / n
+    return abs(successes / n - p) <= half
+
+
 def hand_scenario(**over) -> dict:
     """One proxy, one phase: the case worked by hand in test_analysis.py (as a dict, before parsing)."""
     data = {
@@ -101,6 +116,22 @@ def mixed_scenario(**over):
     second = dict(data["proxies"][0], name="probe", sensitivity=0.8, false_pass=0.3, steer=-0.2, native=-1.0,
                   anti_damage=0.2, proximity=0.3, difficulty=0.7, sharpness=5.0)
     data["proxies"].append(second)
+    data.update(over)
+    return parse_scenario(data)
+
+
+def compute_scenario(**over):
+    """Two phases of unequal cost under a compute budget that an early discard stretches: a full run
+    costs 4, 9 units allow two full runs, or up to three runs when some are discarded at checkpoint 1."""
+    data = {
+        "name": "compute", "title": "t", "claim": "c", "compute": 9,
+        "reward": {"aligned": 1.0, "misaligned": -1.0, "abstain": -0.3, "run_cost": 0.02},
+        "phases": [{"name": "early", "capability": 0.2, "plasticity": 0.6, "cost": 1},
+                   {"name": "late", "capability": 1.2, "plasticity": 0.2, "cost": 3}],
+        "ideas": [{"name": "default", "base_rate": {"values": [0.2, 0.6], "probs": [0.5, 0.5]}}],
+        "proxies": [{"name": "honeypot", "sensitivity": 0.9, "false_pass": 0.2, "difficulty": 0.8, "sharpness": 8.0,
+                     "persistence": 0.6, "steer": 0.3, "proximity": 0.2, "native": -1.0}],
+    }
     data.update(over)
     return parse_scenario(data)
 

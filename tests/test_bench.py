@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from proxygym.agents.claims import check_claims
 from proxygym.agents.bench import resolve_names, run_bench, run_pair
+from proxygym.agents.claims import check_claims
 from proxygym.agents.regimen import play_batch, play_episode
 from proxygym.agents.strategies import STRATEGIES, make_strategy
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv

@@ -8,13 +8,7 @@ import pytest
 import yaml
 
 from proxygym.envs.scenario import shipped_scenarios
-from tests.helpers import hand_scenario, run_cli, run_concurrently
-
-ANALYSIS_KEYS = {
-    "base_rate", "p_pass_aligned", "p_pass_misaligned", "likelihood_ratio", "prior_odds", "posterior_odds",
-    "p_pass", "expected_runs", "expected_compute", "p_deploy_aligned", "p_deploy_misaligned", "p_abstain",
-    "expected_return",
-}
+from tests.helpers import ANALYSIS_KEYS, hand_scenario, run_cli, run_concurrently
 
 
 def write(tmp_path, data, name="hand"):

@@ -19,14 +19,10 @@ from proxygym.agents.solver import solve
 from proxygym.envs.analysis import analyze, trajectory
 from proxygym.envs.regimen import ANTI, RESERVE, TRAIN, Regimen, make_regimen
 from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ANALYSIS_KEYS, ROOT, run_cli
 from tests.test_analysis import hand_scenario
 
-ANALYSIS_KEYS = {
-    "base_rate", "p_pass_aligned", "p_pass_misaligned", "likelihood_ratio", "prior_odds", "posterior_odds",
-    "p_pass", "expected_runs", "p_deploy_aligned", "p_deploy_misaligned", "p_abstain", "expected_return",
-}
-REGIMEN_KEYS = {"plan", "test", "screen", "idea", "budget", "fallback", "text"}
+REGIMEN_KEYS = {"plan", "test", "screen", "idea", "budget", "compute", "fallback", "text"}
 SPLIT_KEYS = {"log_posterior_odds_ratio", "base_rate_log_impact", "likelihood_log_impact"}
 POINT_KEYS = {"checkpoint", "results", "verdict", "usages", "probability", "p_aligned"}
 LN3 = math.log(3.0)  # sigmoid(ln 3) = 3/4, sigmoid(-ln 3) = 1/4
@@ -225,11 +221,11 @@ def test_the_essay_protocol_against_rejection_sampling():
     _assert_split(out["compare"], first, second)
     assert out["regimen"] == {
         "plan": "R,T,T", "test": ["ask_if_aligned"], "screen": {"1": ["ask_if_aligned"]}, "idea": "summoning_scroll",
-        "budget": 10, "fallback": "deploy", "text": protocol.describe(sc),
+        "budget": 10, "compute": None, "fallback": "deploy", "text": protocol.describe(sc),
     }
     assert out["second"]["regimen"] == {
         "plan": "R,R,R", "test": ["ask_if_aligned"], "screen": {}, "idea": "summoning_scroll",
-        "budget": 10, "fallback": "deploy", "text": plain.describe(sc),
+        "budget": 10, "compute": None, "fallback": "deploy", "text": plain.describe(sc),
     }
     # the claim the scenario makes, read off the output
     assert out["expected_return"] > out["second"]["expected_return"]

@@ -27,6 +27,7 @@ implementation fails this module less than 1% of the time, for any seeds.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -40,9 +41,10 @@ from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.observation import ObservationLayout
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.regimen import make_regimen
-from proxygym.envs.scenario import load_scenario, shipped_scenarios
+from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
 from proxygym.envs.vector import ProxyAlignmentVectorEnv
-from tests.helpers import TWO, mixed_scenario, random_valid_actions, scenarios, tiny, z_value
+from tests.helpers import TWO, compute_scenario, mixed_scenario, random_valid_actions, scenarios, tiny, z_value
+from tests.v1_cases import MC_CASES
 
 CONFIDENCE = 0.99
 EPISODES = 20_000  # per fixed regimen, and for the optimal strategy
@@ -98,13 +100,22 @@ ADAPTIVE = [name for name, cls in STRATEGIES.items() if cls is not OptimalStrate
 FILTER_EXAMPLES = 12
 FILTER_GROUPS = 25  # at most this many observable histories checked per example (the most frequent)
 
+# World model v1: every new field but compute on (tests/v1_cases.py), and a compute budget with early discards.
+V1_CASES = [
+    (parse_scenario(data), make_regimen(parse_scenario(data), plan, test=test, screen=screen, fallback=fallback))
+    for data, plan, screen, test, fallback in MC_CASES
+] + [(sc, make_regimen(sc, "R", screen={1: sc.proxy_names[0]}, fallback=fb)) for sc in (compute_scenario(),)
+     for fb in ("deploy", "abstain")]
+
 SHARES = {
     "regimens": {name: OUTCOMES * len(regs) for name, regs in REGIMENS.items()},
+    "v1": OUTCOMES * len(V1_CASES),
     "optimal": {name: OUTCOMES + len(ADAPTIVE) for name in SHIPPED},
     "autoreset": 1,
     "filter": FILTER_EXAMPLES * FILTER_GROUPS,
 }
-COMPARISONS = sum(SHARES["regimens"].values()) + sum(SHARES["optimal"].values()) + SHARES["autoreset"] + SHARES["filter"]
+COMPARISONS = (sum(SHARES["regimens"].values()) + SHARES["v1"] + sum(SHARES["optimal"].values()) + SHARES["autoreset"]
+               + SHARES["filter"])
 Z = z_value(CONFIDENCE, comparisons=COMPARISONS)
 
 
@@ -204,6 +215,18 @@ def test_regimens_agree_with_the_exact_analysis(name):
         returns, last = play_batch(vec, RegimenAgent(reg, vec.layout, reg.budget), seed=1000 + n)
         assert not last["invalid_action"].any()
         checks.outcomes(f"{name} [{reg.describe(sc)}]", returns, last, exact.outcomes)
+    checks.done()
+
+
+def test_world_model_v1_agrees_with_the_exact_analysis():
+    """Scenarios with persistence, gates, proximity for aligned models, faking, obfuscation onset, wash-out,
+    transfer and anti-training damage, and one with a compute budget and early discards, against ``analyze``."""
+    checks = Comparisons(SHARES["v1"])
+    for n, (sc, reg) in enumerate(V1_CASES):
+        exact = analyze(sc, reg)
+        vec = ProxyAlignmentVectorEnv(EPISODES, sc, observation="history")
+        returns, last = play_batch(vec, RegimenAgent(reg, vec.layout, sc.budget), seed=2000 + n)
+        checks.outcomes(f"{sc.name} [{reg.describe(sc)}]", returns, last, exact.outcomes)
     checks.done()
 
 

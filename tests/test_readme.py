@@ -6,7 +6,7 @@ import re
 
 from proxygym.agents.bench import resolve_names, run_bench
 from proxygym.agents.report import format_markdown
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 
 README = (ROOT / "README.md").read_text()
 

@@ -13,11 +13,11 @@ from proxygym.agents.plots import heatmap
 from proxygym.agents.report import format_text
 from proxygym.agents.solver import solve
 from proxygym.agents.summary import summarize
-from proxygym.inspection import inspect_model
 from proxygym.agents.training import POLICIES, algo_class, make_env
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.scenario import load_scenario
+from proxygym.inspection import inspect_model
 
 SCENARIO = "sticky_values"
 TIMESTEPS, N_ENVS, EVAL_FREQ, EVAL_EPISODES = 2048, 2, 512, 20
