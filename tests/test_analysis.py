@@ -249,3 +249,41 @@ def test_two_proxies_two_phases_against_a_path_enumeration():
     q, qa = passed, passed_aligned
     expected = qa * (1 + (1 - q)) + (1 - q) ** 2 * base
     assert res.p_deploy_aligned == pytest.approx(expected, abs=1e-12)
+
+
+def compute_hand_case(fallback: str):
+    """Two phases costing 1 and 3 (a full run is 4) under a compute budget of 5: a run failed at
+    checkpoint 1 leaves 4, enough for one more run; a run failed at checkpoint 2 leaves 1, enough for none."""
+    rho, s, f = 0.4, 0.8, 0.3
+    sc = parse_scenario({
+        "name": "hand", "title": "t", "claim": "c", "compute": 5,
+        "phases": [{"name": "early", "capability": 0.0, "plasticity": 0.0, "cost": 1},
+                   {"name": "late", "capability": 0.0, "plasticity": 0.0, "cost": 3}],
+        "ideas": [{"name": "default", "base_rate": rho}],
+        "proxies": [{"name": "ask", "sensitivity": s, "false_pass": f}],
+    })
+    return sc, make_regimen(sc, "R", screen={1: "ask"}, fallback=fallback), rho, s, f
+
+
+def test_hand_worked_compute_budget_with_an_early_discard():
+    """Alignment never moves here and tests are fresh draws, so by hand: a run first fails at checkpoint 1
+    with P1 = rho (1 - s) + (1 - rho)(1 - f) (compute left 4: a second run starts), at checkpoint 2 with
+    P2 = rho s (1 - s) + (1 - rho) f (1 - f) (compute left 1: no run can start)."""
+    sc, reg, rho, s, f = compute_hand_case("deploy")
+    p1 = rho * (1 - s) + (1 - rho) * (1 - f)
+    # deploy fallback: a first-run fail at checkpoint 2 is played on and deployed; the second run is
+    # deployed whatever it shows (any discard would leave 3 or 0 compute, less than a run)
+    a = analyze(sc, reg)
+    assert a.p_deploy_aligned == pytest.approx(rho * s * s + rho * s * (1 - s) + p1 * rho)
+    assert a.p_abstain == pytest.approx(0.0)
+    assert a.expected_runs == pytest.approx(1 + p1)
+    assert a.expected_compute == pytest.approx(4 * (1 - p1) + p1 * (1 + 4))
+    # abstain fallback: the same failures end the program with nothing deployed
+    sc, reg, *_ = compute_hand_case("abstain")
+    a = analyze(sc, reg)
+    p2 = rho * s * (1 - s) + (1 - rho) * f * (1 - f)
+    pass_both, pass_both_aligned = rho * s * s + (1 - rho) * f * f, rho * s * s
+    assert a.p_deploy_aligned == pytest.approx(pass_both_aligned * (1 + p1))
+    assert a.p_abstain == pytest.approx(p2 + p1 * (1 - pass_both))
+    # spent: 4 on a pass, 4 on a fail at 2, 1 + (a second run: 1 if it fails at 1, else 4) on a fail at 1
+    assert a.expected_compute == pytest.approx(4 * (1 - p1) + p1 * (1 + 1 * p1 + 4 * (1 - p1)))

@@ -23,7 +23,7 @@ from proxygym.agents.solver import solve
 from proxygym.envs.analysis import analyze
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.regimen import make_regimen
-from proxygym.envs.scenario import parse_scenario, shipped_scenarios
+from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
 from tests.v1_cases import (
     ONE_PERSISTENT_K2,
     SCENARIOS,
@@ -535,3 +535,21 @@ def test_references_reproduce_the_worked_example():
             assert out["expected_return"] == pytest.approx(numbers[1], abs=1e-12)  # default rewards
     assert ref.analyze("R")["likelihood_ratio"] == pytest.approx(23 / 7, rel=1e-12)
     assert ref.analyze("T")["likelihood_ratio"] == pytest.approx(93 / 37, rel=1e-12)
+
+
+def test_a_compute_budget_with_no_early_discard_is_a_run_budget():
+    """With no screens a run is always played to the end, so ``compute = B x (one full run)`` allows
+    exactly B runs: the analysis equals the v0 reference's closed forms with budget B, for each fallback."""
+    for name in ("sticky_values", "protocol_wins", "anti_training"):
+        data = load_scenario(name).model_dump(exclude={"expect", "compute"})
+        costs = [1, 2, 4][: len(data["phases"])]
+        for phase_, cost in zip(data["phases"], costs):
+            phase_["cost"] = cost
+        budget = 3
+        for fallback in ("deploy", "abstain"):
+            want = v0_analyze(data, "T,R,R" if len(data["phases"]) == 3 else "T", budget=budget, fallback=fallback)
+            sc = parse_scenario({**data, "budget": 1000, "compute": budget * sum(costs)})
+            got = analyze(sc, make_regimen(sc, "T,R,R" if len(data["phases"]) == 3 else "T", fallback=fallback))
+            for key in ("p_deploy_aligned", "p_deploy_misaligned", "p_abstain", "expected_runs", "expected_return"):
+                assert getattr(got, key) == pytest.approx(want[key], abs=1e-12), (name, fallback, key)
+            assert got.expected_compute == pytest.approx(got.expected_runs * sum(costs), abs=1e-12)
