@@ -23,12 +23,14 @@ class ProxyAlignmentEnv(gym.Env):
     it; at each checkpoint it sees every proxy's result and keeps, discards or deploys.
     Training on a proxy can raise the base rate of aligned models (while values are
     still plastic) but makes the proxy a worse test (misaligned models get shaped to
-    pass it); capable models may circumvent a test outright; discarding a run costs one
-    of a finite budget of runs. The reward is the TRUE alignment of the deployed model.
+    pass it); capable models may circumvent a test outright, and a model's test behaviour
+    can be a lasting trait rather than a fresh coin; discarding a run costs one of a finite
+    budget of runs and, where the scenario sets one, the compute spent so far. The reward is
+    the TRUE alignment of the deployed model.
 
     This is the essay "When is it Better to Train on the Alignment Proxy?" made into a
-    game: base rate, likelihood ratio, sticky values, circumvention and budget are all
-    parameters of a scenario file (see ``docs/model.md`` for every formula).
+    game: base rate, likelihood ratio, sticky values, circumvention, persistence and budget
+    are all parameters of a scenario file (see ``docs/model.md`` for every formula).
 
     ## Action Space
     ``MultiDiscrete([3] + [3] * k + [m])`` for k proxies and m ideas:
@@ -48,8 +50,8 @@ class ProxyAlignmentEnv(gym.Env):
 
     ## Observation Space
     A flat ``Box(0, 1, (n,), float32)``, see :class:`proxygym.envs.observation.ObservationLayout`
-    for every named slice. ``observation="history"``: the decision point, runs left, the
-    current run's idea, usages and test results so far, and per idea the passes and
+    for every named slice. ``observation="history"``: the decision point, runs left (and
+    compute left, where the scenario sets ``compute``), the current run's idea, usages and test results so far, and per idea the passes and
     fails seen in earlier runs. ``observation="belief"`` adds the exact Bayesian
     posterior: P(current model aligned), P(shaped) per proxy, each idea's posterior mean
     base rate. The hidden state (alignment, shaping, the ideas' true base rates) is
@@ -66,19 +68,21 @@ class ProxyAlignmentEnv(gym.Env):
     ``reward.abstain`` if the last run is discarded and nothing is deployed.
 
     ## Episode End
-    - Termination: a model is deployed, or a run is discarded with no budget left.
+    - Termination: a model is deployed, or a run is discarded when no other run can start
+      (``budget`` runs started, or, with a compute budget, less than one full run's compute left).
     - Truncation: none; an episode has at most ``budget * (T + 1)`` steps.
 
     ## Information
     Every step: ``p_aligned`` (exact posterior that the current model is aligned; 0.0
-    at a run's start), ``runs_used``, ``checkpoint``, ``invalid_action``. At the end,
+    at a run's start), ``runs_used``, ``checkpoint``, ``invalid_action``, and with a compute
+    budget ``compute_left``. At the end,
     also ``deployed`` (bool), ``aligned`` (the deployed model's true alignment, for
     logging only; False when nothing is deployed) and ``abstained`` (bool).
 
     ## Arguments
     ```python
     import gymnasium as gym
-    import envs  # registers ProxyAlignment-v0
+    import proxygym  # registers ProxyAlignment-v0
     env = gym.make("ProxyAlignment-v0", scenario="sticky_values", observation="belief",
                    render_mode="ansi")
     ```
@@ -92,7 +96,9 @@ class ProxyAlignmentEnv(gym.Env):
     - ``docs/model.md`` in this repository.
 
     ## Version History
-    - v0: initial version.
+    - v0: initial version. The world model's later fields (persistence, gates, faking,
+      transfer, phase costs and a compute budget) extend it: each defaults to the initial
+      behaviour, so every v0 scenario plays exactly as before.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}

@@ -47,14 +47,15 @@ class ProxyAlignmentVectorEnv(VectorEnv):
 
     ## Information
     Gymnasium's vector format: each key holds an array over programs and ``_key`` a mask
-    of the programs it is set for. Every step: ``p_aligned``, ``runs_used``,
-    ``checkpoint``, ``invalid_action`` (all programs; a program that autoresets reports its
-    reset values). Where an episode ends: ``deployed``, ``aligned``, ``abstained``.
+    of the programs it is set for. Every step, for all programs: ``p_aligned``,
+    ``runs_used``, ``checkpoint``, ``invalid_action`` and, with a compute budget,
+    ``compute_left`` (a program that autoresets reports its reset values). Where an
+    episode ends: ``deployed``, ``aligned``, ``abstained``.
 
     ## Arguments
     ```python
     import gymnasium as gym
-    import envs  # registers ProxyAlignment-v0 and its vector entry point
+    import proxygym  # registers ProxyAlignment-v0 and its vector entry point
     envs_ = gym.make_vec("ProxyAlignment-v0", num_envs=2000, vectorization_mode="vector_entry_point",
                          scenario="sticky_values", observation="belief")
     ```

@@ -44,3 +44,19 @@ def test_the_layout_table_matches_the_tree():
     modules = {str(p.relative_to(ROOT)) for d in ("envs", "agents", "proxygym") for p in (ROOT / d).glob("*.py")}
     modules = {m for m in modules if not m.endswith(("__init__.py", "__main__.py"))}
     assert modules <= named, sorted(modules - named)
+
+
+def test_the_v1_fields_example_is_a_valid_scenario():
+    """The README's YAML example of the later fields, with a name and a claim, loads and is analysed."""
+    import yaml
+
+    from proxygym.envs.analysis import analyze
+    from proxygym.envs.regimen import make_regimen
+    from proxygym.envs.scenario import parse_scenario
+
+    section = README.split("## Beyond the first model")[1].split("\n## ")[0]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    sc = parse_scenario({"name": "example", "title": "t", "claim": "c", **yaml.safe_load(block)})
+    assert sc.compute == 20 and sc.proxies[0].persistence == 0.8 and sc.proxies[0].transfer == {"probe": 0.5}
+    a = analyze(sc, make_regimen(sc, "TR,RR", screen={1: "cot_monitor"}))
+    assert 0.0 <= a.p_deploy_aligned <= 1.0 and a.expected_compute <= sc.compute
