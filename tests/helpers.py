@@ -42,6 +42,14 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     )
 
 
+def error_line(returncode: int, stdout: str, stderr: str, context=None) -> str:
+    """The one line a refused command prints: exit code 2, exactly one line on stderr, no traceback, nothing on stdout."""
+    lines = stderr.strip().splitlines()
+    assert returncode == 2, (context, returncode, stdout, stderr)
+    assert len(lines) == 1 and "Traceback" not in stderr and stdout == "", (context, stderr)
+    return lines[0]
+
+
 def run_concurrently(calls, workers: int = 3) -> list:
     """Call each of ``calls`` (functions of no argument, each running a subprocess) a few at a time;
     their results, in order. The subprocesses are real runs; only the waiting is shared."""

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from proxygym.envs.scenario import shipped_scenarios
-from tests.helpers import ANALYSIS_KEYS, hand_scenario, run_cli, run_concurrently
+from tests.helpers import ANALYSIS_KEYS, error_line, hand_scenario, run_cli, run_concurrently
 
 
 def write(tmp_path, data, name="hand"):
@@ -127,12 +127,9 @@ def malformed_runs(tmp_path_factory):
 @pytest.mark.parametrize("what,content,extra,fragments", MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_input_exits_2_with_one_line(malformed_runs, what, content, extra, fragments):
     res = malformed_runs[what]
-    assert res.returncode == 2, (res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert "Traceback" not in res.stderr and res.stdout == ""
+    line = error_line(res.returncode, res.stdout, res.stderr, what)
     for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
+        assert fragment in line, (fragment, line)
 
 
 def test_unknown_scenario_lists_the_shipped_ones():

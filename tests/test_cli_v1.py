@@ -19,7 +19,7 @@ from proxygym.agents.solver import solve
 from proxygym.envs.analysis import analyze, trajectory
 from proxygym.envs.regimen import ANTI, RESERVE, TRAIN, Regimen, make_regimen
 from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
-from tests.helpers import ANALYSIS_KEYS, ROOT, run_cli
+from tests.helpers import ANALYSIS_KEYS, ROOT, error_line, run_cli
 from tests.test_analysis import hand_scenario
 
 REGIMEN_KEYS = {"plan", "test", "screen", "idea", "budget", "compute", "fallback", "text"}
@@ -43,10 +43,7 @@ def ok(*args) -> dict:
 
 def one_line_error(*args) -> str:
     res = run_cli(*args)
-    assert res.returncode == 2, (res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in res.stderr and res.stdout == "", res.stderr
-    return lines[0]
+    return error_line(res.returncode, res.stdout, res.stderr, args)
 
 
 # -- the trajectory ------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ import sys
 import pytest
 import yaml
 
+from tests.helpers import error_line
+
 BASE = {
     "title": "t",
     "claim": "c",
@@ -105,12 +107,7 @@ def outcomes(tmp_path_factory):
 
 
 def check(outcome, name, path, allowed):
-    code, stdout, stderr = outcome
-    assert code == 2, (name, code, stdout, stderr)
-    lines = stderr.splitlines()
-    assert len(lines) == 1, (name, stderr)
-    assert "Traceback" not in stderr
-    line = lines[0]
+    line = error_line(*outcome, name)
     assert f"{name}.yaml" in line, line
     assert f"{path}:" in line, line
     assert allowed in line, line
