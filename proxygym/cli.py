@@ -117,9 +117,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         fallback=args.fallback,
     )
     result = analyze(scenario, regimen)
-    # The full form (both sides described, each with every key) whenever a --compare-* option or
-    # --trajectory is given; --compare PLAN2 alone keeps the original form (the first side's keys and "compare").
-    full = any(getattr(args, o) is not None for o in COMPARE_OPTIONS) or args.trajectory
     other = other_regimen = None
     if args.compare is not None or any(getattr(args, o) is not None for o in COMPARE_OPTIONS):
         other_regimen = _second_regimen(scenario, args)
@@ -127,6 +124,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         result.compare = compare(result, other)
     path = trajectory(scenario, regimen) if args.trajectory else None
     other_path = trajectory(scenario, other_regimen) if args.trajectory and other is not None else None
+    # JSON: the analysis keys; with a comparison or a trajectory also each side's regimen, the
+    # second side's every key ("second") and the log-impact split ("compare")
+    full = other is not None or args.trajectory
     if args.json:
         if not full:
             print(json.dumps(result.to_dict(), indent=2))
@@ -301,10 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group(
         "comparison with a second regimen",
         "Compare with a complete second regimen. Each option defaults to the first side's value; giving any of"
-        " them alone compares with the first plan. With a --compare-* option (or --trajectory), --json prints"
-        " the full form: the first side's keys and 'regimen', 'second' (the same for the second regimen) and"
-        " 'compare' (the log-impact split); --compare PLAN2 alone keeps the short form (the first side's keys"
-        " and 'compare').",
+        " them alone compares with the first plan. --json then prints the first side's keys and 'regimen',"
+        " 'second' (the same for the second regimen) and 'compare' (the log-impact split).",
     )
     g.add_argument("--compare", metavar="PLAN2", default=None, help="the second regimen's plan (default the first plan)")
     g.add_argument("--compare-test", metavar="NAMES", default=None, help="its test set (default --test; 'all', 'none')")

@@ -32,7 +32,7 @@ def test_analyze_compare_and_nulls(tmp_path):
     path = write(tmp_path, hand_scenario())
     res = run_cli("analyze", str(path), "--plan", "T", "--compare", "R", "--json")
     out = json.loads(res.stdout)
-    assert set(out) == ANALYSIS_KEYS | {"compare"}
+    assert set(out) == ANALYSIS_KEYS | {"regimen", "second", "compare"} and set(out["second"]) == ANALYSIS_KEYS | {"regimen"}
     assert set(out["compare"]) == {"log_posterior_odds_ratio", "base_rate_log_impact", "likelihood_log_impact"}
     assert out["compare"]["base_rate_log_impact"] == pytest.approx(0.485508, abs=1e-6)  # ln(1.625)
     # a base rate of 1 makes the prior odds undefined: null, not inf or NaN

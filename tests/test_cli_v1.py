@@ -276,9 +276,10 @@ def test_compare_options_default_to_the_first_side(tmp_path):
     assert "first" in text.splitlines()[4] and "second" in text.splitlines()[4]
 
 
-def test_compare_plan_alone_keeps_the_short_form(tmp_path):
+def test_compare_plan_alone_prints_both_sides(tmp_path):
     out = ok("analyze", "sticky_values", "--plan", "T,R,R", "--compare", "R", "--json")
-    assert set(out) == ANALYSIS_KEYS | {"compare"} and set(out["compare"]) == SPLIT_KEYS
+    assert set(out) == ANALYSIS_KEYS | {"regimen", "second", "compare"} and set(out["compare"]) == SPLIT_KEYS
+    assert out["regimen"]["plan"] == "T,R,R" and out["second"]["regimen"]["plan"] == "R,R,R"
 
 
 @pytest.mark.parametrize(
