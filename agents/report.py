@@ -311,10 +311,11 @@ def describe_policy(solution: Solution, scenario: Scenario | None = None, max_li
                 f"  run {run} (P reached {mass:.3f}; mean base rates {post}): idea {scenario.idea_names[pol.ideas[state]]},"
                 f" deploys from it with P {deploy_p:.3f}"
             )
-            if best[0] <= 0.0 or pol.runs_left(state) <= 1:
+            nxt = pol.after_discard(state, best[1], best[2]) if best[0] > 0.0 else -1
+            if nxt < 0:  # no discard, or none after which a run can start
                 break
             mass *= best[0]
-            state = pol.after_discard(state, best[1], best[2])
+            state = nxt
     return "\n".join(lines)
 
 

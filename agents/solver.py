@@ -12,11 +12,12 @@ transitions or test probabilities is derived here.
 
 State space
 -----------
-- A *program state* is where a run starts: ``(n, W)``, the runs not yet started (``n``,
-  counting the one about to start) and the per-idea posteriors ``W = (W_0 .. W_{m-1})``.
-  Each ``W_i`` is interned (rounded to 1e-12) into an integer id per idea, so a program
-  state is the key ``(n, (id_0, .., id_{m-1}))``. With known base rates every ``W_i`` is
-  the point mass and there are exactly ``B`` program states.
+- A *program state* is where a run starts: ``(n, c, W)``, the runs not yet started (``n``,
+  counting the one about to start), the compute left (``c``; 0 without a compute budget)
+  and the per-idea posteriors ``W = (W_0 .. W_{m-1})``. Each ``W_i`` is interned (rounded to
+  1e-12) into an integer id per idea, so a program state is the key
+  ``(n, c, (id_0, .., id_{m-1}))``. With known base rates and no compute budget every
+  ``W_i`` is the point mass and there are exactly ``B`` program states.
 - Within a run of idea ``i`` started from ``W_i``, the belief at checkpoint ``d`` is the
   node of a complete *run tree*: each phase branches on the usage code (``3^k``) and
   then on the result vector (``2^k``), so level ``d`` holds ``(3^k 2^k)^d`` nodes, indexed
@@ -28,16 +29,19 @@ State space
 
 Backward induction
 ------------------
-``V(0, W) = reward.abstain``. For ``n >= 1``, ``V(n, W) = max_i [-run_cost + Q_i]`` where
-``Q_i`` is the value of the root of idea ``i``'s tree, computed bottom-up with
-``discard(x) = V(n - 1, W with W_i replaced by the posterior at node x)``:
+Where no run can start (no run left, or less than a full run's compute) the value is
+``reward.abstain``. Otherwise ``V(n, c, W) = max_i [-run_cost + Q_i]`` where ``Q_i`` is the
+value of the root of idea ``i``'s tree, computed bottom-up with ``discard(x) = V(n - 1,
+c - spent(d), W with W_i replaced by the posterior at node x)`` for a node ``x`` at
+checkpoint ``d`` (``spent(d)``: the compute of phases ``1..d``, 0 without a compute budget):
 
 - final checkpoint ``T``: ``max(deploy(x), discard(x))``, ``deploy = P(A) R_aligned + (1 - P(A)) R_misaligned``;
 - checkpoint ``1..T-1``: ``max(discard(x), max_c sum_r P(r | x, c) value(child))``;
 - the run's start: ``max_c sum_r P(r | root, c) value(child)``.
 
-The program states are enumerated forward from the prior (layer ``n = B, B-1, .., 1``,
-every idea's every possible ending), then valued backward from ``n = 1``. Ties go to
+The program states are enumerated forward from the prior (layer ``n = B, B-1, ..``,
+every idea's every possible ending at every checkpoint), then valued backward from the
+last layer. Ties go to
 discarding at an early checkpoint (continuing gains nothing then; within 1e-12), to
 deploying at the final one, among usages to the lowest usage code (reserve first), and
 among ideas to the highest posterior mean base rate (then the first).
@@ -222,6 +226,8 @@ class SizeEstimate:
         """Raise :class:`ProxyGymError` (one line) when the solve would be too large."""
         T, k = len(scenario.phases), len(scenario.proxies)
         shape = f"k = {k} prox{'y' if k == 1 else 'ies'}, T = {T} phase{'' if T == 1 else 's'}, budget {scenario.budget}"
+        if scenario.compute is not None:
+            shape += f", compute {scenario.compute} (at most {most_runs(scenario)} runs)"
         if self.memory > MAX_MEMORY:
             raise ProxyGymError(
                 f"{scenario.source}: too large for the exact solver ({shape}): it would need about"
@@ -238,6 +244,15 @@ class SizeEstimate:
             )
 
 
+def most_runs(scenario: Scenario) -> int:
+    """The most runs a program can start: its budget, and with a compute budget no more than fit when
+    every run but the last is discarded at checkpoint 1 (the cheapest discard)."""
+    if scenario.compute is None:
+        return scenario.budget
+    fit = 1 + (scenario.compute - scenario.full_run_compute) // scenario.phases[0].cost
+    return min(scenario.budget, fit)
+
+
 def estimate_size(scenario: Scenario, _builder: "_Builder | None" = None) -> SizeEstimate:
     """Bound the work and memory of an exact solve from above, before solving.
 
@@ -246,7 +261,10 @@ def estimate_size(scenario: Scenario, _builder: "_Builder | None" = None) -> Siz
     likelihoods multiply), so with ``U_i`` distinct posteriors a run of idea ``i`` can end in
     (counted on the tree from the prior; 1 for a known base rate) and ``U = sum_i U_i``, there
     are at most ``S = C(U + B - 1, B - 1)`` program states, and idea ``i`` has at most
-    ``min(S, C(U_i + B - 1, B - 1))`` distinct posteriors, each one tree to build. Work:
+    ``min(S, C(U_i + B - 1, B - 1))`` distinct posteriors, each one tree to build. With a compute
+    budget ``B`` is the most runs that fit (:func:`most_runs`) and ``S`` is multiplied by the
+    values compute left can take (at most ``compute + 1``, and at most ``C(T + B - 1, B - 1)``,
+    the multisets of the checkpoints the runs so far were discarded at). Work:
     ``S m (N + PER_STATE) + builds (BUILD_PER_NODE N + PER_BUILD)``. Memory: the largest
     level's joints while a tree is built, the cached trees, and per program state one action
     per node plus BYTES_PER_STATE. Only the prior's own trees are built to count the
@@ -254,11 +272,15 @@ def estimate_size(scenario: Scenario, _builder: "_Builder | None" = None) -> Siz
     """
     dyn = Dynamics.of(scenario)
     N = tree_nodes(dyn)
-    m, B = dyn.n_ideas, scenario.budget
+    m, B = dyn.n_ideas, most_runs(scenario)
+    # With a compute budget a program state also has its compute left: at most compute + 1 values, and at
+    # most as many as the multisets of the checkpoints (the T kinds of discard) the runs so far ended at.
+    lefts = 1 if scenario.compute is None else min(scenario.compute + 1, math.comb(dyn.n_phases + B - 1, B - 1))
     width = max(len(v) for v in dyn.base_rate_values)
     build_bytes = tree_fan(dyn) ** dyn.n_phases * width * dyn.n_states * 8 * 3  # the last level's joints, 3 copies at once
     if build_bytes + N * TREE_BYTES_PER_NODE > MAX_MEMORY:
-        S = B if all(len(v) == 1 for v in dyn.base_rate_values) else math.comb(N * m + B - 1, B - 1)
+        known = all(len(v) == 1 for v in dyn.base_rate_values)
+        S = (B if known else math.comb(N * m + B - 1, B - 1)) * lefts
         return SizeEstimate(
             N, S, m, S * m * (N + PER_STATE), build_bytes + m * N * TREE_BYTES_PER_NODE + S * (N + BYTES_PER_STATE)
         )
@@ -269,7 +291,7 @@ def estimate_size(scenario: Scenario, _builder: "_Builder | None" = None) -> Siz
             U.append(1)
         else:
             U.append(len(builder.tree(i, builder.intern(i, dyn.base_rate_probs[i])).end_ids))
-    S = math.comb(sum(U) + B - 1, B - 1)
+    S = math.comb(sum(U) + B - 1, B - 1) * lefts
     builds = sum(1 if len(dyn.base_rate_values[i]) == 1 else min(S, math.comb(U[i] + B - 1, B - 1)) for i in range(m))
     work = S * m * (N + PER_STATE) + builds * (BUILD_PER_NODE * N + PER_BUILD)
     memory = build_bytes + builds * N * TREE_BYTES_PER_NODE + S * (N + BYTES_PER_STATE)
@@ -432,9 +454,9 @@ class Solution:
         (their ``mean_return`` equals ``value`` up to rounding)."""
         pol, r = self.policy, self.scenario.reward
         T = pol.dyn.n_phases
-        mass = {pol.root: 1.0}
+        mass = {pol.root: 1.0}  # program states where a run starts, and the chance to get there
         da = dm = ab = runs = 0.0
-        for n in range(self.scenario.budget, 0, -1):
+        while mass:  # each pass is one run more; a discard leads to a later state or, when no run can start, ends
             nxt: dict[int, float] = {}
             for state, pm in mass.items():
                 runs += pm
@@ -447,12 +469,11 @@ class Solution:
                     stop = live & (a == DEPLOY_CODE)
                     da += float((reach * tree.p_aligned[d])[stop].sum())
                     dm += float((reach * (1.0 - tree.p_aligned[d]))[stop].sum())
-                    gone = np.flatnonzero(live & (a == DISCARD_CODE))
-                    if n == 1:
-                        ab += float(reach[gone].sum())
-                    else:
-                        for x in gone:
-                            s2 = pol.after_discard(state, d, int(x))
+                    for x in np.flatnonzero(live & (a == DISCARD_CODE)):
+                        s2 = pol.after_discard(state, d, int(x))
+                        if s2 < 0:
+                            ab += float(reach[x])
+                        else:
                             nxt[s2] = nxt.get(s2, 0.0) + float(reach[x])
             mass = nxt
         ret = r.aligned * da + r.misaligned * dm + r.abstain * ab - r.run_cost * runs
@@ -524,10 +545,15 @@ def _solve(scenario: Scenario) -> Solution:
             options = []
             for i in range(m):
                 tree = builder.tree(i, ids[i])
-                disc = []  # per checkpoint d: the value of discarding there, per end posterior of the tree
-                for d in range(T + 1):
-                    children = [pol.next_key(key, i, e, d) for e in tree.end_ids] if d else []
-                    disc.append(np.array([r.abstain if c is None else pol.values[pol.index[c]] for c in children]))
+                # per checkpoint d: the value of discarding there, per end posterior of the tree (those the
+                # tree cannot end in at d are never read: 0)
+                disc = [np.zeros(0)]
+                for d in range(1, T + 1):
+                    here = set(tree.level_end_ids[d].tolist())
+                    children = [pol.next_key(key, i, e, d) if e in here else () for e in tree.end_ids.tolist()]
+                    disc.append(np.array([
+                        0.0 if c == () else r.abstain if c is None else pol.values[pol.index[c]] for c in children
+                    ]))
                 value, acts = _backward(tree, disc, r, T, C, R)
                 evaluated += tree.n_nodes
                 options.append((value - r.run_cost, i, acts))

@@ -22,8 +22,8 @@ from proxygym.envs.regimen import MAX_BUDGET, MAX_COMPUTE, PLAN_PATTERN, regimen
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-#: Limits that keep the exact belief state small (it has 2**(proxies+1) latent
-#: states and 3**proxies usages per phase; see docs/model.md, "Size").
+#: Limits that keep the exact belief state small (it has 2**(1 + proxies + persistent proxies)
+#: latent states and 3**proxies usages per phase; see docs/model.md, "Size").
 MAX_PROXIES = 4
 MAX_PHASES = 8
 MAX_IDEAS = 8
