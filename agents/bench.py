@@ -97,8 +97,7 @@ def run_bench(
 ) -> list[BenchResult]:
     """Every (scenario, strategy) pair. ``optimal`` is left out where the scenario is too large to
     solve, unless ``explicit`` (the user named it), when the solver's one-line error stands."""
-    if episodes < 2:
-        raise ProxyGymError(f"--episodes must be at least 2 (for an interval), got {episodes}")
+    check_episodes(episodes)
     # the optimum is left out where the scenario is too large to solve; asked for by name, the solver says so
     pairs = [(sc, name) for sc in scenarios for name in strategies
              if not (name == "optimal" and not explicit and optimal_value(sc) is None)]
@@ -109,6 +108,12 @@ def run_bench(
             out.append(run_pair(sc, strategy, episodes, seed))
             bar.update()
     return out
+
+
+def check_episodes(episodes: int) -> None:
+    """A benchmark needs at least 2 episodes per pair, for an interval; fewer is a one-line error."""
+    if episodes < 2:
+        raise ProxyGymError(f"--episodes must be at least 2 (for an interval), got {episodes}")
 
 
 def best_index(rows: list[BenchResult]) -> int:

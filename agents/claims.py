@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from proxygym.agents.bench import resolve_names, run_pair
+from proxygym.agents.bench import check_episodes, resolve_names, run_pair
 from proxygym.agents.strategies import make_strategy
 from proxygym.envs.analysis import analyze
 from proxygym.envs.observation import ObservationLayout
@@ -62,6 +62,7 @@ def check_claims(
     exact_only: bool = False,
 ) -> list[Claim]:
     """Check every ``expect`` entry of ``scenario`` (with ``exact_only``, only those whose both sides are fixed regimens)."""
+    check_episodes(episodes)
     layout = ObservationLayout.of(scenario, "belief")
     benchmarked: dict[str, tuple] = {}
     out = []

@@ -13,7 +13,7 @@ import numpy as np
 
 from proxygym.agents.bench import JSON_KEYS, BenchResult, best_index
 from proxygym.agents.solver import DEPLOY_CODE, DISCARD_CODE, Solution
-from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD
+from proxygym.envs.actions import CONTINUE, VERDICT_NAMES
 from proxygym.agents.summary import PolicySummary
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.regimen import ANTI, RESERVE, TRAIN, USAGE_LETTERS, usage_letters
@@ -171,11 +171,11 @@ def _usage_text(dyn: Dynamics, code: int) -> str:
     return usage_letters(dyn.usages[code])
 
 
-def _result_text(scenario: Scenario, r: int) -> str:
-    names = scenario.proxy_names
+def _result_text(dyn: Dynamics, r: int) -> str:
+    names, passed = dyn.scenario.proxy_names, dyn.results[r]
     if len(names) == 1:
-        return "pass" if r & 1 else "fail"
-    return " ".join(f"{name}{'+' if (r >> j) & 1 else '-'}" for j, name in enumerate(names))
+        return "pass" if passed[0] else "fail"
+    return " ".join(f"{name}{'+' if p else '-'}" for name, p in zip(names, passed))
 
 
 def describe_policy(solution: Solution, scenario: Scenario | None = None, max_lines: int = 40) -> str:
@@ -230,7 +230,7 @@ def describe_policy(solution: Solution, scenario: Scenario | None = None, max_li
             else:
                 what = f"continue, phase {phases[d + 1]} {_usage_text(dyn, b)}"
             lines.append(
-                f"{indent}checkpoint {d + 1} ({phases[d]}): {_result_text(scenario, res)}"
+                f"{indent}checkpoint {d + 1} ({phases[d]}): {_result_text(dyn, res)}"
                 f" [P {tree.prob[d + 1][y]:.3f}, reach {p:.3f}, P(aligned) {tree.p_aligned[d + 1][y]:.3f}] -> {what}"
             )
             if b >= 0:
@@ -341,7 +341,6 @@ def first_run(solution: Solution, scenario: Scenario | None = None) -> list[dict
     dyn, root = pol.dyn, pol.root
     tree = pol.tree(root)
     names = scenario.proxy_names
-    verdicts = {CONTINUE: "continue", DISCARD: "discard", DEPLOY: "deploy"}
 
     def point(d: int, x: int, results: list[dict], probability: float) -> dict:
         verdict, code = pol.action(root, d, x)
@@ -349,7 +348,7 @@ def first_run(solution: Solution, scenario: Scenario | None = None) -> list[dict
         return {
             "checkpoint": d,
             "results": results,
-            "verdict": verdicts[verdict],
+            "verdict": VERDICT_NAMES[verdict],
             "usages": usages,
             "probability": probability,
             "p_aligned": float(tree.p_aligned[d][x]),

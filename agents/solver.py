@@ -62,7 +62,7 @@ from proxygym.envs.belief import condition_joint, end_weights, predict_joint, st
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.outcomes import Outcomes, exact
-from proxygym.envs.regimen import ANTI
+from proxygym.envs.regimen import ANTI, can_start
 from proxygym.envs.scenario import Scenario, load_scenario
 
 #: Action codes stored per node: a usage code (>= 0), or one of these.
@@ -311,10 +311,9 @@ class Policy:
         self.dyn = dyn
         self._builder = builder
         sc = dyn.scenario
-        self.compute, self.full_run = sc.compute, sc.full_run_compute
-        # spent[d]: the compute a run has used by checkpoint d (0 without a compute budget, where it is not counted)
-        costs = [p.cost if sc.compute is not None else 0 for p in sc.phases]
-        self.spent = np.concatenate([[0], np.cumsum(costs)]).astype(np.int64)
+        self.budget, self.compute, self.full_run = sc.budget, sc.compute, sc.full_run_compute
+        # spent[d]: the compute a run has used by checkpoint d (not counted without a compute budget)
+        self.spent = sc.spent_by_checkpoint if sc.compute is not None else (0,) * (len(sc.phases) + 1)
         # state -> (runs left, compute left, per-idea posterior ids)
         self.keys: list[tuple[int, int, tuple[int, ...]]] = []
         self.index: dict[tuple[int, int, tuple[int, ...]], int] = {}
@@ -364,8 +363,8 @@ class Policy:
         return self.keys[state][1]
 
     def can_start(self, runs_left: int, compute_left: int) -> bool:
-        """Whether a run may start: a run left and, with a compute budget, one full run's compute."""
-        return runs_left >= 1 and (self.compute is None or compute_left >= self.full_run)
+        """Whether a run may start (:func:`proxygym.envs.regimen.can_start`) with ``runs_left`` runs not yet started."""
+        return can_start(self.budget - runs_left, compute_left, self.budget, self.compute, self.full_run)
 
     def next_key(self, key: tuple, idea: int, end_id: int, checkpoint: int) -> tuple | None:
         """The program state after a run of ``idea`` from ``key`` is discarded at ``checkpoint`` with the

@@ -25,7 +25,7 @@ from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, ActionLayout
 from proxygym.envs.analysis import analyze
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.observation import ObservationLayout
-from proxygym.envs.regimen import Regimen, make_regimen
+from proxygym.envs.regimen import Regimen, can_start, make_regimen
 from proxygym.envs.scenario import Scenario
 
 
@@ -239,7 +239,7 @@ class BayesThreshold(Strategy):
         key = (runs_left, compute_left)
         if key not in self._worth:
             sc = self.scenario
-            if runs_left == 0 or (compute_left is not None and compute_left < sc.full_run_compute):
+            if not can_start(sc.budget - runs_left, compute_left, sc.budget, sc.compute, sc.full_run_compute):
                 self._worth[key] = sc.reward.abstain
             else:
                 regimen = make_regimen(sc, "R", budget=runs_left, compute=compute_left)

@@ -28,11 +28,6 @@ def decision_kind(checkpoint, n_phases: int):
     return (checkpoint > 0) * 1 + (checkpoint == n_phases)  # * 1: arrays of bools would add as "or"
 
 
-def verdict_mask(checkpoint, n_phases: int) -> np.ndarray:
-    """``checkpoint.shape + (3,)``: which verdicts (continue, discard, deploy) are allowed at decision point(s) ``checkpoint``."""
-    return ALLOWED[decision_kind(checkpoint, n_phases)]
-
-
 def nearest_allowed(verdict, checkpoint, n_phases: int):
     """Map a verdict that is not allowed here to the one that stands for it (scalars or arrays alike).
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.outcomes import Outcomes, exact
-from proxygym.envs.regimen import ANTI, Regimen
+from proxygym.envs.regimen import ANTI, Regimen, can_start
 from proxygym.envs.scenario import Scenario
 
 
@@ -114,7 +114,7 @@ class ProgramOutcomes:
     compute: np.ndarray
 
 
-def program_outcomes(endings: RunEndings, regimen: Regimen, costs: list[int]) -> ProgramOutcomes:
+def program_outcomes(endings: RunEndings, regimen: Regimen, spent_by_checkpoint) -> ProgramOutcomes:
     """Rejection sampling under the budget of runs and, where set, of compute, exactly.
 
     A run may start while fewer than ``budget`` runs have started and, with a compute
@@ -125,12 +125,12 @@ def program_outcomes(endings: RunEndings, regimen: Regimen, costs: list[int]) ->
     Runs are independent given the base rate, so the program is a recursion over (compute
     left, runs started), evaluated from the states nearest the end.
     """
-    full_run = sum(costs)
-    spent = {d: sum(costs[:d]) for d in endings.fail}
+    full_run = spent_by_checkpoint[-1]
+    spent = {d: spent_by_checkpoint[d] for d in endings.fail}
     budget, compute = regimen.budget, regimen.compute
 
-    def can_start(left: int, used: int) -> bool:
-        return used < budget and (compute is None or left >= full_run)
+    def startable(left: int, used: int) -> bool:
+        return can_start(used, left, budget, compute, full_run)
 
     # Every (compute left, runs started) a run can start from, reachable from the program's start.
     start = (0 if compute is None else compute, 0)
@@ -139,7 +139,7 @@ def program_outcomes(endings: RunEndings, regimen: Regimen, costs: list[int]) ->
         left, used = frontier.pop()
         for d in endings.fail:
             nxt = (left if compute is None else left - spent[d], used + 1)
-            if can_start(*nxt) and nxt not in states:
+            if startable(*nxt) and nxt not in states:
                 states.add(nxt)
                 frontier.append(nxt)
     passed = endings.pass_aligned + endings.pass_misaligned
@@ -149,7 +149,7 @@ def program_outcomes(endings: RunEndings, regimen: Regimen, costs: list[int]) ->
         ab, runs, used_compute = np.zeros_like(da), np.ones_like(da), passed * full_run
         for d, fail in endings.fail.items():
             nxt = (left if compute is None else left - spent[d], used + 1)
-            if can_start(*nxt):
+            if startable(*nxt):
                 later = value[nxt]
                 da, dm, ab = da + fail * later.deploy_aligned, dm + fail * later.deploy_misaligned, ab + fail * later.abstain
                 runs = runs + fail * later.runs
@@ -176,7 +176,7 @@ def analyze(scenario: Scenario, regimen: Regimen) -> Analysis:
     rho = dyn.base_rate_values[regimen.idea]
     w = dyn.base_rate_probs[regimen.idea]
     ends = run_endings(dyn, regimen, rho)
-    prog = program_outcomes(ends, regimen, [p.cost for p in scenario.phases])
+    prog = program_outcomes(ends, regimen, scenario.spent_by_checkpoint)
 
     base_rate, p_misaligned = float(w @ ends.aligned), float(w @ ends.misaligned)
     p_pass_and_a, p_pass_and_m = float(w @ ends.pass_aligned), float(w @ ends.pass_misaligned)

@@ -10,8 +10,8 @@ independent of the others a priori, so the posterior factorizes (docs/model.md,
   pushed through the same transition matrices and test likelihoods as the env.
 
 The filter is written once, over a batch of N independent episodes
-(:class:`BatchBeliefFilter`, used by the vectorized env); :class:`BeliefFilter`, the
-single-episode filter of ``ProxyAlignmentEnv``, is its N = 1 case. Ideas whose base-rate
+(:class:`BatchBeliefFilter`); the single env uses it with N = 1, as it uses the rest of
+the rules (:mod:`proxygym.envs.core`). Ideas whose base-rate
 priors have different numbers of support values share one padded support axis: the
 padding has prior weight 0, so it stays 0 through every update and adds nothing to any sum.
 """
@@ -182,67 +182,3 @@ class BatchBeliefFilter:
         if not shaped:
             return marginal @ self._aligned, None, None
         return marginal @ self._aligned, marginal @ self._shaped, self.mean_base_rates
-
-
-class BeliefFilter:
-    """Exact posterior over the hidden state given the observable history of one episode.
-
-    The N = 1 case of :class:`BatchBeliefFilter`, with scalar arguments and read-outs.
-    """
-
-    def __init__(self, dynamics: Dynamics):
-        self.dyn = dynamics
-        self.batch = BatchBeliefFilter(dynamics, 1)
-
-    def reset(self) -> None:
-        """Forget everything: back to the scenario's priors, no run under way."""
-        self.batch.reset()
-
-    def start_run(self, idea: int) -> None:
-        self.batch.start_run(idea)
-
-    def advance(self, phase: int, usage_code: int, n_anti=None) -> None:
-        """Apply phase ``phase`` (0-based) under a usage code (``n_anti``: the run's anti-training before it)."""
-        self.batch.advance(phase, usage_code, n_anti=None if n_anti is None else np.asarray(n_anti)[None, :])
-
-    def observe(self, phase: int, n_anti: np.ndarray, results: np.ndarray) -> float:
-        """Condition on the test results at the end of ``phase``; returns their predictive probability."""
-        return float(self.batch.observe(phase, np.asarray(n_anti)[None, :], np.asarray(results)[None, :])[0])
-
-    def end_run(self) -> None:
-        """Fold the finished run's evidence into its idea's base-rate posterior."""
-        self.batch.end_run()
-
-    # -- state, as the unpadded per-episode objects ------------------------------
-    @property
-    def idea(self) -> int | None:
-        """The idea of the run under way, or None."""
-        i = int(self.batch.idea[0])
-        return None if i < 0 else i
-
-    @property
-    def joint(self) -> np.ndarray | None:
-        """``(support of the idea's base rate, S)`` joint posterior of the run under way, or None."""
-        i = self.idea
-        return None if i is None else self.batch.joint[0, : len(self.dyn.base_rate_values[i])].copy()
-
-    @property
-    def idea_weights(self) -> list[np.ndarray]:
-        """Per idea, the posterior over its base rate's support (finished runs only)."""
-        return [self.batch.weights[0, i, : len(v)].copy() for i, v in enumerate(self.dyn.base_rate_values)]
-
-    # -- read-outs ---------------------------------------------------------------
-    @property
-    def p_aligned(self) -> float:
-        """P(the current model is aligned | history); 0.0 when no run is under way."""
-        return float(self.batch.p_aligned[0])
-
-    @property
-    def p_shaped(self) -> np.ndarray:
-        """``(k,)`` P(the current model is shaped to pass proxy j | history); zeros when no run is under way."""
-        return self.batch.p_shaped[0]
-
-    @property
-    def mean_base_rates(self) -> np.ndarray:
-        """``(m,)`` posterior mean base rate of each idea, counting the run under way."""
-        return self.batch.mean_base_rates[0]

@@ -21,7 +21,7 @@ from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, NEAREST, ActionLayo
 from proxygym.envs.belief import BatchBeliefFilter, padded_support
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.observation import ObservationLayout
-from proxygym.envs.regimen import ANTI
+from proxygym.envs.regimen import ANTI, can_start
 from proxygym.envs.scenario import Scenario
 
 
@@ -197,10 +197,8 @@ class Programs:
         return out
 
     def can_start(self, rows: np.ndarray) -> np.ndarray:
-        """Whether each program ``rows`` may start another run: fewer than ``budget`` runs started and,
-        with a compute budget, at least one full run's compute left (docs/model.md, "Budgets")."""
-        ok = self.runs_used[rows] < self.budget
-        return ok if self.compute is None else ok & (self.compute_left[rows] >= self.full_run)
+        """Whether each program ``rows`` may start another run (:func:`proxygym.envs.regimen.can_start`)."""
+        return can_start(self.runs_used[rows], self.compute_left[rows], self.budget, self.compute, self.full_run)
 
     def _next_run(self, rows: np.ndarray) -> None:
         """Checkpoint 0 of the next run: nothing trained yet."""

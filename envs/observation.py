@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from proxygym.envs.dynamics import Dynamics
+from proxygym.envs.regimen import can_start
 
 OBSERVATION_MODES = ("history", "belief")
 
@@ -177,7 +178,7 @@ class ObservationLayout:
         run's compute left), so the program would end with nothing deployed."""
         runs_left = self.position(obs, self.budget)[1]
         left = self.compute_left(obs)
-        return (runs_left == 0) if left is None else (runs_left == 0) | (left < self.full_run)
+        return ~can_start(self.budget - runs_left, left, self.budget, self.compute, self.full_run)
 
     def decode(self, obs: np.ndarray) -> dict[str, np.ndarray]:
         """Split an observation into its named slots, each reshaped."""

@@ -33,6 +33,16 @@ MAX_COMPUTE = 100_000
 FALLBACKS = ("deploy", "abstain")
 
 
+def can_start(runs_used, compute_left, budget: int, compute: int | None, full_run: int):
+    """Whether a program may start another run (docs/model.md, "Budgets"): fewer than ``budget`` runs
+    started and, with a compute budget, at least one full run's compute (``full_run``) left.
+    Scalars give a bool, arrays an array."""
+    ok = np.asarray(runs_used) < budget
+    if compute is not None:
+        ok = ok & (np.asarray(compute_left) >= full_run)
+    return bool(ok) if np.ndim(ok) == 0 else ok
+
+
 @dataclass(frozen=True)
 class Regimen:
     """A fixed way of running the whole program.
@@ -173,7 +183,7 @@ def make_regimen(
         raise ScenarioError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
     if budget is not None and not 1 <= int(budget) <= MAX_BUDGET:
         raise ScenarioError(f"budget must be a whole number from 1 to {MAX_BUDGET}, got {budget!r}")
-    full_run = sum(p.cost for p in scenario.phases)
+    full_run = scenario.full_run_compute
     if compute is not None and not full_run <= int(compute) <= MAX_COMPUTE:
         raise ScenarioError(
             f"compute must be a whole number from {full_run} (one full run) to {MAX_COMPUTE}, got {compute!r}"

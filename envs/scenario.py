@@ -276,9 +276,17 @@ class Scenario(_Strict):
         return v
 
     @property
+    def spent_by_checkpoint(self) -> tuple[int, ...]:
+        """The compute a run has used by each checkpoint ``0..T``: the costs of the phases run so far."""
+        out = [0]
+        for p in self.phases:
+            out.append(out[-1] + p.cost)
+        return tuple(out)
+
+    @property
     def full_run_compute(self) -> int:
         """The compute one run played to the end uses: the sum of the phases' costs."""
-        return sum(p.cost for p in self.phases)
+        return self.spent_by_checkpoint[-1]
 
     @model_validator(mode="after")
     def _unique_names_and_plans(self) -> "Scenario":

@@ -11,7 +11,7 @@ import json
 import math
 import sys
 
-from proxygym.agents.bench import resolve_names, run_bench
+from proxygym.agents.bench import check_episodes, resolve_names, run_bench
 from proxygym.agents.claims import check_claims
 from proxygym.agents.files import write_bytes_atomic, write_text_atomic
 from proxygym.agents.plots import bench_plot
@@ -66,7 +66,7 @@ def _parse_screens(scenario, items: list[str], option: str = "--screen") -> dict
 
 
 #: The options that describe the second regimen of a comparison (each defaults to the first side's value).
-COMPARE_OPTIONS = ("compare_test", "compare_screen", "compare_idea", "compare_budget", "compare_fallback")
+COMPARE_OPTIONS = ("compare_test", "compare_screen", "compare_idea", "compare_budget", "compare_compute", "compare_fallback")
 
 
 def _second_regimen(scenario, args: argparse.Namespace):
@@ -80,6 +80,7 @@ def _second_regimen(scenario, args: argparse.Namespace):
                                   "--screen" if args.compare_screen is None else "--compare-screen"),
             idea=args.idea if args.compare_idea is None else args.compare_idea,
             budget=args.budget if args.compare_budget is None else args.compare_budget,
+            compute=args.compute if args.compare_compute is None else args.compare_compute,
             fallback=args.fallback if args.compare_fallback is None else args.compare_fallback,
         )
     except ScenarioError as err:
@@ -114,6 +115,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         screen=_parse_screens(scenario, args.screen),
         idea=args.idea,
         budget=args.budget,
+        compute=args.compute,
         fallback=args.fallback,
     )
     result = analyze(scenario, regimen)
@@ -212,6 +214,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
+    check_episodes(args.episodes)
     names = args.scenario or shipped_scenarios()
     failed = 0
     for name in names:
@@ -290,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--idea", default=None, help="the idea every run uses (default the first)")
     p.add_argument("--budget", type=int, default=None, help="override the scenario's budget of runs")
+    p.add_argument(
+        "--compute", type=int, default=None,
+        help="give the program this compute budget (phases cost their 'cost'; default: the scenario's, if any)",
+    )
     p.add_argument("--fallback", choices=("deploy", "abstain"), default="deploy", help="when the budget is spent with no pass")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
@@ -315,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--compare-idea", metavar="NAME", default=None, help="its idea (default --idea)")
     g.add_argument("--compare-budget", metavar="N", type=int, default=None, help="its budget (default --budget)")
+    g.add_argument("--compare-compute", metavar="N", type=int, default=None, help="its compute budget (default --compute)")
     g.add_argument("--compare-fallback", choices=("deploy", "abstain"), default=None, help="its fallback (default --fallback)")
     p.set_defaults(func=cmd_analyze)
 

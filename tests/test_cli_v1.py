@@ -481,3 +481,20 @@ def test_readme_numbers_come_from_the_commands_it_names():
     point = next(p for p in ok("solve", "budget_of_one", "--json")["first_run"] if p["results"] == [{"red_team_eval": True}])
     assert f'"probability": {point["probability"]:.4f}, "p_aligned": {point["p_aligned"]:.4f}' in solve_section
     assert '"usages": {"red_team_eval": "' + point["usages"]["red_team_eval"] + '"}' in solve_section
+
+
+def test_compute_options_reach_the_analysis():
+    """--compute and --compare-compute give each side its compute budget; a compute below one full run is refused."""
+    sc = load_scenario("sticky_values")
+    out = ok("analyze", "sticky_values", "--plan", "R", "--screen", "1:honesty_eval", "--compute", "7",
+             "--compare-compute", "12", "--json")
+    for side, compute in ((out, 7), (out["second"], 12)):
+        want = analyze(sc, make_regimen(sc, "R", screen={1: "honesty_eval"}, compute=compute))
+        assert side["regimen"]["compute"] == compute
+        assert side["expected_compute"] == pytest.approx(want.expected_compute, abs=1e-12)
+        assert side["expected_compute"] <= compute
+    assert "one full run" in one_line_error("analyze", "sticky_values", "--plan", "R", "--compute", "2")
+
+
+def test_claims_refuses_too_few_episodes():
+    assert "at least 2" in one_line_error("claims", "idea_screening", "--episodes", "1")

@@ -16,7 +16,8 @@ import proxygym
 from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
-from tests.helpers import hand_scenario
+from proxygym.envs.vector import ProxyAlignmentVectorEnv
+from tests.helpers import compute_scenario, hand_scenario, mixed_scenario, random_valid_actions
 
 MODES = ("history", "belief")
 
@@ -189,3 +190,17 @@ def test_one_namespace_beside_a_users_own_envs_and_agents(tmp_path):
     probe = "import importlib.util as u; print([n for n in ('envs', 'agents', 'scenarios', 'train') if u.find_spec(n)])"
     res = subprocess.run([sys.executable, "-c", probe], cwd=empty, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == "[]", (res.stdout, res.stderr)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_observation_kept_in_place_is_the_one_encoded_from_scratch(mode):
+    """The env writes each observation's slots in place as the rules change the state; after every step of
+    random play it equals the observation encoded afresh from the programs' state by the layout
+    (with persistent proxies, a compute budget, two proxies and autoresets)."""
+    for sc in (mixed_scenario(), compute_scenario()):
+        vec = ProxyAlignmentVectorEnv(32, sc, observation=mode)
+        obs, _ = vec.reset(seed=1)
+        rng = np.random.default_rng(1)
+        for _ in range(150):
+            assert np.array_equal(obs, vec.programs.encode())
+            obs, *_ = vec.step(random_valid_actions(rng, vec.action_masks(), vec.single_action_space.nvec))

@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 
 from proxygym.agents.claims import contender_regimen
 from proxygym.agents.regimen import RegimenAgent, play_batch
+from proxygym.agents.solver import solve
 from proxygym.agents.strategies import STRATEGIES, OptimalStrategy, make_strategy
 from proxygym.envs.analysis import analyze
 from proxygym.envs.dynamics import Dynamics
@@ -110,12 +111,13 @@ V1_CASES = [
 SHARES = {
     "regimens": {name: OUTCOMES * len(regs) for name, regs in REGIMENS.items()},
     "v1": OUTCOMES * len(V1_CASES),
+    "compute_optimal": OUTCOMES + len(ADAPTIVE),
     "optimal": {name: OUTCOMES + len(ADAPTIVE) for name in SHIPPED},
     "autoreset": 1,
     "filter": FILTER_EXAMPLES * FILTER_GROUPS,
 }
-COMPARISONS = (sum(SHARES["regimens"].values()) + SHARES["v1"] + sum(SHARES["optimal"].values()) + SHARES["autoreset"]
-               + SHARES["filter"])
+COMPARISONS = (sum(SHARES["regimens"].values()) + SHARES["v1"] + SHARES["compute_optimal"]
+               + sum(SHARES["optimal"].values()) + SHARES["autoreset"] + SHARES["filter"])
 Z = z_value(CONFIDENCE, comparisons=COMPARISONS)
 
 
@@ -227,6 +229,23 @@ def test_world_model_v1_agrees_with_the_exact_analysis():
         vec = ProxyAlignmentVectorEnv(EPISODES, sc, observation="history")
         returns, last = play_batch(vec, RegimenAgent(reg, vec.layout, sc.budget), seed=2000 + n)
         checks.outcomes(f"{sc.name} [{reg.describe(sc)}]", returns, last, exact.outcomes)
+    checks.done()
+
+
+def test_the_optimum_under_a_compute_budget():
+    """With a compute budget (an unknown base rate, a persistent proxy, early discards that buy runs), the
+    optimal strategy's outcomes are the solver's, and no adaptive strategy beats the solver's value."""
+    sc = compute_scenario(budget=3)  # a third run only after an early discard (1 + 4 + 4 = 9)
+    sol = solve(sc)
+    checks = Comparisons(SHARES["compute_optimal"])
+    vec = ProxyAlignmentVectorEnv(EPISODES, sc, observation="belief")
+    returns, last = play_batch(vec, OptimalStrategy(sc, vec.layout, seed=0, solution=sol), seed=4321)
+    assert not last["invalid_action"].any()
+    checks.outcomes("compute optimal", returns, last, sol.outcomes())
+    for strategy in ADAPTIVE:
+        vec = ProxyAlignmentVectorEnv(ADAPTIVE_EPISODES, sc, observation="belief")
+        returns, _ = play_batch(vec, make_strategy(strategy, sc, vec.layout, seed=12), seed=12)
+        checks.mean(f"compute {strategy}", returns, sol.value, at_most=True)
     checks.done()
 
 

@@ -28,7 +28,7 @@ from proxygym.agents.report import describe_policy
 from proxygym.agents.solver import estimate_size, solve
 from proxygym.agents.strategies import STRATEGIES, OptimalStrategy, Strategy
 from proxygym.envs.analysis import analyze
-from proxygym.envs.belief import BeliefFilter
+from proxygym.envs.belief import BatchBeliefFilter
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.observation import ObservationLayout
@@ -244,7 +244,7 @@ def test_run_tree_matches_the_filter():
     dyn = pol.dyn
     tree = pol.tree(pol.root)
     rng = np.random.default_rng(0)
-    f = BeliefFilter(dyn)
+    f = BatchBeliefFilter(dyn, 1)  # one episode
     for _ in range(20):
         f.reset()
         f.start_run(pol.idea(pol.root))
@@ -255,12 +255,12 @@ def test_run_tree_matches_the_filter():
             n_anti += dyn.usages[c] == ANTI
             f.advance(t, c)
             passed = ((r >> np.arange(dyn.n_proxies)) & 1).astype(bool)
-            z = f.observe(t, n_anti, passed)
+            z = f.observe(t, n_anti[None], passed[None])[0]
             codes.append(c)
             results.append(r)
             x = pol.node_index(codes, results)
             assert tree.prob[t + 1][x] == pytest.approx(z, rel=1e-12)
-            assert tree.p_aligned[t + 1][x] == pytest.approx(f.p_aligned, abs=1e-12)
+            assert tree.p_aligned[t + 1][x] == pytest.approx(f.p_aligned[0], abs=1e-12)
 
 
 def test_policy_queries_follow_the_filter():
@@ -270,10 +270,13 @@ def test_policy_queries_follow_the_filter():
     pol = sol.policy
     dyn = pol.dyn
     rng = np.random.default_rng(1)
+    def idea_weights(f):  # per idea, the posterior over its base rate's own support values
+        return [f.weights[0, i, : len(v)] for i, v in enumerate(dyn.base_rate_values)]
+
     for _ in range(20):
-        f = BeliefFilter(dyn)
+        f = BatchBeliefFilter(dyn, 1)  # one episode
         state = pol.root
-        assert pol.state_of(sc.budget, f.idea_weights) == state
+        assert pol.state_of(sc.budget, idea_weights(f)) == state
         while pol.runs_left(state) > 1:
             idea = pol.idea(state)
             f.start_run(idea)
@@ -284,12 +287,12 @@ def test_policy_queries_follow_the_filter():
                 c, r = int(rng.integers(dyn.n_usages)), int(rng.integers(2**dyn.n_proxies))
                 n_anti += dyn.usages[c] == ANTI
                 f.advance(t, c)
-                f.observe(t, n_anti, ((r >> np.arange(dyn.n_proxies)) & 1).astype(bool))
+                f.observe(t, n_anti[None], dyn.results[r][None])
                 codes.append(c)
                 results.append(r)
             f.end_run()
             state = pol.after_discard(state, d, pol.node_index(codes, results))
-            assert pol.state_of(pol.runs_left(state), f.idea_weights) == state
+            assert pol.state_of(pol.runs_left(state), idea_weights(f)) == state
         verdict, usage = pol.action(state, 0)
         assert verdict == 0 and 0 <= usage < dyn.n_usages
 

@@ -6,8 +6,10 @@ The project is used only through its public API: ``parse_scenario``, ``make_regi
 ``analyze``, ``Dynamics.initial/advance/pass_prob/aligned/shaped/n_states/usage_code`` and
 the documented state packing, the vector env with ``RegimenAgent``, and ``solve``.
 
-The compute budget (``compute``, phase ``cost``) is not implemented yet and is left out,
-except for its validation (tests/test_world_model_v1_input.py).
+The reference leaves the compute budget (``compute``, phase ``cost``) out: the compute
+budget is checked against a hand-worked case (tests/test_analysis.py), against the
+reference's run budget where no run ends early (below), by Monte Carlo
+(tests/test_monte_carlo.py), and for its validation (tests/test_world_model_v1_input.py).
 """
 
 from __future__ import annotations
