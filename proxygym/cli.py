@@ -14,7 +14,6 @@ import sys
 from proxygym.agents.bench import check_episodes, resolve_names, run_bench
 from proxygym.agents.claims import check_claims
 from proxygym.agents.files import write_bytes_atomic, write_text_atomic
-from proxygym.agents.plots import bench_plot
 from proxygym.agents.report import bench_csv, bench_json, describe_policy, first_run, format_markdown, format_tables
 from proxygym.agents.solver import estimate_size, solve
 from proxygym.envs.analysis import analyze, compare, trajectory, what_moved
@@ -240,6 +239,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.markdown:
         write_text_atomic(args.markdown, format_markdown(results))
     if args.plot:
+        from proxygym.agents.plots import bench_plot  # loads matplotlib: only when a plot is asked for
+
         write_bytes_atomic(args.plot, bench_plot(results))
     for label, path in (("json", args.json), ("csv", args.csv), ("markdown", args.markdown), ("plot", args.plot)):
         if path:
