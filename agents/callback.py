@@ -22,7 +22,7 @@ class AlignmentEvalCallback(BaseCallback):
 
     ``eval_freq`` counts environment steps over all the training envs (SB3's ``EvalCallback``
     counts calls, i.e. steps per env; here the division by ``n_envs`` is done for you). Every
-    evaluation plays the same ``eval_episodes`` seeds (``seed..``), so two evaluations differ
+    evaluation plays the same ``eval_episodes`` episodes (one vector env reset with ``seed``), so two evaluations differ
     only by the policy. The model with the best mean return so far is saved to
     ``best_model_path`` (if given), atomically. At the end of training, after a last evaluation
     if the final model has not been evaluated, the hyperparameters go to the HPARAMS tab with the

@@ -111,7 +111,8 @@ def summarize(
     seed: int = 0,
     optimal_return: float | None = None,
 ) -> PolicySummary:
-    """Play ``model``'s deterministic policy for ``episodes`` episodes (seeds ``seed..seed+episodes-1``) and summarize it."""
+    """Play ``model``'s deterministic policy for ``episodes`` episodes (all at once, one per program of a vector env
+    reset with ``seed``: :func:`~proxygym.agents.training.play_model`) and summarize it."""
     if episodes < 2:
         raise ProxyGymError(f"episodes must be at least 2 (for an interval), got {episodes}")
     scenario = load_scenario(scenario)

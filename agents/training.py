@@ -1,8 +1,11 @@
 """Stable-Baselines3 agents on ProxyAlignment-v0: the algorithms, the env each needs, and playing a trained model.
 
-``train.py`` (the CLI), the TensorBoard summaries and ``proxygym inspect`` all build
-environments and play models through this module, so an algorithm's quirks (DQN's
-Discrete actions, MaskablePPO's masks, RecurrentPPO's LSTM state) are handled in one place.
+``train.py`` (the CLI), the TensorBoard summaries and ``proxygym inspect`` all play models
+through this module (:func:`play_model`, batched in the vector env), so an algorithm's
+quirks (DQN's Discrete actions, MaskablePPO's masks, RecurrentPPO's LSTM state) are handled
+in one place. Training itself steps a batch of programs in :mod:`proxygym.agents.vec_env`;
+:func:`make_env` is the single env, for what needs one (SB3's env checker, rl-baselines3-zoo,
+the checks of a saved model's spaces).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.outcomes import Outcomes, measure
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.scenario import Scenario
+from proxygym.envs.vector import ProxyAlignmentVectorEnv
 
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 ALGOS = ("ppo", "a2c", "dqn", "maskable_ppo", "recurrent_ppo")
@@ -57,16 +61,17 @@ class FlattenAction(gym.ActionWrapper):
 
 
 def make_env(scenario: "str | Path | Scenario", algo: str, observation: str = "belief", **env_kwargs) -> gym.Env:
-    """One training env for ``algo`` (DQN's is wrapped in :class:`FlattenAction`)."""
+    """One single env for ``algo`` (DQN's is wrapped in :class:`FlattenAction`); train.py trains in
+    :func:`proxygym.agents.vec_env.make_vec_env` instead, which batches ``n_envs`` programs."""
     env = ProxyAlignmentEnv(scenario=scenario, observation=observation, **env_kwargs)
     return FlattenAction(env) if algo == "dqn" else env
 
 
-def env_action(algo: str, env: ProxyAlignmentEnv, action) -> np.ndarray:
-    """A model's action as the env's MultiDiscrete action."""
+def model_actions(algo: str, layout: ActionLayout, action, n: int) -> np.ndarray:
+    """A model's actions for ``n`` programs as the env's ``(n, 2 + k)`` MultiDiscrete actions (DQN's flat indexes unflattened)."""
     if algo == "dqn":
-        return env.programs.actions.unflatten(int(np.asarray(action).reshape(-1)[0]))
-    return np.asarray(action, dtype=np.int64).reshape(-1)
+        return layout.unflatten(np.asarray(action).reshape(n))
+    return np.asarray(action, dtype=np.int64).reshape(n, layout.size)
 
 
 @dataclass
@@ -89,11 +94,17 @@ class Rollouts:
     idea: list[int] = field(default_factory=list)
 
     def record(self, checkpoint: int, action: np.ndarray) -> None:
-        verdict, usage, idea = ActionLayout(self.n_proxies, self.n_ideas).decode(action)
-        self.checkpoint.append(checkpoint)
-        self.verdict.append(nearest_allowed(int(verdict), checkpoint, self.n_phases))
-        self.usage.append(np.asarray(usage))
-        self.idea.append(int(idea))
+        """One step: the decision point it was taken at and the action (the verdict as the env applies it)."""
+        self.record_batch(np.array([checkpoint]), np.asarray(action).reshape(1, -1))
+
+    def record_batch(self, checkpoint: np.ndarray, actions: np.ndarray) -> None:
+        """Steps of several programs at once: their decision points ``(n,)`` and actions ``(n, 2 + k)``."""
+        verdict, usage, idea = ActionLayout(self.n_proxies, self.n_ideas).decode(actions)
+        checkpoint = np.asarray(checkpoint, dtype=np.int64)
+        self.checkpoint.extend(checkpoint.tolist())
+        self.verdict.extend(np.asarray(nearest_allowed(verdict, checkpoint, self.n_phases)).reshape(-1).tolist())
+        self.usage.extend(np.asarray(usage, dtype=np.int64).reshape(len(checkpoint), self.n_proxies))
+        self.idea.extend(np.asarray(idea, dtype=np.int64).reshape(-1).tolist())
 
     def outcomes(self) -> Outcomes:
         """How the episodes ended (:func:`proxygym.envs.outcomes.measure`)."""
@@ -131,27 +142,49 @@ class Rollouts:
 
 
 def play_model(model, algo: str, scenario: Scenario, observation: str, episodes: int, seed: int = 0) -> Rollouts:
-    """Play a trained model's deterministic policy for ``episodes`` episodes in the single env."""
-    env = ProxyAlignmentEnv(scenario=scenario, observation=observation)
+    """Play a trained model's deterministic policy for ``episodes`` episodes, all at once.
+
+    The episodes are those of one :class:`~proxygym.envs.vector.ProxyAlignmentVectorEnv` of
+    ``episodes`` programs reset with ``seed``, one batched ``model.predict`` per step (with
+    each program's action mask for MaskablePPO, its LSTM state and episode start for
+    RecurrentPPO). Each program counts only its first episode (as
+    :func:`proxygym.agents.regimen.play_batch`), so the sample is unbiased, long episodes
+    included; programs whose episode has ended keep stepping (their steps are not recorded)
+    until the last one ends. Episode ``i`` of the result is program ``i``'s.
+    """
+    env = ProxyAlignmentVectorEnv(episodes, scenario=scenario, observation=observation)
+    layout = env.programs.actions
     out = Rollouts(env.n_phases, env.n_proxies, env.n_ideas)
-    for ep in range(episodes):
-        obs, info = env.reset(seed=seed + ep)
-        state, start, total, done = None, True, 0.0, False
-        while not done:
-            kwargs = {}
-            if algo == "maskable_ppo":
-                kwargs["action_masks"] = env.action_masks()
-            if algo == "recurrent_ppo":
-                kwargs.update(state=state, episode_start=np.array([start]))
-            action, state = model.predict(obs, deterministic=True, **kwargs)
-            action = env_action(algo, env, action)
-            out.record(info["checkpoint"], action)
-            obs, reward, terminated, truncated, info = env.step(action)
-            total += reward
-            start, done = False, terminated or truncated
-        out.returns.append(total)
-        out.deployed.append(bool(info["deployed"]))
-        out.aligned.append(bool(info["deployed"] and info["aligned"]))
-        out.abstained.append(bool(info["abstained"]))
-        out.runs.append(int(info["runs_used"]))
+    n = env.num_envs
+    total = np.zeros(n)
+    done = np.zeros(n, dtype=bool)
+    ends = {key: np.zeros(n, dtype=bool) for key in ("deployed", "aligned", "abstained")}
+    runs = np.zeros(n, dtype=np.int64)
+    obs, info = env.reset(seed=seed)
+    state, start, resetting = None, np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    while not done.all():
+        kwargs = {}
+        if algo == "maskable_ppo":
+            kwargs["action_masks"] = env.action_masks()
+        if algo == "recurrent_ppo":
+            kwargs.update(state=state, episode_start=start)
+        action, state = model.predict(obs, deterministic=True, **kwargs)
+        actions = model_actions(algo, layout, action, n)
+        live = ~done
+        out.record_batch(info["checkpoint"][live], actions[live])
+        obs, reward, terminated, truncated, info = env.step(actions)
+        total[live] += reward[live]
+        ended = live & (terminated | truncated)
+        if ended.any():
+            for key, value in ends.items():
+                value[ended] = info[key][ended]
+            runs[ended] = info["runs_used"][ended]
+            done |= ended
+        # next-step autoreset: the programs that ended at the last step start an episode at this one
+        start, resetting = resetting, terminated | truncated
+    out.returns.extend(total.tolist())
+    out.deployed.extend(ends["deployed"].tolist())
+    out.aligned.extend((ends["deployed"] & ends["aligned"]).tolist())
+    out.abstained.extend(ends["abstained"].tolist())
+    out.runs.extend(runs.tolist())
     return out

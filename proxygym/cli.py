@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", required=True, metavar="NAME", help="a shipped scenario's name or a YAML path")
     p.add_argument("--algo", default=None, help="the algorithm that saved MODEL (default: read from the file)")
     p.add_argument("--episodes", type=int, default=200, help="episodes to play (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="episode i is played with seed SEED + i (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="the seed of the batch the episodes are played in, all at once (default 0)")
     p.add_argument("--tensorboard-log", metavar="DIR", default=None, help="also write the summary to TensorBoard in DIR")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=_inspect)

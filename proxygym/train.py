@@ -30,7 +30,7 @@ from proxygym.agents.files import write_text_atomic
 from proxygym.agents.models import load_for_scenario, save_model_atomic
 from proxygym.agents.report import comparison_table
 from proxygym.agents.summary import BEST_EPISODES, BEST_SEED, heuristic_results, summarize
-from proxygym.agents.training import ALGOS, HYPERPARAMS_DIR, POLICIES, algo_class, make_env
+from proxygym.agents.training import ALGOS, HYPERPARAMS_DIR, POLICIES, algo_class
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.scenario import load_scenario
 
@@ -137,9 +137,9 @@ def train(args: argparse.Namespace) -> int:
     # -- setup (torch and SB3 load here, once the arguments are known to be good) --------
     import torch
     from stable_baselines3.common.callbacks import CheckpointCallback
-    from stable_baselines3.common.env_util import make_vec_env
 
     from proxygym.agents.callback import AlignmentEvalCallback
+    from proxygym.agents.vec_env import make_vec_env
 
     torch.set_num_threads(1)  # small MLPs: one thread is faster than two here
     model = None
@@ -155,10 +155,8 @@ def train(args: argparse.Namespace) -> int:
         raise ProxyGymError(f"observation must be history or belief, got {observation!r}")
     tb = args.tensorboard_log or None
     try:
-        vec_env = make_vec_env(
-            make_env, n_envs=n_envs, seed=args.seed,
-            env_kwargs=dict(scenario=scenario, algo=args.algo, observation=observation, **env_kwargs),
-        )
+        # the n_envs programs in one batched env (agents/vec_env.py), seeded by --seed
+        vec_env = make_vec_env(scenario, args.algo, n_envs, observation, seed=args.seed, **env_kwargs)
         if model is not None:
             model.set_env(vec_env)
             model.tensorboard_log = tb

@@ -15,8 +15,8 @@ from proxygym.agents.solver import solve
 from proxygym.agents.summary import summarize
 from proxygym.agents.training import POLICIES, algo_class, make_env
 from proxygym.envs.errors import ProxyGymError
-from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.scenario import load_scenario
+from proxygym.envs.vector import ProxyAlignmentVectorEnv
 from proxygym.inspection import inspect_model
 
 SCENARIO = "sticky_values"
@@ -37,12 +37,13 @@ def trained(tmp_path_factory):
     """PPO trained for 2048 steps on sticky_values (belief) with the callback; its TensorBoard run and files."""
     import torch
     from stable_baselines3 import PPO
-    from stable_baselines3.common.env_util import make_vec_env
+
+    from proxygym.agents.vec_env import make_vec_env
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("summary")
     scenario = load_scenario(SCENARIO)
-    venv = make_vec_env(lambda: make_env(scenario, "ppo", "belief"), n_envs=N_ENVS, seed=0)
+    venv = make_vec_env(scenario, "ppo", N_ENVS, "belief", seed=0)  # the batched env train.py uses
     hparams = {"n_steps": 512, "learning_rate": 3e-4, "net_arch": [64, 64]}
     model = PPO("MlpPolicy", venv, n_steps=512, batch_size=128, n_epochs=4, seed=0, tensorboard_log=str(root / "tb"))
     callback = AlignmentEvalCallback(
@@ -110,29 +111,32 @@ def test_the_best_model_is_saved_and_replays_the_best_mean_return(trained):
     assert not list(trained.root.glob(".best_model*"))  # no temporary file left behind
 
 
-def _count_by_hand(model, scenario: str, observation: str, episodes: int):
-    """Play the model and count what the env applied, from the env's own observations and info."""
-    env = ProxyAlignmentEnv(scenario, observation=observation)
+def _count_by_hand(model, scenario: str, observation: str, episodes: int, seed: int = 0):
+    """Play the model as the evaluation does, all the episodes at once in one vector env of ``episodes``
+    programs reset with ``seed``, each program's first episode counted, and count what the env applied
+    from its own observations and infos."""
+    env = ProxyAlignmentVectorEnv(episodes, scenario, observation=observation)
     T, k = env.n_phases, env.n_proxies
     usage = np.zeros((T, k, 3))
     reached, discarded = np.zeros(T + 1), np.zeros(T + 1)
-    returns, aligned = [], []
-    for ep in range(episodes):
-        obs, info = env.reset(seed=ep)
-        done, total = False, 0.0
-        while not done:
-            d = info["checkpoint"]
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, info = env.step(action)
-            total += reward
-            done = terminated or truncated
+    returns, aligned = np.zeros(episodes), np.zeros(episodes, dtype=bool)
+    obs, info = env.reset(seed=seed)
+    done = np.zeros(episodes, dtype=bool)
+    while not done.all():
+        before = info["checkpoint"]
+        action, _ = model.predict(obs, deterministic=True)
+        obs, reward, terminated, truncated, info = env.step(action)
+        for i in np.flatnonzero(~done):
+            d = before[i]
+            returns[i] += reward[i]
             reached[d] += d >= 1
-            if info["checkpoint"] == d + 1 and not done:  # phase d + 1 ran: its usage is now in the observation
-                usage[d] += env.layout.decode(obs)["usage"][d]
-            elif d >= 1 and not info.get("deployed", False):
+            if info["checkpoint"][i] == d + 1 and not terminated[i]:  # phase d + 1 ran: its usage is in the observation
+                usage[d] += env.layout.decode(obs[i])["usage"][d]
+            elif d >= 1 and not (terminated[i] and info["deployed"][i]):
                 discarded[d] += 1
-        returns.append(total)
-        aligned.append(info["deployed"] and info["aligned"])
+            if terminated[i]:
+                aligned[i] = info["deployed"][i] and info["aligned"][i]
+        done |= terminated | truncated
     runs = usage.sum(axis=2, keepdims=True)
     shares = np.divide(usage, runs, out=np.zeros_like(usage), where=runs > 0)
     return shares, discarded[1:] / np.maximum(reached[1:], 1), float(np.mean(returns)), float(np.mean(aligned))

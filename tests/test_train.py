@@ -54,10 +54,26 @@ def test_default_run_as_a_subprocess(tmp_path):
     assert steps == list(range(512, total + 1, 512)), steps
 
 
+def count_adapter_steps(monkeypatch) -> list:
+    """Count the steps of the batched SB3 env (agents/vec_env.py) and the programs each advanced."""
+    from proxygym.agents.vec_env import ProxyAlignmentSB3VecEnv
+
+    steps, step_wait = [], ProxyAlignmentSB3VecEnv.step_wait
+
+    def counted(self):
+        steps.append(self.num_envs)
+        return step_wait(self)
+
+    monkeypatch.setattr(ProxyAlignmentSB3VecEnv, "step_wait", counted)
+    return steps
+
+
 @pytest.mark.parametrize("algo", [a for a in ALGOS if a != "ppo"])
-def test_every_algorithm_trains_saves_loads_and_plays(tmp_path, algo):
+def test_every_algorithm_trains_saves_loads_and_plays(tmp_path, algo, monkeypatch):
+    steps = count_adapter_steps(monkeypatch)
     code = train.main(["--algo", algo, *QUICK, "--n-envs", "2", "--log-folder", str(tmp_path), "--tensorboard-log", ""])
     assert code == 0
+    assert steps and set(steps) == {2} and 2 * len(steps) >= 1024  # trained in one batched env of 2 programs
     folder = tmp_path / algo / "sticky_values_1"
     model = algo_class(algo).load(folder / "model.zip")
     observation = yaml.safe_load((folder / "config.yml").read_text())["env_kwargs"]["observation"]
@@ -65,12 +81,14 @@ def test_every_algorithm_trains_saves_loads_and_plays(tmp_path, algo):
     assert len(played.returns) == 5 and all(r in (0.0, 1.0) for r in played.returns)
 
 
-def test_resume_continues_the_step_count(tmp_path):
+def test_resume_continues_the_step_count(tmp_path, monkeypatch):
+    steps = count_adapter_steps(monkeypatch)
     assert train.main([*QUICK, "--progress", "--log-folder", str(tmp_path), "--tensorboard-log", ""]) == 0
     first = tmp_path / "ppo" / "sticky_values_1" / "model.zip"
     assert train.main([*QUICK, "--trained-agent", str(first), "--log-folder", str(tmp_path), "--tensorboard-log", ""]) == 0
     second = algo_class("ppo").load(tmp_path / "ppo" / "sticky_values_2" / "model.zip")
     assert second.num_timesteps >= 2 * 1024
+    assert sum(steps) == second.num_timesteps  # every step of both runs taken in the batched env
     assert algo_class("ppo").load(first).num_timesteps < second.num_timesteps
 
 

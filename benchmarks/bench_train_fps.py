@@ -1,0 +1,106 @@
+"""PPO training speed (environment steps per second) on ProxyAlignment-v0, SB3's DummyVecEnv against the batched env, next to CartPole-v1.
+
+    python benchmarks/bench_train_fps.py [--rounds 5] [--steps 20000] [--n-envs 8] [--scenario sticky_values]
+
+Three setups train PPO from scratch for ``--steps`` steps (PPO rounds up to whole rollouts)
+with the same settings, those of ``agents/hyperparams/ppo.yml``'s ``default`` entry
+(MlpPolicy, n_steps 256, batch 256, 10 epochs, ...), one torch thread, and ``--n-envs`` envs:
+
+- ``old``: ProxyAlignment-v0 as SB3's ``make_vec_env`` builds it, a ``DummyVecEnv`` of single
+  envs (``agents.training.make_env``) each under a ``Monitor`` (what train.py used before);
+- ``new``: ProxyAlignment-v0 in the batched adapter train.py uses (``agents.vec_env.make_vec_env``:
+  one ``ProxyAlignmentVectorEnv`` of ``--n-envs`` programs under a ``VecMonitor``);
+- ``cartpole``: CartPole-v1 in SB3's ``make_vec_env`` (a DummyVecEnv), the reference.
+
+Only ``model.learn`` is timed (no evaluation). The setups are timed in interleaved rounds,
+the order rotating each round, so a machine shared with other jobs slows them alike; each
+setup's fps is the median over rounds and each ratio the median of the per-round ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from proxygym.agents.training import HYPERPARAMS_DIR, make_env  # noqa: E402
+
+SETUPS = ("old", "new", "cartpole")
+
+
+def ppo_settings() -> dict:
+    """The PPO keyword arguments of ppo.yml's default entry (without what is not PPO's)."""
+    params = dict(yaml.safe_load((HYPERPARAMS_DIR / "ppo.yml").read_text())["default"])
+    for key in ("n_timesteps", "n_envs", "env_kwargs", "policy"):
+        params.pop(key, None)
+    return params
+
+
+def build_env(setup: str, scenario: str, n_envs: int, seed: int):
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+
+    from proxygym.agents.vec_env import make_vec_env
+
+    if setup == "old":
+        return sb3_make_vec_env(make_env, n_envs=n_envs, seed=seed,
+                                env_kwargs=dict(scenario=scenario, algo="ppo", observation="belief"))
+    if setup == "new":
+        return make_vec_env(scenario, "ppo", n_envs, "belief", seed=seed)
+    return sb3_make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
+
+
+def train_fps(setup: str, scenario: str, n_envs: int, steps: int, seed: int) -> float:
+    """Train PPO from scratch in ``setup``'s env; its environment steps per second of ``model.learn``."""
+    from stable_baselines3 import PPO
+
+    env = build_env(setup, scenario, n_envs, seed)
+    model = PPO("MlpPolicy", env, seed=seed, verbose=0, **ppo_settings())
+    start = time.perf_counter()
+    model.learn(steps)
+    elapsed = time.perf_counter() - start
+    env.close()
+    return model.num_timesteps / elapsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20_000, help="training steps per run (PPO rounds up to whole rollouts)")
+    parser.add_argument("--n-envs", type=int, default=8)
+    parser.add_argument("--scenario", default="sticky_values")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)  # as train.py
+    for setup in SETUPS:  # warm-up: imports, first allocations
+        train_fps(setup, args.scenario, args.n_envs, args.n_envs * ppo_settings()["n_steps"], args.seed)
+    fps: dict[str, list[float]] = {s: [] for s in SETUPS}
+    for r in range(args.rounds):
+        order = SETUPS[r % len(SETUPS):] + SETUPS[: r % len(SETUPS)]
+        for setup in order:
+            fps[setup].append(train_fps(setup, args.scenario, args.n_envs, args.steps, args.seed))
+        print(f"round {r + 1}: " + ", ".join(f"{s} {fps[s][-1]:,.0f}" for s in SETUPS), flush=True)
+
+    def ratio(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(fps[a], fps[b]))
+
+    med = {s: statistics.median(v) for s, v in fps.items()}
+    print(f"\nPPO, {args.steps} steps, {args.n_envs} envs, median of {args.rounds} interleaved rounds (steps/s of model.learn)")
+    print(f"ProxyAlignment-v0 ({args.scenario}), DummyVecEnv of single envs (old): {med['old']:10,.0f}")
+    print(f"ProxyAlignment-v0 ({args.scenario}), batched vector env (new):          {med['new']:10,.0f}")
+    print(f"CartPole-v1, DummyVecEnv:                                         {med['cartpole']:10,.0f}")
+    print(f"ratio new / old:                {ratio('new', 'old'):8.3f}")
+    print(f"ratio ProxyGym old / CartPole:  {ratio('old', 'cartpole'):8.3f}")
+    print(f"ratio ProxyGym new / CartPole:  {ratio('new', 'cartpole'):8.3f}")
+
+
+if __name__ == "__main__":
+    main()

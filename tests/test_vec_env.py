@@ -1,0 +1,271 @@
+"""The SB3 VecEnv adapter over the vector env (agents/vec_env.py): same-step autoreset, infos, masks, DQN's
+flat actions, seeding, the outcome distribution of its episodes, and a short SB3 run of every algorithm."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from proxygym.agents.regimen import RegimenAgent
+from proxygym.agents.training import ALGOS, POLICIES, algo_class
+from proxygym.agents.vec_env import ProxyAlignmentSB3VecEnv, make_vec_env
+from proxygym.envs.analysis import analyze
+from proxygym.envs.outcomes import Z95
+from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
+from proxygym.envs.regimen import make_regimen
+from proxygym.envs.scenario import load_scenario
+from proxygym.envs.vector import ProxyAlignmentVectorEnv
+from tests.helpers import compute_scenario, mixed_scenario, random_valid_actions, z_value
+
+SCENARIOS = {"sticky_values": lambda: load_scenario("sticky_values"), "mixed": mixed_scenario, "compute": compute_scenario}
+
+
+def _actions(rng, masks, nvec, invalid_share=0.2):
+    actions = random_valid_actions(rng, masks, nvec)
+    bad = rng.random(len(actions)) < invalid_share
+    actions[bad, 0] = rng.integers(3, size=bad.sum())  # verdicts that may not be allowed
+    return actions
+
+
+@pytest.mark.parametrize("mode", ["history", "belief"])
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_one_program_plays_the_single_env_reset_by_hand(name, mode):
+    """One program with the same seed and actions plays the single env's trajectories, reset by hand when an
+    episode ends: each terminal observation is the single env's last one, the next observation its reset one,
+    and the infos are the single env's (plus the terminal observation), with SB3's types."""
+    sc = SCENARIOS[name]()
+    single = ProxyAlignmentEnv(sc, observation=mode)
+    adapter = ProxyAlignmentSB3VecEnv(sc, "ppo", 1, mode)
+    adapter.seed(7)
+    obs = adapter.reset()
+    o, inf = single.reset(seed=7)
+    assert np.array_equal(obs[0], o) and adapter.reset_infos[0] == inf
+    rng = np.random.default_rng(7)
+    episodes = 0
+    for _ in range(300):
+        action = _actions(rng, adapter.action_masks(), adapter.venv.single_action_space.nvec)
+        assert np.array_equal(adapter.env_method("action_masks")[0], single.action_masks())
+        obs, rewards, dones, infos = adapter.step(action)
+        o, r, t, tr, inf = single.step(action[0])
+        assert obs.dtype == np.float32 and rewards.dtype == np.float32 and dones.dtype == bool
+        assert rewards[0] == np.float32(r) and dones[0] == t
+        info = dict(infos[0])
+        if t:
+            episodes += 1
+            last = info.pop("terminal_observation")
+            assert np.array_equal(last, o)  # the real last observation
+            assert info.pop("TimeLimit.truncated") is False
+            o, reset_info = single.reset()
+            assert adapter.reset_infos[0] == reset_info
+        assert info == inf and all(type(info[k]) is type(inf[k]) for k in inf)
+        assert np.array_equal(obs[0], o)
+    assert episodes > 20
+
+
+@pytest.mark.parametrize("name", ["sticky_values", "mixed"])
+def test_many_programs_play_the_vector_env_reset_where_episodes_end(name):
+    """N programs against the vector env stepped by hand with the same seed and actions, each program that
+    ends reset at once (``reset_mask``): observations, rewards, ends, infos and terminal observations."""
+    sc, n = SCENARIOS[name](), 16
+    adapter = ProxyAlignmentSB3VecEnv(sc, "ppo", n, "belief")
+    adapter.seed(3)
+    ref = ProxyAlignmentVectorEnv(n, sc, observation="belief")
+    obs = adapter.reset()
+    ref_obs, _ = ref.reset(seed=3)
+    assert np.array_equal(obs, ref_obs)
+    rng = np.random.default_rng(3)
+    ended = 0
+    for _ in range(200):
+        actions = _actions(rng, ref.action_masks(), ref.single_action_space.nvec)
+        assert np.array_equal(np.stack(adapter.env_method("action_masks")), ref.action_masks())
+        obs, rewards, dones, infos = adapter.step(actions)
+        ref_obs, ref_rewards, terminated, truncated, info = ref.step(actions)
+        assert not truncated.any() and np.array_equal(dones, terminated)
+        np.testing.assert_array_equal(rewards, ref_rewards.astype(np.float32))
+        for i in range(n):
+            expected = {k: info[k][i].item() for k in info if not k.startswith("_") and info[f"_{k}"][i]}
+            got = {k: v for k, v in infos[i].items() if k not in ("terminal_observation", "TimeLimit.truncated")}
+            assert got == expected
+            assert ("terminal_observation" in infos[i]) == terminated[i]
+            if terminated[i]:
+                assert np.array_equal(infos[i]["terminal_observation"], ref_obs[i])
+        if terminated.any():
+            ended += terminated.sum()
+            ref_obs, _ = ref.reset(options={"reset_mask": terminated})
+        assert np.array_equal(obs, ref_obs)
+    assert ended > 100
+
+
+def test_dqn_steps_with_flat_actions():
+    """algo="dqn": one Discrete index per program, played as its unflattened MultiDiscrete action."""
+    sc = load_scenario("sticky_values")
+    flat, multi = ProxyAlignmentSB3VecEnv(sc, "dqn", 8), ProxyAlignmentSB3VecEnv(sc, "ppo", 8)
+    layout = flat.venv.programs.actions
+    assert flat.action_space.n == layout.n_flat
+    flat.seed(1), multi.seed(1)
+    assert np.array_equal(flat.reset(), multi.reset())
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        index = rng.integers(layout.n_flat, size=8)
+        a, b = flat.step(index), multi.step(layout.unflatten(index))
+        for x, y in zip(a[:3], b[:3]):
+            assert np.array_equal(x, y)
+        assert [i.get("invalid_action") for i in a[3]] == [i.get("invalid_action") for i in b[3]]
+
+
+def test_seeding_and_the_rest_of_the_vec_env_api():
+    sc = load_scenario("sticky_values")
+    runs = []
+    for _ in range(2):
+        env = make_vec_env(sc, "ppo", 4, "history", seed=11)
+        rng = np.random.default_rng(0)
+        seen = [env.reset()]
+        for _ in range(30):
+            seen.append(env.step(_actions(rng, np.stack(env.env_method("action_masks")), env.action_space.nvec))[0])
+        runs.append(np.stack(seen))
+    assert np.array_equal(*runs)
+    base = env.unwrapped
+    assert isinstance(base, ProxyAlignmentSB3VecEnv)
+    assert env.get_attr("render_mode") == [None] * 4 and env.has_attr("action_masks")
+    assert env.get_attr("n_phases", indices=[1, 2]) == [3, 3]
+    assert env.env_is_wrapped(ProxyAlignmentEnv) == [False] * 4
+    assert len(env.env_method("action_masks", indices=[0, 3])) == 2
+    env.set_attr("budget", base.venv.budget)
+    with pytest.raises(ValueError, match="all of them"):
+        env.set_attr("budget", 1, indices=[0])
+    with pytest.warns(UserWarning):
+        assert env.render() is None
+    env.close()
+
+
+# -- the outcome distribution ---------------------------------------------------------------------------
+PROGRAMS = 4000
+EPISODE_INDEX = (0, 1, 2)  # each program's first, second and third episode (the last two after autoresets)
+CHECKED = [
+    ("sticky_values", lambda sc: make_regimen(sc, "T,R,R")),
+    ("sticky_values", lambda sc: make_regimen(sc, "A", fallback="abstain")),
+    ("mixed", lambda sc: make_regimen(sc, "AT,RR,TR", test="probe", screen={2: "ask,probe"}, idea="coin",
+                                      fallback="abstain")),
+]
+Z = z_value(0.99, comparisons=len(CHECKED) * len(EPISODE_INDEX) * 5)
+
+
+@pytest.mark.parametrize("case", range(len(CHECKED)))
+def test_the_adapters_episodes_have_the_exact_outcome_distribution(case):
+    """A fixed regimen played through the adapter with SB3's same-step autoreset: each program's first, second
+    and third episode (each an unbiased sample: a program's episodes are independent and alike) against the exact
+    analysis, within Bonferroni intervals at 99% over the module's comparisons."""
+    name, build = CHECKED[case]
+    sc = SCENARIOS[name]()
+    reg = build(sc)
+    sc = sc.model_copy(update={"budget": reg.budget})
+    exact = analyze(sc, reg).outcomes
+    env = ProxyAlignmentSB3VecEnv(sc, "ppo", PROGRAMS, "history")
+    env.seed(100 + case)
+    agent = RegimenAgent(reg, env.venv.layout, reg.budget)
+    k = len(EPISODE_INDEX)
+    returns, runs = np.zeros((k, PROGRAMS)), np.zeros((k, PROGRAMS))
+    ending = np.zeros((k, PROGRAMS), dtype=np.int64)  # 0 deploy aligned, 1 deploy misaligned, 2 abstain
+    episode, total = np.zeros(PROGRAMS, dtype=np.int64), np.zeros(PROGRAMS)
+    obs = env.reset()
+    while (episode < k).any():
+        obs, rewards, dones, infos = env.step(agent(obs))
+        assert not any(i["invalid_action"] for i in infos)
+        total += rewards
+        for i in np.flatnonzero(dones & (episode < k)):
+            e, info = episode[i], infos[i]
+            returns[e, i], runs[e, i] = total[i], info["runs_used"]
+            ending[e, i] = 2 if info["abstained"] else (0 if info["aligned"] else 1)
+            assert info["deployed"] != info["abstained"]
+        total[dones] = 0.0
+        episode += dones
+    failures = []
+    for e in range(k):
+        for code, p in enumerate((exact.p_deploy_aligned, exact.p_deploy_misaligned, exact.p_abstain)):
+            share = np.mean(ending[e] == code)
+            if abs(share - p) > Z * math.sqrt(p * (1 - p) / PROGRAMS) + 0.5 / PROGRAMS:
+                failures.append(f"episode {e} ending {code}: {share:.4f} vs {p:.4f}")
+        for label, values, target in (("runs", runs[e], exact.mean_runs), ("return", returns[e], exact.mean_return)):
+            half = Z * max(values.std(ddof=1), 1e-9) / math.sqrt(PROGRAMS) + 1e-9
+            if abs(values.mean() - target) > half:
+                failures.append(f"episode {e} {label}: {values.mean():.4f} vs {target:.4f} (+- {half:.4f})")
+    assert not failures, "\n".join(failures)
+
+
+# -- SB3 through the adapter ------------------------------------------------------------------------
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_algorithm_learns_through_the_adapter(algo):
+    """A real (short) SB3 run per algorithm; the same seed gives the same trained policy."""
+    import torch
+
+    torch.set_num_threads(1)
+    small = dict(
+        ppo=dict(n_steps=32, batch_size=64), a2c=dict(n_steps=8), maskable_ppo=dict(n_steps=32, batch_size=64),
+        recurrent_ppo=dict(n_steps=32, batch_size=64), dqn=dict(buffer_size=1000, learning_starts=64, train_freq=4),
+    )[algo]
+    params = []
+    for _ in range(2):
+        env = make_vec_env("sticky_values", algo, 4, "belief", seed=5)
+        model = algo_class(algo)(POLICIES.get(algo, "MlpPolicy"), env, seed=5, **small)
+        model.learn(256)
+        assert model.num_timesteps >= 256 and isinstance(model.get_env().unwrapped, ProxyAlignmentSB3VecEnv)
+        assert len(model.ep_info_buffer) > 0  # VecMonitor's episode returns reach SB3's logger
+        params.append(torch.nn.utils.parameters_to_vector(model.policy.parameters()).detach().clone())
+    assert torch.equal(*params)
+
+
+# -- the batched evaluation (play_model) --------------------------------------------------------------
+class RegimenModel:
+    """A stand-in for a trained model: ``predict`` plays a fixed regimen, in the form ``algo`` acts in, and
+    checks what the evaluation hands it (masks for maskable_ppo; for recurrent_ppo a state carried over
+    and ``episode_start`` exactly where a program's observation is its episode's first)."""
+
+    def __init__(self, algo, agent, venv):
+        self.algo, self.agent, self.venv, self.calls = algo, agent, venv, 0
+        self.fresh = venv.programs._fresh_obs
+
+    def predict(self, obs, deterministic=False, action_masks=None, state=None, episode_start=None):
+        assert deterministic
+        actions = self.agent(obs)
+        if self.algo == "maskable_ppo":
+            allowed = self.venv.programs.actions.masks(self.venv.layout.position(obs, self.venv.budget)[0], self.venv.n_phases)
+            assert np.array_equal(action_masks, allowed)
+        if self.algo == "recurrent_ppo":
+            assert (state is None) == (self.calls == 0)
+            assert np.array_equal(episode_start, (obs == self.fresh).all(axis=1))
+            state = ("lstm", self.calls)
+        self.calls += 1
+        if self.algo == "dqn":
+            return np.ravel_multi_index(tuple(actions.T), self.venv.programs.actions.nvec), None
+        return actions, state
+
+
+def test_play_model_plays_each_programs_first_episode():
+    """play_model with a fixed regimen in every algorithm's form: the same episodes whatever the form, and their
+    outcomes (the first episode of each of 4000 programs, long ones included) the exact analysis' distribution."""
+    from proxygym.agents.training import play_model
+
+    sc = load_scenario("sticky_values")
+    reg = make_regimen(sc, "T,R,R")
+    exact = analyze(sc, reg).outcomes
+    venv = ProxyAlignmentVectorEnv(1, sc, observation="history")
+    played = {}
+    for algo in ALGOS:
+        model = RegimenModel(algo, RegimenAgent(reg, venv.layout, reg.budget), venv)
+        played[algo] = play_model(model, algo, sc, "history", PROGRAMS, seed=9)
+    first = played["ppo"]
+    for algo, roll in played.items():
+        assert roll.returns == first.returns and roll.checkpoint == first.checkpoint and roll.verdict == first.verdict
+        assert np.array_equal(np.asarray(roll.usage), np.asarray(first.usage)) and roll.idea == first.idea
+    got = first.outcomes()
+    assert got.episodes == PROGRAMS
+    z = z_value(0.99, comparisons=5)
+    for key in ("p_deploy_aligned", "p_deploy_misaligned", "p_abstain"):
+        p = getattr(exact, key)
+        assert abs(getattr(got, key) - p) <= z * math.sqrt(p * (1 - p) / PROGRAMS) + 0.5 / PROGRAMS, key
+    for key, ci in (("mean_runs", got.runs_ci95), ("mean_return", got.ci95)):
+        assert abs(getattr(got, key) - getattr(exact, key)) <= z / Z95 * ci + 1e-9, key
+    # every recorded step is one of a counted episode: a run's start per run used
+    assert np.sum(np.asarray(first.checkpoint) == 0) == sum(first.runs)
