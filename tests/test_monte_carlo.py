@@ -238,15 +238,21 @@ def test_the_optimum_under_a_compute_budget():
     sc = compute_scenario(budget=3)  # a third run only after an early discard (1 + 4 + 4 = 9)
     sol = solve(sc)
     checks = Comparisons(SHARES["compute_optimal"])
+    against_the_solver(checks, "compute", sc, sol, seeds=(4321, 12))
+    checks.done()
+
+
+def against_the_solver(checks: Comparisons, label: str, sc, sol, seeds: tuple[int, int]) -> None:
+    """The optimal strategy's five outcomes against the solver's (two-sided), and each adaptive
+    strategy's mean return not above the solver's value (one-sided)."""
     vec = ProxyAlignmentVectorEnv(EPISODES, sc, observation="belief")
-    returns, last = play_batch(vec, OptimalStrategy(sc, vec.layout, seed=0, solution=sol), seed=4321)
+    returns, last = play_batch(vec, OptimalStrategy(sc, vec.layout, seed=0, solution=sol), seed=seeds[0])
     assert not last["invalid_action"].any()
-    checks.outcomes("compute optimal", returns, last, sol.outcomes())
+    checks.outcomes(f"{label} optimal", returns, last, sol.outcomes())
     for strategy in ADAPTIVE:
         vec = ProxyAlignmentVectorEnv(ADAPTIVE_EPISODES, sc, observation="belief")
-        returns, _ = play_batch(vec, make_strategy(strategy, sc, vec.layout, seed=12), seed=12)
-        checks.mean(f"compute {strategy}", returns, sol.value, at_most=True)
-    checks.done()
+        returns, _ = play_batch(vec, make_strategy(strategy, sc, vec.layout, seed=seeds[1]), seed=seeds[1])
+        checks.mean(f"{label} {strategy}", returns, sol.value, at_most=True)
 
 
 def test_every_kind_of_regimen_is_checked():
@@ -279,21 +285,12 @@ def test_strategies_against_the_solver(name, solutions):
     sc = REGIMEN_CASES[name][0]
     sol = solutions[name]
     checks = Comparisons(SHARES["optimal"][name])
-    vec = ProxyAlignmentVectorEnv(EPISODES, sc, observation="belief")
-    returns, last = play_batch(vec, OptimalStrategy(sc, vec.layout, seed=0, solution=sol), seed=1234)
-    assert not last["invalid_action"].any()
-    checks.outcomes(f"{name} optimal", returns, last, sol.outcomes())
-    for strategy in ADAPTIVE:
-        vec = ProxyAlignmentVectorEnv(ADAPTIVE_EPISODES, sc, observation="belief")
-        returns, _ = play_batch(vec, make_strategy(strategy, sc, vec.layout, seed=11), seed=11)
-        checks.mean(f"{name} {strategy}", returns, sol.value, at_most=True)
+    against_the_solver(checks, name, sc, sol, seeds=(1234, 11))
     checks.done()
 
 
 def test_optimal_strategy_follows_autoresets():
     """Episodes after the first in each program (next-step autoreset) are played as well, in the history mode."""
-    from proxygym.agents.solver import solve
-
     sc = tiny(T=2, budget=3, ideas=TWO)
     sol = solve(sc)
     checks = Comparisons(SHARES["autoreset"])
