@@ -20,8 +20,9 @@ from proxygym.envs.regimen import ANTI, RESERVE, TRAIN, USAGE_LETTERS, USAGE_NAM
 from proxygym.envs.scenario import Scenario
 
 
-def bench_plot(results: list[BenchResult]) -> bytes:
-    """A PNG: one panel per scenario, strategies as bars with their 95% intervals, exact values as diamonds."""
+def bench_plot(results: list[BenchResult], fmt: str = "png") -> bytes:
+    """A picture (``fmt``: png, pdf or svg): one panel per scenario, strategies as bars with their 95%
+    intervals, exact values as diamonds."""
     names = list(dict.fromkeys(r.scenario for r in results))
     cols = min(3, len(names))
     rows_n = math.ceil(len(names) / cols)
@@ -48,7 +49,7 @@ def bench_plot(results: list[BenchResult]) -> bytes:
         fig.legend(handles, labels, loc="lower right")
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    fig.savefig(buf, format=fmt, dpi=90)
     return buf.getvalue()
 
 

@@ -20,6 +20,10 @@ from proxygym.envs.regimen import ANTI, RESERVE, TRAIN, USAGE_LETTERS, usage_let
 from proxygym.envs.scenario import Scenario
 
 
+#: The picture formats the benchmark plot (:func:`proxygym.agents.plots.bench_plot`) is written in, by file suffix.
+PLOT_FORMATS = ("png", "pdf", "svg")
+
+
 # -- the benchmark ------------------------------------------------------------------------------
 def format_tables(results: list[BenchResult]) -> str:
     """A readable table per scenario; '*' marks the strategy with the highest mean return, 'gap' is the optimum less it."""

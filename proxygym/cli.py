@@ -10,11 +10,12 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 
 from proxygym.agents.bench import check_episodes, resolve_names, run_bench
 from proxygym.agents.claims import check_claims
-from proxygym.agents.files import write_bytes_atomic, write_text_atomic
-from proxygym.agents.report import bench_csv, bench_json, describe_policy, first_run, format_markdown, format_tables
+from proxygym.agents.files import check_writable, write_bytes_atomic, write_text_atomic
+from proxygym.agents.report import PLOT_FORMATS, bench_csv, bench_json, describe_policy, first_run, format_markdown, format_tables
 from proxygym.agents.solver import estimate_size, solve
 from proxygym.envs.analysis import analyze, compare, trajectory, what_moved
 from proxygym.envs.errors import ProxyGymError, ScenarioError
@@ -228,6 +229,15 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     scenarios, strategies = resolve_names(args.scenario, args.strategy)
+    # Every output is checked before the benchmark runs, so a bad path costs nothing.
+    plot_format = None
+    if args.plot:
+        plot_format = Path(args.plot).suffix.lstrip(".").lower() or "png"
+        if plot_format not in PLOT_FORMATS:
+            raise ProxyGymError(f"--plot {args.plot!r}: the file must end in " + ", ".join(f".{f}" for f in PLOT_FORMATS))
+    for path in (args.json, args.csv, args.markdown, args.plot):
+        if path:
+            check_writable(path)
     results = run_bench(
         scenarios, strategies, args.episodes, args.seed, progress=sys.stderr.isatty(), explicit=bool(args.strategy)
     )
@@ -241,7 +251,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.plot:
         from proxygym.agents.plots import bench_plot  # loads matplotlib: only when a plot is asked for
 
-        write_bytes_atomic(args.plot, bench_plot(results))
+        write_bytes_atomic(args.plot, bench_plot(results, plot_format))
     for label, path in (("json", args.json), ("csv", args.csv), ("markdown", args.markdown), ("plot", args.plot)):
         if path:
             print(f"wrote {label}: {path}")

@@ -14,7 +14,7 @@ from proxygym.agents.strategies import STRATEGIES, make_strategy
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
 from proxygym.envs.vector import ProxyAlignmentVectorEnv
-from tests.helpers import hand_scenario, run_cli
+from tests.helpers import error_line, hand_scenario, run_cli
 
 FIXED = [name for name in STRATEGIES if make_strategy(name, load_scenario("sticky_values"),
                                                        ProxyAlignmentEnv("sticky_values", observation="belief").layout).regimen()]
@@ -102,3 +102,22 @@ def test_a_pair_does_not_depend_on_the_others():
     together = run_bench(scenarios, ["always_reserve", "random"], episodes=200, seed=9)
     alone = run_bench(scenarios[1:], ["random"], episodes=200, seed=9)
     assert together[-1] == alone[0]
+
+
+def test_bench_writes_a_pdf_or_svg_by_suffix_and_refuses_a_path_it_cannot_write(tmp_path):
+    """The plot's format follows the file's suffix; an output that cannot be written, or a plot suffix
+    that is not a picture format, is one line before the benchmark runs, and nothing is written."""
+    args = ["bench", "--scenario", "sticky_values", "--strategy", "always_reserve", "random", "--episodes", "20"]
+    res = run_cli(*args, "--plot", str(tmp_path / "b.pdf"), "--json", str(tmp_path / "b.json"))
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "b.pdf").read_bytes()[:5] == b"%PDF-"
+    res = run_cli(*args, "--plot", str(tmp_path / "b.svg"))
+    assert res.returncode == 0 and b"<svg" in (tmp_path / "b.svg").read_bytes()[:400], res.stderr
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    for extra, fragment in ((["--json", str(blocker / "out.json")], "cannot write"),
+                            (["--csv", str(tmp_path)], "cannot write"),
+                            (["--plot", str(tmp_path / "b.gif")], ".png, .pdf, .svg")):
+        res = run_cli(*args, *extra)
+        assert fragment in error_line(res.returncode, res.stdout, res.stderr, extra)
+    assert blocker.read_text() == "not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "b.json", "b.pdf", "b.svg"]
