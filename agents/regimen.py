@@ -77,14 +77,15 @@ def play_episode(env, agent, seed: int | None = None) -> tuple[float, dict]:
     return total, info
 
 
-def play_batch(vec_env, agent, seed: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def play_batch(vec_env, agent, seed: int | None = None, record=None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Play one episode in every sub-env of a vector env with ``agent(obs_batch) -> actions``.
 
     Each sub-env counts only its first episode (the ones that autoreset after it are
     ignored), so the N episodes are an unbiased sample, long ones included. Returns
     each episode's total reward ``(N,)`` and, per info key, each episode's last value
     ``(N,)`` (for the keys set only at the end, ``deployed``, ``aligned``, ``abstained``,
-    its value at the end).
+    its value at the end). ``record(checkpoint, actions)``, if given, sees every counted step
+    before it is taken: the decision points and actions of the sub-envs still in their first episode.
     """
     obs, info = vec_env.reset(seed=seed)
     n = vec_env.num_envs
@@ -92,8 +93,11 @@ def play_batch(vec_env, agent, seed: int | None = None) -> tuple[np.ndarray, dic
     done = np.zeros(n, dtype=bool)
     last: dict[str, np.ndarray] = {}
     while not done.all():
-        obs, reward, terminated, truncated, info = vec_env.step(agent(obs))
+        actions = agent(obs)
         live = ~done
+        if record is not None:
+            record(info["checkpoint"][live], actions[live])
+        obs, reward, terminated, truncated, info = vec_env.step(actions)
         total[live] += reward[live]
         for key, value in info.items():
             if key.startswith("_"):

@@ -328,7 +328,7 @@ class OptimalStrategy(Strategy):
             self._node = np.zeros(n, dtype=np.int64)
         d, runs_left = self.layout.position(obs, B)
 
-        fresh = (d == 0) & (runs_left == B)
+        fresh = self.layout.episode_start(obs)
         self._state[fresh], self._level[fresh], self._node[fresh] = pol.root, 0, 0
         ended = np.flatnonzero((d == 0) & ~fresh & (self._level > 0) & (self._state >= 0))
         if len(ended):

@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from proxygym.agents.regimen import play_batch
 from proxygym.envs.actions import CONTINUE, DISCARD, ActionLayout, nearest_allowed
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.outcomes import Outcomes, measure
@@ -141,50 +142,44 @@ class Rollouts:
         return np.bincount(ideas, minlength=self.n_ideas)[: self.n_ideas] / max(len(ideas), 1)
 
 
+class ModelAgent:
+    """A trained model's deterministic policy as an agent of a batch: ``agent(obs) -> (N, 2 + k)`` actions.
+
+    It passes each program's action mask to MaskablePPO, and keeps RecurrentPPO's LSTM state
+    with the episode start of each program (a program at its first decision point: a run's
+    start with the whole budget left).
+    """
+
+    def __init__(self, model, algo: str, env: ProxyAlignmentVectorEnv):
+        self.model, self.algo, self.env = model, algo, env
+        self.state = None
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        kwargs = {}
+        if self.algo == "maskable_ppo":
+            kwargs["action_masks"] = self.env.action_masks()
+        if self.algo == "recurrent_ppo":
+            kwargs.update(state=self.state, episode_start=self.env.layout.episode_start(obs))
+        action, self.state = self.model.predict(obs, deterministic=True, **kwargs)
+        return model_actions(self.algo, self.env.programs.actions, action, len(obs))
+
+
 def play_model(model, algo: str, scenario: Scenario, observation: str, episodes: int, seed: int = 0) -> Rollouts:
     """Play a trained model's deterministic policy for ``episodes`` episodes, all at once.
 
     The episodes are those of one :class:`~proxygym.envs.vector.ProxyAlignmentVectorEnv` of
-    ``episodes`` programs reset with ``seed``, one batched ``model.predict`` per step (with
-    each program's action mask for MaskablePPO, its LSTM state and episode start for
-    RecurrentPPO). Each program counts only its first episode (as
-    :func:`proxygym.agents.regimen.play_batch`), so the sample is unbiased, long episodes
-    included; programs whose episode has ended keep stepping (their steps are not recorded)
-    until the last one ends. Episode ``i`` of the result is program ``i``'s.
+    ``episodes`` programs reset with ``seed``, played by :func:`proxygym.agents.regimen.play_batch`
+    (each program's first episode counted, so the sample is unbiased, long episodes included)
+    with one batched ``model.predict`` per step (:class:`ModelAgent`). Episode ``i`` of the
+    result is program ``i``'s.
     """
     env = ProxyAlignmentVectorEnv(episodes, scenario=scenario, observation=observation)
-    layout = env.programs.actions
     out = Rollouts(env.n_phases, env.n_proxies, env.n_ideas)
-    n = env.num_envs
-    total = np.zeros(n)
-    done = np.zeros(n, dtype=bool)
-    ends = {key: np.zeros(n, dtype=bool) for key in ("deployed", "aligned", "abstained")}
-    runs = np.zeros(n, dtype=np.int64)
-    obs, info = env.reset(seed=seed)
-    state, start, resetting = None, np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
-    while not done.all():
-        kwargs = {}
-        if algo == "maskable_ppo":
-            kwargs["action_masks"] = env.action_masks()
-        if algo == "recurrent_ppo":
-            kwargs.update(state=state, episode_start=start)
-        action, state = model.predict(obs, deterministic=True, **kwargs)
-        actions = model_actions(algo, layout, action, n)
-        live = ~done
-        out.record_batch(info["checkpoint"][live], actions[live])
-        obs, reward, terminated, truncated, info = env.step(actions)
-        total[live] += reward[live]
-        ended = live & (terminated | truncated)
-        if ended.any():
-            for key, value in ends.items():
-                value[ended] = info[key][ended]
-            runs[ended] = info["runs_used"][ended]
-            done |= ended
-        # next-step autoreset: the programs that ended at the last step start an episode at this one
-        start, resetting = resetting, terminated | truncated
+    total, last = play_batch(env, ModelAgent(model, algo, env), seed=seed, record=out.record_batch)
+    deployed = last["deployed"].astype(bool)
     out.returns.extend(total.tolist())
-    out.deployed.extend(ends["deployed"].tolist())
-    out.aligned.extend((ends["deployed"] & ends["aligned"]).tolist())
-    out.abstained.extend(ends["abstained"].tolist())
-    out.runs.extend(runs.tolist())
+    out.deployed.extend(deployed.tolist())
+    out.aligned.extend((deployed & last["aligned"].astype(bool)).tolist())
+    out.abstained.extend(last["abstained"].astype(bool).tolist())
+    out.runs.extend(last["runs_used"].astype(int).tolist())
     return out

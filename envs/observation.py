@@ -167,6 +167,12 @@ class ObservationLayout:
         runs_left = np.rint(obs[:, self.slices["runs_left"].start] * budget).astype(np.int64)
         return checkpoint, runs_left
 
+    def episode_start(self, obs: np.ndarray) -> np.ndarray:
+        """``(N,)`` bool: each program of a batch is at its episode's first decision point (a run's
+        start with the whole budget left)."""
+        d, runs_left = self.position(obs, self.budget)
+        return (d == 0) & (runs_left == self.budget)
+
     def compute_left(self, obs: np.ndarray) -> np.ndarray | None:
         """``(N,)`` the compute each program of a batch has not spent yet, or None without a compute budget."""
         if self.compute is None:
