@@ -13,12 +13,11 @@ import numpy as np
 
 from proxygym.agents.bench import JSON_KEYS, BenchResult, best_index
 from proxygym.agents.solver import DEPLOY_CODE, DISCARD_CODE, Solution
-from proxygym.envs.actions import CONTINUE, VERDICT_NAMES
 from proxygym.agents.summary import PolicySummary
+from proxygym.envs.actions import CONTINUE, VERDICT_NAMES
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.regimen import ANTI, RESERVE, TRAIN, USAGE_LETTERS, usage_letters
 from proxygym.envs.scenario import Scenario
-
 
 #: The picture formats the benchmark plot (:func:`proxygym.agents.plots.bench_plot`) is written in, by file suffix.
 PLOT_FORMATS = ("png", "pdf", "svg")

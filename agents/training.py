@@ -54,7 +54,7 @@ class FlattenAction(gym.ActionWrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        self.actions = env.unwrapped.programs.actions
+        self.actions = env.unwrapped.program.actions
         self.action_space = spaces.Discrete(self.actions.n_flat)
 
     def action(self, action) -> np.ndarray:

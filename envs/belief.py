@@ -164,13 +164,7 @@ class BatchBeliefFilter:
     def mean_base_rates(self) -> np.ndarray:
         """``(N, m)`` posterior mean base rate of each idea, counting the run under way."""
         out = (self.weights * self.values).sum(axis=2)
-        under_way = self.idea >= 0
-        if self.num_envs == 1:  # no index arrays for one episode: the same sums, without the look-ups
-            if under_way[0]:
-                idea = self.idea[0]
-                out[0, idea] = (self.joint[0].sum(axis=1) * self.values[idea]).sum()
-            return out
-        rows = np.flatnonzero(under_way)
+        rows = np.flatnonzero(self.idea >= 0)
         idea = self.idea[rows]
         out[rows, idea] = (self.joint[rows].sum(axis=2) * self.values[idea]).sum(axis=1)
         return out
@@ -182,3 +176,104 @@ class BatchBeliefFilter:
         if not shaped:
             return marginal @ self._aligned, None, None
         return marginal @ self._aligned, marginal @ self._shaped, self.mean_base_rates
+
+
+class RunBeliefs:
+    """The filter's state of one episode, looked up by its history: a memo over the histories already seen.
+
+    Within a run of idea ``i`` started from the idea's posterior ``W_i``, the filter's joint and
+    read-outs are a function of the run's history alone: its checkpoint ``d`` and its node at that
+    depth of the run tree (``x' = x * fan + c * 2^k + r`` from the parent ``x``, the phase's usage
+    code ``c`` and the result code ``r``; the run's start is node 0 at depth 0). Every entry is computed once, by a one-episode
+    :class:`BatchBeliefFilter` given exactly the arguments the batch rules give it, so a looked-up
+    belief is the filter's own, to the last bit; later visits to the same history cost a dict
+    look-up. A posterior ``W_i`` is keyed by the bytes of its weights. The memo is shared by every
+    single env of one scenario object (:meth:`of`) and is emptied when it holds ``limit`` entries.
+    """
+
+    LIMIT = 200_000
+
+    @classmethod
+    def of(cls, dynamics: Dynamics) -> "RunBeliefs":
+        return dynamics.scenario.cached("run_beliefs", lambda _: cls(dynamics))
+
+    def __init__(self, dynamics: Dynamics, limit: int = LIMIT):
+        self.dyn = dynamics
+        self.limit = int(limit)
+        self.fan = dynamics.n_usages * 2**dynamics.n_proxies
+        self.values, self.prior = padded_support(dynamics)
+        self._filter = BatchBeliefFilter(dynamics, 1)
+        self._one = np.zeros(1, dtype=np.int64)
+        self._entries: dict[tuple, RunBelief] = {}
+        self._means: dict[tuple, float] = {}
+
+    def prior_key(self, idea: int) -> bytes:
+        """The key of idea ``idea``'s prior (its posterior before any run)."""
+        return self.prior[idea].tobytes()
+
+    def mean(self, idea: int, weights: bytes) -> float:
+        """The posterior mean base rate of ``idea`` under the posterior keyed ``weights`` (no run under way)."""
+        key = (idea, weights)
+        out = self._means.get(key)
+        if out is None:
+            f = self._filter
+            f.weights[0, idea] = np.frombuffer(weights)
+            out = self._means[key] = float((f.weights * f.values).sum(axis=2)[0, idea])
+        return out
+
+    def start(self, idea: int, weights: bytes) -> "RunBelief":
+        """A run of ``idea`` just started from the posterior keyed ``weights`` (node 0)."""
+        key = (idea, weights, 0, 0)
+        entry = self._entries.get(key)
+        if entry is None:
+            f = self._filter
+            f.weights[0, idea] = np.frombuffer(weights)
+            f.start_run(np.full(1, idea, dtype=np.int64), self._one)
+            entry = self._store(key, idea, weights, 0, 0)
+        return entry
+
+    def after(self, entry: "RunBelief", phase: int, usage_code: int, n_anti_before, n_anti_after, results,
+              result_code: int) -> "RunBelief":
+        """The belief after one more phase under ``usage_code`` and its test ``results``, from ``entry``."""
+        node = entry.node * self.fan + usage_code * 2**self.dyn.n_proxies + result_code
+        key = (entry.idea, entry.weights, phase + 1, node)
+        child = self._entries.get(key)
+        if child is None:
+            f = self._filter
+            f.idea[0], f.joint[0] = entry.idea, entry.joint
+            t = np.full(1, phase, dtype=np.int64)
+            f.advance(t, np.full(1, usage_code, dtype=np.int64), self._one, n_anti=np.asarray([n_anti_before]))
+            f.observe(t, np.asarray([n_anti_after]), np.asarray([results]), self._one)
+            child = self._store(key, entry.idea, entry.weights, phase + 1, node)
+        return child
+
+    def end(self, entry: "RunBelief") -> bytes:
+        """The key of the idea's posterior once the run of ``entry`` ends there."""
+        if entry.end is None:
+            f = self._filter
+            f.idea[0], f.joint[0] = entry.idea, entry.joint
+            f.end_run(self._one)
+            entry.end = f.weights[0, entry.idea].tobytes()
+        return entry.end
+
+    def _store(self, key: tuple, idea: int, weights: bytes, depth: int, node: int) -> "RunBelief":
+        f = self._filter
+        f.weights[0, idea] = np.frombuffer(weights)
+        p_aligned, p_shaped, base_rates = f.read_outs(shaped=True)
+        entry = RunBelief(idea, weights, depth, node, f.joint[0].copy(), float(p_aligned[0]), p_shaped[0].copy(),
+                          float(base_rates[0, idea]))
+        if len(self._entries) >= self.limit:
+            self._entries.clear()
+        self._entries[key] = entry
+        return entry
+
+
+class RunBelief:
+    """One history's belief (:class:`RunBeliefs`): the joint ``(V, S)`` and its read-outs."""
+
+    __slots__ = ("idea", "weights", "depth", "node", "joint", "p_aligned", "p_shaped", "base_rate", "end")
+
+    def __init__(self, idea, weights, depth, node, joint, p_aligned, p_shaped, base_rate):
+        self.idea, self.weights, self.depth, self.node, self.joint = idea, weights, depth, node, joint
+        self.p_aligned, self.p_shaped, self.base_rate = p_aligned, p_shaped, base_rate
+        self.end: bytes | None = None

@@ -1,10 +1,14 @@
-"""The rules of the game, written once over a batch of programs.
+"""The rules of the game: the decision protocol of docs/model.md ("One episode"), over a batch and for one program.
 
 :class:`Programs` holds N independent programs of one scenario (each organization's hidden
-base rates and current model, and what it has observed) and applies the decision protocol
-of docs/model.md ("One episode") to all of them at once. ``ProxyAlignmentEnv`` is its
-N = 1 case and ``ProxyAlignmentVectorEnv`` its batch, as the belief filter is written once
-for both: every transition and test probability is read from
+base rates and current model, and what it has observed) and applies the protocol to all of
+them at once with numpy; ``ProxyAlignmentVectorEnv`` is built on it. :class:`Program` is the
+same protocol for one program in plain Python numbers (a step of one program over numpy
+arrays costs dozens of array calls of a microsecond each); ``ProxyAlignmentEnv`` is built on
+it. The two are the same rules draw for draw: given one random stream and the same actions,
+a ``Program`` and a one-program ``Programs`` play identical trajectories, observations,
+rewards and beliefs to the last bit (``tests/test_vec_env.py`` checks it on every kind of
+scenario). Neither derives anything: every transition and test probability is read from
 :class:`proxygym.envs.dynamics.Dynamics`, the posterior from
 :class:`proxygym.envs.belief.BatchBeliefFilter`, the observation from
 :class:`proxygym.envs.observation.ObservationLayout`, the action from
@@ -13,12 +17,13 @@ for both: every transition and test probability is read from
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 
 import numpy as np
 
 from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, NEAREST, ActionLayout, decision_kind
-from proxygym.envs.belief import BatchBeliefFilter, padded_support
+from proxygym.envs.belief import BatchBeliefFilter, RunBeliefs, padded_support
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.observation import ObservationLayout
 from proxygym.envs.regimen import ANTI, can_start
@@ -33,6 +38,22 @@ def sample_rows(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     """
     cum = np.cumsum(probs, axis=-1)
     return (cum <= u[..., None] * cum[..., -1:]).sum(axis=-1)
+
+
+def fresh_observation(layout: ObservationLayout, dynamics: Dynamics) -> np.ndarray:
+    """``(n,)`` the observation of a program that has just been reset: nothing run, the whole budget left."""
+    T, k, m = dynamics.n_phases, dynamics.n_proxies, dynamics.n_ideas
+    compute = dynamics.scenario.compute
+    values = layout.history(
+        np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.full(1, -1, dtype=np.int64),
+        np.zeros((1, T, k), dtype=np.int64), np.zeros((1, T, k), dtype=bool), np.zeros((1, m), dtype=np.int64),
+        np.zeros((1, m, k), dtype=np.int64), np.zeros((1, m, k), dtype=np.int64), layout.budget,
+        np.full(1, compute or 0, dtype=np.int64),
+    )
+    if layout.mode == "belief":
+        b = BatchBeliefFilter(dynamics, 1)
+        values.update(p_aligned=b.p_aligned[:, None], p_shaped=b.p_shaped, base_rate=b.mean_base_rates)
+    return layout.encode(values)[0]
 
 
 @dataclass
@@ -61,8 +82,7 @@ class Programs:
 
     ``obs`` ``(N, n)`` holds every program's observation, written in place by each rule as it
     changes the state (what :meth:`encode` would compute from scratch); the filter's read-outs
-    are computed once per change, when read. At N = 1 the rows a rule applies to are picked
-    without ``np.flatnonzero``; the rules and the random draws are the same for every N.
+    are computed once per change, when read.
     """
 
     def __init__(self, scenario: Scenario, num_envs: int, observation: str = "history"):
@@ -100,12 +120,7 @@ class Programs:
         # it changes, as ObservationLayout.history would encode them), and a fresh program's row.
         self.obs = np.zeros((N, self.layout.size), dtype=np.float32)
         self._slot = self.layout.views(self.obs)
-        self._fresh_obs = self._encode(
-            np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.full(1, -1, dtype=np.int64),
-            np.zeros((1, T, k), dtype=np.int64), np.zeros((1, T, k), dtype=bool), np.zeros((1, m), dtype=np.int64),
-            np.zeros((1, m, k), dtype=np.int64), np.zeros((1, m, k), dtype=np.int64), BatchBeliefFilter(d, 1),
-            np.full(1, self.compute or 0, dtype=np.int64),
-        )[0]
+        self._fresh_obs = fresh_observation(self.layout, d)
         # Each slot's columns in an observation: a phase's usage (t, j, usage) and result (t, j, pass/fail)
         # one-hots are single 1.0s written into columns that were 0.0 (a phase is run once per run).
         columns = self.layout.decode(np.arange(self.layout.size))
@@ -114,20 +129,9 @@ class Programs:
         )
         self._belief_moved = True  # the filter changed since its read-outs were last computed
         self._p_aligned = np.zeros(N)
-        # One program: the rows a rule applies to are all or none, without np.flatnonzero.
-        self._one, self._none = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
 
     def _groups(self, live: np.ndarray, mapped: np.ndarray) -> tuple[np.ndarray, ...]:
         """The live programs at a run's start, and those whose verdict ``mapped`` is continue, deploy, discard."""
-        if self.num_envs == 1:  # the same selections, read off the one program's values
-            go = int(mapped[0]) if live[0] else -1
-            one, none = self._one, self._none
-            return (
-                one if go >= 0 and self.checkpoint[0] == 0 else none,
-                one if go == CONTINUE else none,
-                one if go == DEPLOY else none,
-                one if go == DISCARD else none,
-            )
         carried_out = np.where(live, mapped, -1)
         return (
             np.flatnonzero(live & (self.checkpoint == 0)),
@@ -327,4 +331,188 @@ class Programs:
 
     def masks(self) -> np.ndarray:
         """``(N, 3 + 3k + m)`` allowed choices (verdict, usages, idea) of each program."""
+        return self.actions.masks(self.checkpoint, self.n_phases)
+
+
+class Program:
+    """One program of a scenario in plain Python numbers: the rules of :class:`Programs` for N = 1.
+
+    The same state as a row of :class:`Programs` (``rho``, ``state`` hidden; ``checkpoint``,
+    ``runs_used``, ``compute_left``, the run's ``idea``, ``usage`` and ``results`` per phase, per
+    idea ``idea_runs``, ``idea_passes``, ``idea_fails``), as ints and lists, and the same random
+    draws in the same order from ``rng``. What costs array calls in the batch is looked up:
+    each transition row's cumulative sum once per (phase, usage, idea, state), the belief once
+    per history (:class:`proxygym.envs.belief.RunBeliefs`, shared by the single envs of a
+    scenario). ``obs`` is written in place as in the batch.
+    """
+
+    def __init__(self, scenario: Scenario, observation: str = "history"):
+        self.scenario = scenario
+        self.dynamics = d = Dynamics.of(scenario)
+        self.layout = layout = ObservationLayout(d, observation)
+        self.actions = ActionLayout.of(scenario)
+        self.n_phases, self.n_proxies, self.n_ideas = T, k, m = d.n_phases, d.n_proxies, d.n_ideas
+        self.budget = scenario.budget
+        self.compute, self.full_run = scenario.compute, scenario.full_run_compute
+        self.costs = [p.cost for p in scenario.phases]
+        self.reward = scenario.reward
+        self.beliefs = RunBeliefs.of(d)
+        self.rng: np.random.Generator | None = None
+        values, probs = padded_support(d)
+        self._rho_values, self._rho_cum = values.tolist(), np.cumsum(probs, axis=-1).tolist()
+        self._start_cum = np.cumsum(d.start_given_aligned, axis=-1).tolist() if d.persistent.size else None
+        self._nearest = NEAREST[decision_kind(np.arange(T + 1), T)].tolist()  # [checkpoint][verdict]
+        self._pass = d.pass_prob.tolist()  # [t][n_anti][state][proxy]
+        self._aligned = d.aligned.tolist()
+        self._usage_weights = (3 ** np.arange(k)).tolist()
+        self._result_shift = 2**k
+        self._rows: dict[tuple, list[float]] = {}  # cumulative transition rows, once per key
+        self._rows_by_anti = d.transition is None  # the row depends on the run's anti-training so far
+        self._belief_mode = layout.mode == "belief"
+
+        self.obs = np.zeros(layout.size, dtype=np.float32)
+        self._fresh_obs = fresh_observation(layout, d)
+        cols = {name: view.tolist() for name, view in layout.decode(np.arange(layout.size)).items()}
+        self._cols = cols
+        self.rho = [0.0] * m
+        self.state = -1
+        self.entry = None  # the belief of the run under way (None: no run under way)
+        self._reset_counts()
+        self._next_run()
+
+    def _reset_counts(self) -> None:
+        k, m = self.n_proxies, self.n_ideas
+        self.runs_used = 0
+        self.compute_left = self.compute or 0
+        self.idea_runs = [0] * m
+        self.idea_passes = [[0] * k for _ in range(m)]
+        self.idea_fails = [[0] * k for _ in range(m)]
+        self.weights = [self.beliefs.prior_key(i) for i in range(m)]  # each idea's posterior, by key
+
+    # -- the rules ---------------------------------------------------------------
+    def reset(self) -> None:
+        """A new program: each idea's base rate drawn from its prior (hidden), the whole budget left."""
+        rng = self.rng
+        for i, cum in enumerate(self._rho_cum):
+            self.rho[i] = self._rho_values[i][bisect_right(cum, rng.random() * cum[-1])]
+        self._reset_counts()
+        self._next_run()
+        self.entry = None
+        self.obs[:] = self._fresh_obs
+
+    def step(self, verdict: int, usage: list[int], idea: int) -> tuple[float, bool, bool, bool, bool]:
+        """One action; returns ``(reward, invalid, deployed, aligned, abstained)`` as :class:`StepOutcome` would."""
+        mapped = self._nearest[self.checkpoint][verdict]
+        r = self.reward
+        reward, deployed, aligned, abstained = 0.0, False, False, False
+        if mapped == CONTINUE:
+            if self.checkpoint == 0:  # continue starts a run (charged) and runs phase 1
+                reward -= r.run_cost
+                self._start_run(idea)
+            self._run_phase(usage)
+        elif mapped == DEPLOY:
+            deployed, aligned = True, self._aligned[self.state]
+            reward += r.aligned if aligned else r.misaligned
+        else:
+            self._end_run()
+            if can_start(self.runs_used, self.compute_left, self.budget, self.compute, self.full_run):
+                self._next_run()
+            else:
+                reward += r.abstain
+                abstained = True
+        return reward, mapped != verdict, deployed, aligned, abstained
+
+    def _next_run(self) -> None:
+        T, k = self.n_phases, self.n_proxies
+        self.checkpoint, self.idea, self.state = 0, -1, -1
+        self.usage = [[0] * k for _ in range(T)]
+        self.results = [[False] * k for _ in range(T)]
+        self.n_anti = [0] * k
+        obs, cols = self.obs, self._cols
+        obs[cols["checkpoint"]] = self._fresh_obs[cols["checkpoint"]]
+        for name in ("idea", "usage", "results"):
+            obs[self.layout.slices[name]] = 0.0
+
+    def _start_run(self, idea: int) -> None:
+        rng = self.rng
+        self.runs_used += 1
+        self.idea = idea
+        aligned = rng.random() < self.rho[idea]
+        if self._start_cum is not None:
+            cum = self._start_cum[aligned]
+            self.state = bisect_right(cum, rng.random() * cum[-1])
+        else:
+            self.state = int(aligned)
+        self.entry = self.beliefs.start(idea, self.weights[idea])
+        obs, cols = self.obs, self._cols
+        obs[cols["runs_left"][0]] = (self.budget - self.runs_used) / self.budget
+        obs[cols["idea"][idea]] = 1.0  # the belief is shown once the run's first phase, in the same step, is done
+
+    def _run_phase(self, usage: list[int]) -> None:
+        rng, t, k = self.rng, self.checkpoint, self.n_proxies
+        code = sum(u * w for u, w in zip(usage, self._usage_weights))
+        before = tuple(self.n_anti)
+        key = (t, code, self.idea, before, self.state) if self._rows_by_anti else (t, code, self.idea, self.state)
+        cum = self._rows.get(key)
+        if cum is None:
+            one = np.full(1, 0, dtype=np.int64)
+            row = self.dynamics.transition_rows(one + t, one + code, one + self.idea, np.asarray([before]), one + self.state)
+            cum = self._rows[key] = np.cumsum(row, axis=-1)[0].tolist()
+        state = bisect_right(cum, rng.random() * cum[-1])
+        n_anti = [n + (u == ANTI) for n, u in zip(before, usage)]
+        passes = self._pass[t]
+        results = [rng.random() < passes[n_anti[j]][state][j] for j in range(k)]
+        self.state, self.n_anti = state, n_anti
+        obs, cols = self.obs, self._cols
+        if self.compute is not None:
+            self.compute_left -= self.costs[t]
+            obs[cols["compute_left"][0]] = self.compute_left / self.compute
+        self.usage[t], self.results[t] = list(usage), results
+        result_code = sum(1 << j for j in range(k) if results[j])
+        self.entry = self.beliefs.after(self.entry, t, code, before, n_anti, results, result_code)
+        self.checkpoint = t + 1
+        checkpoint, usage_cols, result_cols = cols["checkpoint"], cols["usage"][t], cols["results"][t]
+        obs[checkpoint[t]] = 0.0
+        obs[checkpoint[t + 1]] = 1.0
+        for j in range(k):
+            obs[usage_cols[j][usage[j]]] = 1.0
+            obs[result_cols[j][0 if results[j] else 1]] = 1.0  # (pass, fail)
+        self._show_belief()
+
+    def _end_run(self) -> None:
+        idea, d, k = self.idea, self.checkpoint, self.n_proxies
+        runs = self.idea_runs[idea] = self.idea_runs[idea] + 1
+        obs, cols, B, T = self.obs, self._cols, self.budget, self.n_phases
+        obs[cols["idea_runs"][idea]] = runs / B
+        for j in range(k):
+            passes = sum(self.results[t][j] for t in range(d))
+            self.idea_passes[idea][j] += passes
+            self.idea_fails[idea][j] += d - passes
+            obs[cols["idea_passes"][idea][j]] = self.idea_passes[idea][j] / (B * T)
+            obs[cols["idea_fails"][idea][j]] = self.idea_fails[idea][j] / (B * T)
+        self.weights[idea] = self.beliefs.end(self.entry)
+        self.entry = None
+        self._show_belief()
+
+    def _show_belief(self) -> None:
+        """In belief mode, the observation's posterior slots, as the batch's read-outs write them."""
+        if not self._belief_mode:
+            return
+        obs, cols, entry = self.obs, self._cols, self.entry
+        obs[cols["p_aligned"][0]] = self.p_aligned
+        obs[self.layout.slices["p_shaped"]] = 0.0 if entry is None else entry.p_shaped
+        base_rate = cols["base_rate"]
+        for i in range(self.n_ideas):
+            obs[base_rate[i]] = self.beliefs.mean(i, self.weights[i])
+        if entry is not None:
+            obs[base_rate[entry.idea]] = entry.base_rate
+
+    # -- read-outs ---------------------------------------------------------------
+    @property
+    def p_aligned(self) -> float:
+        """P(current model aligned | history), 0.0 where no run is under way."""
+        return 0.0 if self.entry is None else self.entry.p_aligned
+
+    def masks(self) -> np.ndarray:
+        """``(3 + 3k + m,)`` the allowed choices (verdict, usages, idea)."""
         return self.actions.masks(self.checkpoint, self.n_phases)

@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from proxygym.envs.actions import DISCARD, nearest_allowed
-from proxygym.envs.core import Programs
+from proxygym.envs.core import Program
 from proxygym.envs.regimen import usage_letters
 from proxygym.envs.scenario import Scenario, load_scenario
 
@@ -112,103 +112,97 @@ class ProxyAlignmentEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.scenario = load_scenario(scenario)
-        self.programs = Programs(self.scenario, 1, observation)
-        self.dynamics = self.programs.dynamics
-        self.layout = self.programs.layout
+        self.program = Program(self.scenario, observation)
+        self.dynamics = self.program.dynamics
+        self.layout = self.program.layout
         self.observation_mode = observation
         self.render_mode = render_mode
-        self.n_phases, self.n_proxies, self.n_ideas = self.programs.n_phases, self.programs.n_proxies, self.programs.n_ideas
+        self.n_phases, self.n_proxies, self.n_ideas = self.program.n_phases, self.program.n_proxies, self.program.n_ideas
         self.budget = self.scenario.budget
-        self.action_space = self.programs.actions.space()
+        self.action_space = self.program.actions.space()
         self.observation_space = spaces.Box(0.0, 1.0, shape=(self.layout.size,), dtype=np.float32)
         self._nvec = self.action_space.nvec.tolist()
-        self._action = np.zeros((1, len(self._nvec)), dtype=np.int64)  # the action, as a batch of one
-        self._all = np.ones(1, dtype=bool)
-        self._rows = np.zeros(1, dtype=np.int64)
         self._history: list[dict] = []  # finished runs, for render()
         self._ended = True
 
     # -- gym API -----------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        self.programs.rng = self.np_random
-        self.programs.reset(self._rows)
+        self.program.rng = self.np_random
+        self.program.reset()
         self._history = []
         self._ended = False
-        return self.programs.observe()[0], self._info(invalid=False)
+        return self.program.obs.copy(), self._info(invalid=False)
 
     def step(self, action):
         if self._ended:
             raise RuntimeError("step() called after the episode ended; call reset()")
-        action = np.asarray(action).reshape(-1)
-        values = action.astype(np.int64).tolist()
+        values = np.asarray(action).reshape(-1).astype(np.int64).tolist()
+        nvec = self._nvec
         # action_space.contains, for the int64 cast of a flat action: its shape, then each entry's range
-        if len(values) != len(self._nvec) or not all(0 <= a < n for a, n in zip(values, self._nvec)):
-            raise ValueError(f"action {action.tolist()} is outside the action space {self.action_space}")
-        pg = self.programs
-        if self.render_mode == "ansi" and nearest_allowed(values[0], int(pg.checkpoint[0]), self.n_phases) == DISCARD:
+        if len(values) != len(nvec) or not all(0 <= a < n for a, n in zip(values, nvec)):
+            raise ValueError(f"action {np.asarray(action).tolist()} is outside the action space {self.action_space}")
+        pg = self.program
+        if self.render_mode == "ansi" and nearest_allowed(values[0], pg.checkpoint, self.n_phases) == DISCARD:
             self._history.append(self._run_summary("discarded"))
-        self._action[0] = values
-        out = pg.step(self._action, self._all)
-        terminated = bool(out.terminated[0])
-        info = self._info(invalid=bool(out.invalid[0]))
+        reward, invalid, deployed, aligned, abstained = pg.step(values[0], values[1:-1], values[-1])
+        info = self._info(invalid)
+        terminated = deployed or abstained
         if terminated:
             self._ended = True
-            info.update(deployed=bool(out.deployed[0]), aligned=bool(out.aligned[0]), abstained=bool(out.abstained[0]))
-        return pg.observe()[0], float(out.reward[0]), terminated, False, info
+            info.update(deployed=deployed, aligned=aligned, abstained=abstained)
+        return pg.obs.copy(), reward, terminated, False, info
 
     def action_masks(self) -> np.ndarray:
         """Flat boolean mask over ``action_space.nvec`` (verdict, usages, idea)."""
-        return self.programs.actions.masks(int(self.programs.checkpoint[0]), self.n_phases)
+        return self.program.masks()
 
     def render(self):
         if self.render_mode != "ansi":
             return None
-        sc, pg = self.scenario, self.programs
+        sc, pg = self.scenario, self.program
         names = sc.proxy_names
-        d = int(pg.checkpoint[0])
+        d = pg.checkpoint
         lines = [
-            f"ProxyAlignment-v0 | {sc.name} | runs started {int(pg.runs_used[0])}/{self.budget}"
+            f"ProxyAlignment-v0 | {sc.name} | runs started {pg.runs_used}/{self.budget}"
             f" | checkpoint {d}/{self.n_phases}"
         ]
         for run in self._history:
             lines.append(f"  run {run['run']} ({run['idea']}): {run['summary']} -> {run['end']}")
         if d > 0:
-            lines.append(f"  run {int(pg.runs_used[0])} (idea {sc.idea_names[int(pg.idea[0])]}), under way:")
+            lines.append(f"  run {pg.runs_used} (idea {sc.idea_names[pg.idea]}), under way:")
             width = max(len(p.name) for p in sc.phases)
             lines.append("    " + "phase".ljust(width) + "  " + "  ".join(n.ljust(max(len(n), 9)) for n in names))
             for t, phase in enumerate(sc.phases):
                 cells = []
                 for j, n in enumerate(names):
                     if t < d:
-                        u = usage_letters([pg.usage[0, t, j]])
-                        r = "pass" if pg.results[0, t, j] else "fail"
+                        u = usage_letters([pg.usage[t][j]])
+                        r = "pass" if pg.results[t][j] else "fail"
                         cell = f"{u} {r}"
                     else:
                         cell = "."
                     cells.append(cell.ljust(max(len(n), 9)))
                 lines.append("    " + phase.name.ljust(width) + "  " + "  ".join(cells))
-            lines.append(f"  P(aligned | history) = {float(pg.belief.p_aligned[0]):.3f}")
+            lines.append(f"  P(aligned | history) = {pg.p_aligned:.3f}")
         return "\n".join(lines) + "\n"
 
     # -- read-outs ---------------------------------------------------------------
     def _run_summary(self, how: str) -> dict:
         """The current run, as render() lists a finished one."""
-        pg = self.programs
-        done = int(pg.checkpoint[0])
+        pg = self.program
+        done = pg.checkpoint
         summary = " ".join(
-            usage_letters(pg.usage[0, t]) + ":" + "".join("+" if r else "-" for r in pg.results[0, t])
+            usage_letters(pg.usage[t]) + ":" + "".join("+" if r else "-" for r in pg.results[t])
             for t in range(done)
         )
-        idea = self.scenario.idea_names[int(pg.idea[0])]
-        return {"run": int(pg.runs_used[0]), "idea": idea, "summary": summary, "end": how}
+        idea = self.scenario.idea_names[pg.idea]
+        return {"run": pg.runs_used, "idea": idea, "summary": summary, "end": how}
 
     def _info(self, invalid: bool) -> dict:
-        pg = self.programs
-        return {
-            "p_aligned": float(pg.p_aligned[0]),
-            "runs_used": int(pg.runs_used[0]),
-            **({"compute_left": int(pg.compute_left[0])} if pg.compute is not None else {}),
-            "checkpoint": int(pg.checkpoint[0]),
-            "invalid_action": bool(invalid),
-        }
+        pg = self.program
+        info = {"p_aligned": pg.p_aligned, "runs_used": pg.runs_used}
+        if pg.compute is not None:
+            info["compute_left"] = pg.compute_left
+        info["checkpoint"], info["invalid_action"] = pg.checkpoint, invalid
+        return info

@@ -92,8 +92,8 @@ def test_observation_does_not_carry_the_hidden_state(mode):
     differed = 0
     for seed in range(50):
         obs = [e.reset(seed=seed)[0] for e in envs_]
-        envs_[0].programs.rho[:] = 0.0  # hidden: every model misaligned
-        envs_[1].programs.rho[:] = 1.0  # hidden: every model aligned
+        envs_[0].program.rho[:] = [0.0] * len(envs_[0].program.rho)  # hidden: every model misaligned
+        envs_[1].program.rho[:] = [1.0] * len(envs_[1].program.rho)  # hidden: every model aligned
         rng = np.random.default_rng(seed)
         done = False
         while not done:

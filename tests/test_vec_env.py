@@ -15,11 +15,17 @@ from proxygym.envs.analysis import analyze
 from proxygym.envs.outcomes import Z95
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.regimen import make_regimen
-from proxygym.envs.scenario import load_scenario
+from proxygym.envs.scenario import load_scenario, parse_scenario
 from proxygym.envs.vector import ProxyAlignmentVectorEnv
 from tests.helpers import compute_scenario, mixed_scenario, random_valid_actions, z_value
+from tests.v1_cases import BOTH_PERSISTENT_K2
 
-SCENARIOS = {"sticky_values": lambda: load_scenario("sticky_values"), "mixed": mixed_scenario, "compute": compute_scenario}
+SCENARIOS = {
+    "sticky_values": lambda: load_scenario("sticky_values"),
+    "mixed": mixed_scenario,  # two proxies, three ideas with 1, 2 and 3 base-rate values
+    "compute": compute_scenario,  # a compute budget, a persistent proxy (dense transitions)
+    "v1": lambda: parse_scenario(BOTH_PERSISTENT_K2),  # persistent proxies with anti_damage: transitions bit by bit
+}
 
 
 def _actions(rng, masks, nvec, invalid_share=0.2):
