@@ -10,8 +10,8 @@ independent of the others a priori, so the posterior factorizes (docs/model.md,
   pushed through the same transition matrices and test likelihoods as the env.
 
 The filter is written once, over a batch of N independent episodes
-(:class:`BatchBeliefFilter`); the single env uses it with N = 1, as it uses the rest of
-the rules (:mod:`proxygym.envs.core`). Ideas whose base-rate
+(:class:`BatchBeliefFilter`); a single program looks its beliefs up per history already seen
+(:class:`RunBeliefs`), each computed once by a one-episode filter. Ideas whose base-rate
 priors have different numbers of support values share one padded support axis: the
 padding has prior weight 0, so it stays 0 through every update and adds nothing to any sum.
 """

@@ -40,20 +40,29 @@ def sample_rows(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     return (cum <= u[..., None] * cum[..., -1:]).sum(axis=-1)
 
 
+def encode_observations(layout: ObservationLayout, checkpoint, runs_used, idea, usage, results, idea_runs, idea_passes,
+                        idea_fails, compute_left, read_outs) -> np.ndarray:
+    """``(N, n)`` observations encoded from scratch (:meth:`ObservationLayout.history`) from N programs'
+    observable state and, in belief mode, the filter's ``read_outs`` (p_aligned, p_shaped, base rates)."""
+    values = layout.history(
+        checkpoint, runs_used, idea, usage, results, idea_runs, idea_passes, idea_fails, layout.budget, compute_left
+    )
+    if layout.mode == "belief":
+        p_aligned, p_shaped, base_rate = read_outs
+        values.update(p_aligned=np.asarray(p_aligned)[:, None], p_shaped=p_shaped, base_rate=base_rate)
+    return layout.encode(values)
+
+
 def fresh_observation(layout: ObservationLayout, dynamics: Dynamics) -> np.ndarray:
     """``(n,)`` the observation of a program that has just been reset: nothing run, the whole budget left."""
     T, k, m = dynamics.n_phases, dynamics.n_proxies, dynamics.n_ideas
-    compute = dynamics.scenario.compute
-    values = layout.history(
-        np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.full(1, -1, dtype=np.int64),
-        np.zeros((1, T, k), dtype=np.int64), np.zeros((1, T, k), dtype=bool), np.zeros((1, m), dtype=np.int64),
-        np.zeros((1, m, k), dtype=np.int64), np.zeros((1, m, k), dtype=np.int64), layout.budget,
-        np.full(1, compute or 0, dtype=np.int64),
-    )
-    if layout.mode == "belief":
-        b = BatchBeliefFilter(dynamics, 1)
-        values.update(p_aligned=b.p_aligned[:, None], p_shaped=b.p_shaped, base_rate=b.mean_base_rates)
-    return layout.encode(values)[0]
+    zeros = np.zeros(1, dtype=np.int64)
+    return encode_observations(
+        layout, zeros, zeros, np.full(1, -1, dtype=np.int64), np.zeros((1, T, k), dtype=np.int64),
+        np.zeros((1, T, k), dtype=bool), np.zeros((1, m), dtype=np.int64), np.zeros((1, m, k), dtype=np.int64),
+        np.zeros((1, m, k), dtype=np.int64), np.full(1, dynamics.scenario.compute or 0, dtype=np.int64),
+        BatchBeliefFilter(dynamics, 1).read_outs(shaped=True),
+    )[0]
 
 
 @dataclass
@@ -312,26 +321,48 @@ class Programs:
         self._read_belief()
         return self.obs.copy()
 
+    def read_outs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(p_aligned (N,), p_shaped (N, k), base_rates (N, m))``: the filter's posterior read-outs."""
+        return self.belief.read_outs(shaped=True)
+
     def encode(self) -> np.ndarray:
         """``(N, n)`` the observations encoded from scratch from the programs' state (``observe()`` equals it)."""
-        return self._encode(
-            self.checkpoint, self.runs_used, self.idea, self.usage, self.results,
-            self.idea_runs, self.idea_passes, self.idea_fails, self.belief, self.compute_left,
+        return encode_observations(
+            self.layout, self.checkpoint, self.runs_used, self.idea, self.usage, self.results,
+            self.idea_runs, self.idea_passes, self.idea_fails, self.compute_left, self.read_outs(),
         )
-
-    def _encode(self, checkpoint, runs_used, idea, usage, results, idea_runs, idea_passes, idea_fails, belief,
-                compute_left):
-        values = self.layout.history(
-            checkpoint, runs_used, idea, usage, results, idea_runs, idea_passes, idea_fails, self.budget, compute_left
-        )
-        if self.layout.mode == "belief":
-            b = belief
-            values.update(p_aligned=b.p_aligned[:, None], p_shaped=b.p_shaped, base_rate=b.mean_base_rates)
-        return self.layout.encode(values)
 
     def masks(self) -> np.ndarray:
         """``(N, 3 + 3k + m)`` allowed choices (verdict, usages, idea) of each program."""
         return self.actions.masks(self.checkpoint, self.n_phases)
+
+
+class ProgramTables:
+    """What every :class:`Program` of a scenario reads and nothing changes, as plain Python lists: built once
+    per scenario object and observation mode, and shared (with the memos of transition rows and beliefs)."""
+
+    @classmethod
+    def of(cls, scenario: Scenario, observation: str) -> "ProgramTables":
+        return scenario.cached(f"program_tables:{observation}", lambda sc: cls(sc, observation))
+
+    def __init__(self, scenario: Scenario, observation: str):
+        self.dynamics = d = Dynamics.of(scenario)
+        self.layout = layout = ObservationLayout(d, observation)
+        self.actions = ActionLayout.of(scenario)
+        T, k = d.n_phases, d.n_proxies
+        self.costs = [p.cost for p in scenario.phases]
+        self.beliefs = RunBeliefs.of(d)
+        values, probs = padded_support(d)
+        self.rho_values, self.rho_cum = values.tolist(), np.cumsum(probs, axis=-1).tolist()
+        self.start_cum = np.cumsum(d.start_given_aligned, axis=-1).tolist() if d.persistent.size else None
+        self.nearest = NEAREST[decision_kind(np.arange(T + 1), T)].tolist()  # [checkpoint][verdict]
+        self.pass_prob = d.pass_prob.tolist()  # [t][n_anti][state][proxy]
+        self.aligned = d.aligned.tolist()
+        self.usage_weights = (3 ** np.arange(k)).tolist()
+        self.rows: dict[tuple, list[float]] = {}  # cumulative transition rows, once per key
+        self.rows_by_anti = d.transition is None  # a row depends on the run's anti-training so far
+        self.fresh_obs = fresh_observation(layout, d)
+        self.cols = {name: view.tolist() for name, view in layout.decode(np.arange(layout.size)).items()}
 
 
 class Program:
@@ -340,40 +371,33 @@ class Program:
     The same state as a row of :class:`Programs` (``rho``, ``state`` hidden; ``checkpoint``,
     ``runs_used``, ``compute_left``, the run's ``idea``, ``usage`` and ``results`` per phase, per
     idea ``idea_runs``, ``idea_passes``, ``idea_fails``), as ints and lists, and the same random
-    draws in the same order from ``rng``. What costs array calls in the batch is looked up:
-    each transition row's cumulative sum once per (phase, usage, idea, state), the belief once
-    per history (:class:`proxygym.envs.belief.RunBeliefs`, shared by the single envs of a
-    scenario). ``obs`` is written in place as in the batch.
+    draws in the same order from ``rng``. What costs array calls in the batch is looked up
+    (:class:`ProgramTables`): each transition row's cumulative sum once per (phase, usage, idea,
+    state), the belief once per history (:class:`proxygym.envs.belief.RunBeliefs`), both shared
+    by the programs of a scenario. ``obs`` (a new array, or the row of a batch given) is written
+    in place as in the batch.
     """
 
-    def __init__(self, scenario: Scenario, observation: str = "history"):
+    def __init__(self, scenario: Scenario, observation: str = "history", obs: np.ndarray | None = None):
+        tables = ProgramTables.of(scenario, observation)
         self.scenario = scenario
-        self.dynamics = d = Dynamics.of(scenario)
-        self.layout = layout = ObservationLayout(d, observation)
-        self.actions = ActionLayout.of(scenario)
-        self.n_phases, self.n_proxies, self.n_ideas = T, k, m = d.n_phases, d.n_proxies, d.n_ideas
+        self.dynamics = d = tables.dynamics
+        self.layout = layout = tables.layout
+        self.actions = tables.actions
+        self.n_phases, self.n_proxies, self.n_ideas = d.n_phases, d.n_proxies, d.n_ideas
+        m = self.n_ideas
         self.budget = scenario.budget
         self.compute, self.full_run = scenario.compute, scenario.full_run_compute
-        self.costs = [p.cost for p in scenario.phases]
+        self.costs = tables.costs
         self.reward = scenario.reward
-        self.beliefs = RunBeliefs.of(d)
+        self.beliefs = tables.beliefs
         self.rng: np.random.Generator | None = None
-        values, probs = padded_support(d)
-        self._rho_values, self._rho_cum = values.tolist(), np.cumsum(probs, axis=-1).tolist()
-        self._start_cum = np.cumsum(d.start_given_aligned, axis=-1).tolist() if d.persistent.size else None
-        self._nearest = NEAREST[decision_kind(np.arange(T + 1), T)].tolist()  # [checkpoint][verdict]
-        self._pass = d.pass_prob.tolist()  # [t][n_anti][state][proxy]
-        self._aligned = d.aligned.tolist()
-        self._usage_weights = (3 ** np.arange(k)).tolist()
-        self._result_shift = 2**k
-        self._rows: dict[tuple, list[float]] = {}  # cumulative transition rows, once per key
-        self._rows_by_anti = d.transition is None  # the row depends on the run's anti-training so far
+        self._rho_values, self._rho_cum, self._start_cum = tables.rho_values, tables.rho_cum, tables.start_cum
+        self._nearest, self._pass, self._aligned = tables.nearest, tables.pass_prob, tables.aligned
+        self._usage_weights, self._rows, self._rows_by_anti = tables.usage_weights, tables.rows, tables.rows_by_anti
         self._belief_mode = layout.mode == "belief"
-
-        self.obs = np.zeros(layout.size, dtype=np.float32)
-        self._fresh_obs = fresh_observation(layout, d)
-        cols = {name: view.tolist() for name, view in layout.decode(np.arange(layout.size)).items()}
-        self._cols = cols
+        self._fresh_obs, self._cols = tables.fresh_obs, tables.cols
+        self.obs = np.zeros(layout.size, dtype=np.float32) if obs is None else obs
         self.rho = [0.0] * m
         self.state = -1
         self.entry = None  # the belief of the run under way (None: no run under way)
@@ -428,10 +452,10 @@ class Program:
         self.usage = [[0] * k for _ in range(T)]
         self.results = [[False] * k for _ in range(T)]
         self.n_anti = [0] * k
-        obs, cols = self.obs, self._cols
-        obs[cols["checkpoint"]] = self._fresh_obs[cols["checkpoint"]]
+        obs, slices = self.obs, self.layout.slices
+        obs[slices["checkpoint"]] = self._fresh_obs[slices["checkpoint"]]
         for name in ("idea", "usage", "results"):
-            obs[self.layout.slices[name]] = 0.0
+            obs[slices[name]] = 0.0
 
     def _start_run(self, idea: int) -> None:
         rng = self.rng
@@ -498,14 +522,11 @@ class Program:
         """In belief mode, the observation's posterior slots, as the batch's read-outs write them."""
         if not self._belief_mode:
             return
-        obs, cols, entry = self.obs, self._cols, self.entry
-        obs[cols["p_aligned"][0]] = self.p_aligned
-        obs[self.layout.slices["p_shaped"]] = 0.0 if entry is None else entry.p_shaped
-        base_rate = cols["base_rate"]
-        for i in range(self.n_ideas):
-            obs[base_rate[i]] = self.beliefs.mean(i, self.weights[i])
-        if entry is not None:
-            obs[base_rate[entry.idea]] = entry.base_rate
+        p_aligned, p_shaped, base_rates = self.read_outs()
+        obs, slices = self.obs, self.layout.slices
+        obs[slices["p_aligned"].start] = p_aligned
+        obs[slices["p_shaped"]] = p_shaped
+        obs[slices["base_rate"]] = base_rates
 
     # -- read-outs ---------------------------------------------------------------
     @property
@@ -513,6 +534,109 @@ class Program:
         """P(current model aligned | history), 0.0 where no run is under way."""
         return 0.0 if self.entry is None else self.entry.p_aligned
 
+    def read_outs(self) -> tuple[float, np.ndarray, list[float]]:
+        """``(p_aligned, p_shaped (k,), base_rates (m,))``: the filter's posterior read-outs."""
+        entry = self.entry
+        base_rates = [self.beliefs.mean(i, self.weights[i]) for i in range(self.n_ideas)]
+        if entry is None:
+            return 0.0, np.zeros(self.n_proxies), base_rates
+        base_rates[entry.idea] = entry.base_rate
+        return entry.p_aligned, entry.p_shaped, base_rates
+
     def masks(self) -> np.ndarray:
         """``(3 + 3k + m,)`` the allowed choices (verdict, usages, idea)."""
         return self.actions.masks(self.checkpoint, self.n_phases)
+
+
+#: The largest batch stepped as a list of :class:`Program`\ s rather than over arrays (:class:`ProgramList`).
+SMALL_BATCH = 16
+
+
+class ProgramList:
+    """N programs as N :class:`Program`\\ s writing the rows of one observation array: :class:`Programs`'
+    interface, for a small batch.
+
+    A step of :class:`Programs` costs about the same few dozen array calls for 1 program as for 100,
+    a :class:`Program` a few microseconds each: below :data:`SMALL_BATCH` programs the list is the
+    faster engine (``benchmarks/bench_vector.py`` measures both). Every program draws from the one
+    generator ``rng``, in program order.
+    """
+
+    def __init__(self, scenario: Scenario, num_envs: int, observation: str = "history"):
+        self.num_envs = N = int(num_envs)
+        self.obs = obs = np.zeros((N, ObservationLayout.of(scenario, observation).size), dtype=np.float32)
+        self.members = [Program(scenario, observation, obs=obs[i]) for i in range(N)]
+        first = self.members[0]
+        self.scenario, self.dynamics, self.layout, self.actions = scenario, first.dynamics, first.layout, first.actions
+        self.n_phases, self.n_proxies, self.n_ideas = first.n_phases, first.n_proxies, first.n_ideas
+        self.budget, self.compute = first.budget, first.compute
+        self._rng: np.random.Generator | None = None
+
+    @property
+    def rng(self) -> np.random.Generator | None:
+        return self._rng
+
+    @rng.setter
+    def rng(self, rng: np.random.Generator | None) -> None:
+        self._rng = rng
+        for program in self.members:
+            program.rng = rng
+
+    def reset(self, rows: np.ndarray) -> None:
+        for i in np.asarray(rows).tolist():
+            self.members[i].reset()
+
+    def step(self, actions: np.ndarray, live: np.ndarray) -> StepOutcome:
+        done = (0.0, False, False, False, False)  # a program not live: unchanged
+        rows = [
+            program.step(a[0], a[1:-1], a[-1]) if go else done
+            for program, a, go in zip(self.members, np.asarray(actions).tolist(), np.asarray(live).tolist())
+        ]
+        reward, invalid, deployed, aligned, abstained = np.array(rows, dtype=np.float64).T
+        return StepOutcome(reward=reward, invalid=invalid.astype(bool), deployed=deployed.astype(bool),
+                           aligned=aligned.astype(bool), abstained=abstained.astype(bool))
+
+    def _each(self, name: str, dtype) -> np.ndarray:
+        return np.array([getattr(program, name) for program in self.members], dtype=dtype)
+
+    @property
+    def p_aligned(self) -> np.ndarray:
+        return self._each("p_aligned", np.float64)
+
+    @property
+    def runs_used(self) -> np.ndarray:
+        return self._each("runs_used", np.int64)
+
+    @property
+    def checkpoint(self) -> np.ndarray:
+        return self._each("checkpoint", np.int64)
+
+    @property
+    def compute_left(self) -> np.ndarray:
+        return self._each("compute_left", np.int64)
+
+    @property
+    def state(self) -> np.ndarray:
+        return self._each("state", np.int64)
+
+    def observe(self) -> np.ndarray:
+        return self.obs.copy()
+
+    def masks(self) -> np.ndarray:
+        return self.actions.masks(self.checkpoint, self.n_phases)
+
+    def read_outs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(p_aligned (N,), p_shaped (N, k), base_rates (N, m))``: the filter's posterior read-outs."""
+        each = [program.read_outs() for program in self.members]
+        return (np.array([e[0] for e in each]), np.array([e[1] for e in each]).reshape(self.num_envs, -1),
+                np.array([e[2] for e in each]).reshape(self.num_envs, -1))
+
+    def encode(self) -> np.ndarray:
+        """``(N, n)`` the observations encoded from scratch from the programs' state (``observe()`` equals it)."""
+        ps = self.members
+        return encode_observations(
+            self.layout, self.checkpoint, self.runs_used, self._each("idea", np.int64),
+            np.array([p.usage for p in ps], dtype=np.int64), np.array([p.results for p in ps], dtype=bool),
+            np.array([p.idea_runs for p in ps], dtype=np.int64), np.array([p.idea_passes for p in ps], dtype=np.int64),
+            np.array([p.idea_fails for p in ps], dtype=np.int64), self.compute_left, self.read_outs(),
+        )

@@ -10,7 +10,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from proxygym.envs.core import Programs
+from proxygym.envs.core import SMALL_BATCH, ProgramList, Programs
 from proxygym.envs.scenario import Scenario, load_scenario
 
 
@@ -21,8 +21,10 @@ class ProxyAlignmentVectorEnv(VectorEnv):
     ``CartPoleVectorEnv`` is of ``CartPole``): ``num_envs`` independent programs of the
     same scenario, each with its own hidden base rates and models, stepped at once. Both
     envs play by one set of rules, :class:`proxygym.envs.core.Programs`, of which the single
-    env is the N = 1 case; this class adds only Gymnasium's vector API (autoreset, the
-    vector info format).
+    env is the one-program form; this class adds only Gymnasium's vector API (autoreset, the
+    vector info format). Up to :data:`proxygym.envs.core.SMALL_BATCH` programs are stepped as a
+    list of single programs (:class:`proxygym.envs.core.ProgramList`, faster there), more
+    with numpy arrays (:class:`proxygym.envs.core.Programs`).
 
     ## Action Space
     ``MultiDiscrete`` of shape ``(num_envs, 2 + k)``: per program, the single env's action
@@ -88,10 +90,10 @@ class ProxyAlignmentVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
         self.scenario = load_scenario(scenario)
-        self.programs = Programs(self.scenario, self.num_envs, observation)
+        engine = ProgramList if self.num_envs <= SMALL_BATCH else Programs
+        self.programs = engine(self.scenario, self.num_envs, observation)
         self.dynamics = self.programs.dynamics
         self.layout = self.programs.layout
-        self.belief = self.programs.belief
         self.observation_mode = observation
         self.n_phases, self.n_proxies, self.n_ideas = self.programs.n_phases, self.programs.n_proxies, self.programs.n_ideas
         self.budget = self.scenario.budget

@@ -7,8 +7,10 @@ import itertools
 import math
 
 import numpy as np
+import pytest
 
 from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, nearest_allowed
+from proxygym.envs.core import SMALL_BATCH
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.regimen import ANTI
@@ -63,13 +65,14 @@ def brute_force_posterior(dyn: Dynamics, finished: list, current) -> tuple[float
     return aligned / total, shaped / total, rates / total
 
 
-def test_the_batched_filter_is_the_brute_force_posterior():
-    """The vector env's filter, through random play (ideas with priors of 1, 2 and 3 support values,
+@pytest.mark.parametrize("n", [SMALL_BATCH, SMALL_BATCH + 8])
+def test_the_batched_filter_is_the_brute_force_posterior(n):
+    """The vector env's filter (both engines: a list of programs with beliefs looked up by history, and the
+    batch over arrays), through random play (ideas with priors of 1, 2 and 3 support values,
     two proxies, anti-training, invalid verdicts, discards, autoresets), reports at every step
     of every program the posterior a brute-force sum over base rates and latent paths gives:
     in info, in its read-outs and (as float32) in the belief observation."""
     sc = mixed_scenario()
-    n = 24
     vec = ProxyAlignmentVectorEnv(n, sc, observation="belief")
     dyn = vec.dynamics
     k = dyn.n_proxies
@@ -103,8 +106,9 @@ def test_the_batched_filter_is_the_brute_force_posterior():
                 continue  # the episode is over; the next step resets it
             p_aligned, p_shaped, rates = brute_force_posterior(dyn, finished, current)
             assert abs(info["p_aligned"][i] - p_aligned) <= 1e-12
-            assert np.allclose(vec.belief.p_shaped[i], p_shaped, rtol=0, atol=1e-12)
-            assert np.allclose(vec.belief.mean_base_rates[i], rates, rtol=0, atol=1e-12)
+            _, shaped_now, rates_now = vec.programs.read_outs()
+            assert np.allclose(shaped_now[i], p_shaped, rtol=0, atol=1e-12)
+            assert np.allclose(rates_now[i], rates, rtol=0, atol=1e-12)
             assert np.allclose(seen["p_aligned"][i, 0], p_aligned, rtol=0, atol=1e-6)  # float32 in the observation
             assert np.allclose(seen["p_shaped"][i], p_shaped, rtol=0, atol=1e-6)
             assert np.allclose(seen["base_rate"][i], rates, rtol=0, atol=1e-6)

@@ -14,6 +14,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import proxygym
 from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD
+from proxygym.envs.core import SMALL_BATCH
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
 from proxygym.envs.vector import ProxyAlignmentVectorEnv
@@ -197,8 +198,8 @@ def test_the_observation_kept_in_place_is_the_one_encoded_from_scratch(mode):
     """The env writes each observation's slots in place as the rules change the state; after every step of
     random play it equals the observation encoded afresh from the programs' state by the layout
     (with persistent proxies, a compute budget, two proxies and autoresets)."""
-    for sc in (mixed_scenario(), compute_scenario()):
-        vec = ProxyAlignmentVectorEnv(32, sc, observation=mode)
+    for sc, n in ((mixed_scenario(), SMALL_BATCH), (compute_scenario(), SMALL_BATCH), (mixed_scenario(), 64)):
+        vec = ProxyAlignmentVectorEnv(n, sc, observation=mode)  # both engines: a list of programs, arrays
         obs, _ = vec.reset(seed=1)
         rng = np.random.default_rng(1)
         for _ in range(150):

@@ -12,6 +12,7 @@ from proxygym.agents.regimen import RegimenAgent
 from proxygym.agents.training import ALGOS, POLICIES, algo_class
 from proxygym.agents.vec_env import ProxyAlignmentSB3VecEnv, make_vec_env
 from proxygym.envs.analysis import analyze
+from proxygym.envs.core import Program, Programs, fresh_observation
 from proxygym.envs.outcomes import Z95
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.regimen import make_regimen
@@ -68,6 +69,38 @@ def test_one_program_plays_the_single_env_reset_by_hand(name, mode):
         assert info == inf and all(type(info[k]) is type(inf[k]) for k in inf)
         assert np.array_equal(obs[0], o)
     assert episodes > 20
+
+
+@pytest.mark.parametrize("mode", ["history", "belief"])
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_one_program_is_a_batch_of_one_to_the_bit(name, mode):
+    """The two engines of the rules: a :class:`Program` (plain Python numbers, beliefs looked up per history)
+    and a one-program :class:`Programs` (numpy arrays, the filter stepped), fed the same random stream and
+    the same actions (a fifth with verdicts that may not be allowed), agree on every observation, reward,
+    ending, belief and count, exactly, over a few dozen episodes."""
+    sc = SCENARIOS[name]()
+    one, batch = Program(sc, mode), Programs(sc, 1, mode)
+    one.rng, batch.rng = np.random.default_rng(3), np.random.default_rng(3)
+    one.reset()
+    batch.reset(np.zeros(1, dtype=np.int64))
+    rng = np.random.default_rng(3)
+    live = np.ones(1, dtype=bool)
+    episodes = 0
+    for _ in range(400):
+        assert np.array_equal(one.obs, batch.observe()[0]) and np.array_equal(one.masks(), batch.masks()[0])
+        assert (one.p_aligned, one.runs_used, one.checkpoint, one.compute_left) == (
+            batch.p_aligned[0], batch.runs_used[0], batch.checkpoint[0], batch.compute_left[0])
+        for mine, theirs in zip(one.read_outs(), batch.read_outs()):
+            assert np.array_equal(np.asarray(mine), theirs[0])
+        action = _actions(rng, batch.masks(), batch.actions.nvec)
+        got = one.step(int(action[0, 0]), action[0, 1:-1].tolist(), int(action[0, -1]))
+        out = batch.step(action, live)
+        assert got == (out.reward[0], out.invalid[0], out.deployed[0], out.aligned[0], out.abstained[0])
+        if out.terminated[0]:
+            episodes += 1
+            one.reset()
+            batch.reset(np.zeros(1, dtype=np.int64))
+    assert episodes > 30
 
 
 @pytest.mark.parametrize("name", ["sticky_values", "mixed"])
@@ -230,7 +263,7 @@ class RegimenModel:
 
     def __init__(self, algo, agent, venv):
         self.algo, self.agent, self.venv, self.calls = algo, agent, venv, 0
-        self.fresh = venv.programs._fresh_obs
+        self.fresh = fresh_observation(venv.layout, venv.dynamics)
 
     def predict(self, obs, deterministic=False, action_masks=None, state=None, episode_start=None):
         assert deterministic
