@@ -61,18 +61,44 @@ class FlattenAction(gym.ActionWrapper):
         return self.actions.unflatten(int(action))
 
 
+class ModelAction(gym.ActionWrapper):
+    """Show the env's action as a learning agent is given it: ``ActionLayout.model_space()``, the
+    ``MultiDiscrete`` without its one-choice component (the idea, when the scenario has one idea).
+
+    Such a component only adds an output head to a policy (SB3 builds one categorical per
+    component), so train.py's agents act without it; the env receives it as 0.
+    ``action_masks()`` gives the masks of the components shown.
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.actions = env.unwrapped.program.actions
+        self.action_space = self.actions.model_space()
+
+    def action(self, action) -> np.ndarray:
+        return self.actions.from_model(np.asarray(action).reshape(1, -1))[0]
+
+    def action_masks(self) -> np.ndarray:
+        return self.actions.model_masks(self.env.unwrapped.action_masks())
+
+
 def make_env(scenario: "str | Path | Scenario", algo: str, observation: str = "belief", **env_kwargs) -> gym.Env:
-    """One single env for ``algo`` (DQN's is wrapped in :class:`FlattenAction`); train.py trains in
-    :func:`proxygym.agents.vec_env.make_vec_env` instead, which batches ``n_envs`` programs."""
+    """One single env for ``algo``, with the action space train.py's agents of ``algo`` act in (DQN's in
+    :class:`FlattenAction`, the others' in :class:`ModelAction` where the scenario has one idea); train.py
+    trains in :func:`proxygym.agents.vec_env.make_vec_env` instead, which batches ``n_envs`` programs."""
     env = ProxyAlignmentEnv(scenario=scenario, observation=observation, **env_kwargs)
-    return FlattenAction(env) if algo == "dqn" else env
+    if algo == "dqn":
+        return FlattenAction(env)
+    actions = env.program.actions
+    return ModelAction(env) if len(actions.model_nvec) < actions.size else env
 
 
 def model_actions(algo: str, layout: ActionLayout, action, n: int) -> np.ndarray:
-    """A model's actions for ``n`` programs as the env's ``(n, 2 + k)`` MultiDiscrete actions (DQN's flat indexes unflattened)."""
+    """A model's actions for ``n`` programs as the env's ``(n, 2 + k)`` MultiDiscrete actions: DQN's flat
+    indexes unflattened, actions in ``layout.model_space()`` given their one-choice component."""
     if algo == "dqn":
         return layout.unflatten(np.asarray(action).reshape(n))
-    return np.asarray(action, dtype=np.int64).reshape(n, layout.size)
+    return layout.from_model(np.asarray(action, dtype=np.int64).reshape(n, -1))
 
 
 @dataclass
@@ -153,11 +179,14 @@ class ModelAgent:
     def __init__(self, model, algo: str, env: ProxyAlignmentVectorEnv):
         self.model, self.algo, self.env = model, algo, env
         self.state = None
+        # a model trained in the env's own space (as rl-baselines3-zoo trains) or in the model space
+        self._full = getattr(model.action_space, "nvec", np.zeros(0)).size == env.programs.actions.size
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         kwargs = {}
         if self.algo == "maskable_ppo":
-            kwargs["action_masks"] = self.env.action_masks()
+            masks = self.env.action_masks()
+            kwargs["action_masks"] = masks if self._full else self.env.programs.actions.model_masks(masks)
         if self.algo == "recurrent_ppo":
             kwargs.update(state=self.state, episode_start=self.env.layout.episode_start(obs))
         action, self.state = self.model.predict(obs, deterministic=True, **kwargs)

@@ -14,11 +14,13 @@ numpy, and translates between the two conventions:
 - **infos**: one dict per program, as the single env gives them (``p_aligned``,
   ``runs_used``, ``checkpoint``, ``invalid_action``, ``compute_left`` with a compute budget,
   and at an episode's end ``deployed``, ``aligned``, ``abstained``), as Python scalars.
-- **actions**: the ``MultiDiscrete`` action of each program, or for DQN (``algo="dqn"``) one
-  ``Discrete(3 * 3**k * m)`` index per program, unflattened by
-  :meth:`proxygym.envs.actions.ActionLayout.unflatten` (as the single env's ``FlattenAction``).
+- **actions**: the model's action of each program in ``ActionLayout.model_space()`` (the
+  ``MultiDiscrete`` without a one-choice idea component, as the single env's ``ModelAction``),
+  or for DQN (``algo="dqn"``) one ``Discrete(3 * 3**k * m)`` index per program, unflattened by
+  :meth:`proxygym.envs.actions.ActionLayout.unflatten` (as the single env's ``FlattenAction``);
+  :func:`proxygym.agents.training.model_actions` turns either into the env's actions.
 - **masks**: ``env_method("action_masks")`` (what sb3-contrib's ``MaskablePPO`` calls) gives
-  each program's flat mask.
+  each program's flat mask over the components of the model's action space.
 - **seeding**: ``seed(s)`` (which SB3 calls with the model's ``seed``) seeds the batch's one
   random stream at the next ``reset()``; the same seed and actions give the same trajectories.
 
@@ -35,6 +37,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
+from proxygym.agents.training import model_actions
 from proxygym.envs.scenario import Scenario
 from proxygym.envs.vector import ProxyAlignmentVectorEnv
 
@@ -64,7 +67,7 @@ class ProxyAlignmentSB3VecEnv(VecEnv):
         self.algo = algo
         self.actions = self.venv.programs.actions
         self.render_mode = None
-        action_space = spaces.Discrete(self.actions.n_flat) if algo == "dqn" else self.venv.single_action_space
+        action_space = spaces.Discrete(self.actions.n_flat) if algo == "dqn" else self.actions.model_space()
         super().__init__(self.venv.num_envs, self.venv.single_observation_space, action_space)
         self._actions: np.ndarray | None = None
 
@@ -81,9 +84,7 @@ class ProxyAlignmentSB3VecEnv(VecEnv):
         self._actions = actions
 
     def step_wait(self):
-        actions = np.asarray(self._actions)
-        if self.algo == "dqn":
-            actions = self.actions.unflatten(actions.reshape(self.num_envs))
+        actions = model_actions(self.algo, self.actions, self._actions, self.num_envs)
         obs, reward, terminated, truncated, info = self.venv.step(actions)
         dones = terminated | truncated
         infos = self._split(info)
@@ -113,7 +114,7 @@ class ProxyAlignmentSB3VecEnv(VecEnv):
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
         rows = list(self._get_indices(indices))
         if method_name == "action_masks":
-            masks = self.venv.action_masks()
+            masks = self.action_masks()
             return [masks[i] for i in rows]
         result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
         return [result for _ in rows]
@@ -125,8 +126,8 @@ class ProxyAlignmentSB3VecEnv(VecEnv):
         return [None for _ in range(self.num_envs)]
 
     def action_masks(self) -> np.ndarray:
-        """``(num_envs, 3 + 3k + m)`` each program's allowed choices."""
-        return self.venv.action_masks()
+        """Each program's allowed choices, over the components of the action space the model is given."""
+        return self.actions.model_masks(self.venv.action_masks())
 
     # -- infos ------------------------------------------------------------------------------
     def _split(self, info: dict[str, np.ndarray], rows: np.ndarray | None = None) -> list[dict[str, Any]]:

@@ -47,6 +47,9 @@ class ActionLayout:
         size: ``2 + k``, the length of one action.
         mask_size: ``3 + 3k + m``, the length of one flat mask (as sb3-contrib's MaskablePPO reads it).
         n_flat: ``3 * 3**k * m``, the number of distinct actions (a Discrete space's size).
+        model_nvec: the components with a choice (``nvec`` without the idea when there is one idea):
+            the action as a learning agent is shown it (:meth:`model_space`), since a
+            one-choice component only costs a policy an output head.
     """
 
     def __init__(self, n_proxies: int, n_ideas: int):
@@ -58,6 +61,10 @@ class ActionLayout:
         #: _mask_table[kind]: the mask at a decision point of that kind (START, EARLY, FINAL)
         self._mask_table = np.concatenate([ALLOWED, np.ones((len(ALLOWED), self.mask_size - 3), dtype=bool)], axis=1)
         self._mask_table.setflags(write=False)
+        self._kept = np.flatnonzero(self.nvec > 1)  # the components with a choice
+        self.model_nvec = self.nvec[self._kept]
+        starts = np.concatenate([[0], np.cumsum(self.nvec)])
+        self._kept_mask = np.concatenate([np.arange(starts[c], starts[c + 1]) for c in self._kept])
 
     @classmethod
     def of(cls, scenario) -> "ActionLayout":
@@ -88,6 +95,28 @@ class ActionLayout:
         # one look-up in the table of the mask at each kind of decision point (a new array)
         checkpoint = checkpoint if isinstance(checkpoint, int) else np.asarray(checkpoint)
         return self._mask_table.take(decision_kind(checkpoint, n_phases), axis=0)
+
+    def model_space(self) -> spaces.MultiDiscrete:
+        """The action space a learning agent is given: ``MultiDiscrete(model_nvec)``."""
+        return spaces.MultiDiscrete(self.model_nvec)
+
+    def from_model(self, actions) -> np.ndarray:
+        """``(N, 2 + k)`` env actions from actions ``(N, len(model_nvec))`` of :meth:`model_space` (a one-choice
+        component is 0); actions already of the env's size are returned as they are."""
+        actions = np.asarray(actions, dtype=np.int64)
+        if actions.shape[-1] == self.size:
+            return actions
+        out = np.zeros(actions.shape[:-1] + (self.size,), dtype=np.int64)
+        out[..., self._kept] = actions
+        return out
+
+    def to_model(self, actions) -> np.ndarray:
+        """Env actions ``(..., 2 + k)`` in :meth:`model_space` (their one-choice component, always 0, left out)."""
+        return np.asarray(actions)[..., self._kept]
+
+    def model_masks(self, masks) -> np.ndarray:
+        """The columns of flat masks ``(..., mask_size)`` that :meth:`model_space` has."""
+        return np.asarray(masks)[..., self._kept_mask]
 
     def unflatten(self, index) -> np.ndarray:
         """The action(s) of flat index(es) ``index``: the mixed-radix digits (verdict, usages, idea), first most significant."""

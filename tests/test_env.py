@@ -13,7 +13,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import proxygym
-from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD
+from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, ActionLayout
 from proxygym.envs.core import SMALL_BATCH
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
@@ -205,3 +205,40 @@ def test_the_observation_kept_in_place_is_the_one_encoded_from_scratch(mode):
         for _ in range(150):
             assert np.array_equal(obs, vec.programs.encode())
             obs, *_ = vec.step(random_valid_actions(rng, vec.action_masks(), vec.single_action_space.nvec))
+
+
+def test_the_model_action_space_leaves_out_the_one_choice_idea():
+    """train.py's agents act in ``ActionLayout.model_space()``: the env's action without a component that has one
+    choice (the idea, in a scenario of one idea); actions and masks map both ways as worked by hand, and the
+    single env for an algorithm (``make_env``) steps exactly as the bare env given idea 0."""
+    from stable_baselines3.common.env_checker import check_env
+
+    from proxygym.agents.training import ModelAction, make_env
+
+    one = ActionLayout(n_proxies=1, n_ideas=1)
+    assert one.model_nvec.tolist() == [3, 3] and one.model_space() == gym.spaces.MultiDiscrete([3, 3])
+    assert one.from_model([[2, 1], [0, 2]]).tolist() == [[2, 1, 0], [0, 2, 0]]
+    assert one.from_model([[2, 1, 0]]).tolist() == [[2, 1, 0]]  # already the env's action
+    assert one.to_model([[1, 2, 0]]).tolist() == [[1, 2]]
+    start = [True, False, False, True, True, True, True]  # continue only; every usage; the one idea
+    assert one.masks(0, 3).tolist() == start and one.model_masks(one.masks(0, 3)).tolist() == start[:6]
+    many = ActionLayout(n_proxies=2, n_ideas=3)  # every component has a choice: the model space is the env's
+    assert many.model_nvec.tolist() == many.nvec.tolist() == [3, 3, 3, 3]
+    assert many.model_masks(many.masks(1, 3)).tolist() == many.masks(1, 3).tolist()
+
+    wrapped, bare = make_env("sticky_values", "ppo", "history"), ProxyAlignmentEnv("sticky_values")
+    assert isinstance(wrapped, ModelAction) and not isinstance(make_env(mixed_scenario(), "ppo"), ModelAction)
+    check_env(wrapped)
+    a, _ = wrapped.reset(seed=4)
+    b, _ = bare.reset(seed=4)
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        assert np.array_equal(a, b)
+        assert np.array_equal(wrapped.action_masks(), bare.action_masks()[:6])
+        verdict, usage = int(rng.integers(3)), int(rng.integers(3))
+        a, ra, ta, _, ia = wrapped.step(np.array([verdict, usage]))
+        b, rb, tb, _, ib = bare.step(np.array([verdict, usage, 0]))
+        assert (ra, ta, ia) == (rb, tb, ib)
+        if ta:
+            a, _ = wrapped.reset()
+            b, _ = bare.reset()

@@ -15,6 +15,7 @@ from proxygym.agents.solver import solve
 from proxygym.agents.summary import summarize
 from proxygym.agents.training import POLICIES, algo_class, make_env
 from proxygym.envs.errors import ProxyGymError
+from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.scenario import load_scenario
 from proxygym.envs.vector import ProxyAlignmentVectorEnv
 from proxygym.inspection import inspect_model
@@ -124,8 +125,8 @@ def _count_by_hand(model, scenario: str, observation: str, episodes: int, seed: 
     done = np.zeros(episodes, dtype=bool)
     while not done.all():
         before = info["checkpoint"]
-        action, _ = model.predict(obs, deterministic=True)
-        obs, reward, terminated, truncated, info = env.step(action)
+        action, _ = model.predict(obs, deterministic=True)  # in the model's action space: the idea left out
+        obs, reward, terminated, truncated, info = env.step(env.programs.actions.from_model(action))
         for i in np.flatnonzero(~done):
             d = before[i]
             returns[i] += reward[i]
@@ -163,13 +164,19 @@ def test_inspect_reports_the_usage_the_trained_model_plays(trained, tmp_path):
     assert acc.Tensors("summary/text_summary")[0].tensor_proto.string_val[0].decode() == format_text(summary)
 
 
-@pytest.mark.parametrize("scenario,observation,seed", [(SCENARIO, "belief", 0), ("loss_landscape", "history", 2)])
-def test_inspect_reports_the_usage_of_a_mixed_policy(tmp_path, scenario, observation, seed):
+@pytest.mark.parametrize(
+    "scenario,observation,seed,bare",
+    [(SCENARIO, "belief", 3, False), ("loss_landscape", "history", 2, False), (SCENARIO, "history", 0, True)],
+)
+def test_inspect_reports_the_usage_of_a_mixed_policy(tmp_path, scenario, observation, seed, bare):
     # Untrained networks with these seeds mix usages within a phase and discard at several
-    # checkpoints, so every share is checked away from 0 and 1.
+    # checkpoints, so every share is checked away from 0 and 1. ``bare``: a model made on the env itself,
+    # whose action keeps the one-choice idea (as rl-baselines3-zoo trains), not train.py's model space.
     from stable_baselines3 import PPO
 
-    model = PPO("MlpPolicy", make_env(scenario, "ppo", observation), seed=seed)
+    env = ProxyAlignmentEnv(scenario, observation=observation) if bare else make_env(scenario, "ppo", observation)
+    assert (len(env.action_space.nvec) == env.unwrapped.program.actions.size) == bare  # one idea: left out unless bare
+    model = PPO("MlpPolicy", env, seed=seed)
     model.save(tmp_path / "m.zip")
     summary = inspect_model(tmp_path / "m.zip", scenario, episodes=40)
     assert summary.observation == observation

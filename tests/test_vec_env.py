@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -52,9 +53,9 @@ def test_one_program_plays_the_single_env_reset_by_hand(name, mode):
     rng = np.random.default_rng(7)
     episodes = 0
     for _ in range(300):
-        action = _actions(rng, adapter.action_masks(), adapter.venv.single_action_space.nvec)
-        assert np.array_equal(adapter.env_method("action_masks")[0], single.action_masks())
-        obs, rewards, dones, infos = adapter.step(action)
+        action = _actions(rng, adapter.venv.action_masks(), adapter.venv.single_action_space.nvec)
+        assert np.array_equal(adapter.env_method("action_masks")[0], adapter.actions.model_masks(single.action_masks()))
+        obs, rewards, dones, infos = adapter.step(adapter.actions.to_model(action))  # as a model acts
         o, r, t, tr, inf = single.step(action[0])
         assert obs.dtype == np.float32 and rewards.dtype == np.float32 and dones.dtype == bool
         assert rewards[0] == np.float32(r) and dones[0] == t
@@ -118,7 +119,7 @@ def test_many_programs_play_the_vector_env_reset_where_episodes_end(name):
     ended = 0
     for _ in range(200):
         actions = _actions(rng, ref.action_masks(), ref.single_action_space.nvec)
-        assert np.array_equal(np.stack(adapter.env_method("action_masks")), ref.action_masks())
+        assert np.array_equal(np.stack(adapter.env_method("action_masks")), adapter.actions.model_masks(ref.action_masks()))
         obs, rewards, dones, infos = adapter.step(actions)
         ref_obs, ref_rewards, terminated, truncated, info = ref.step(actions)
         assert not truncated.any() and np.array_equal(dones, terminated)
@@ -257,28 +258,31 @@ def test_every_algorithm_learns_through_the_adapter(algo):
 
 # -- the batched evaluation (play_model) --------------------------------------------------------------
 class RegimenModel:
-    """A stand-in for a trained model: ``predict`` plays a fixed regimen, in the form ``algo`` acts in, and
-    checks what the evaluation hands it (masks for maskable_ppo; for recurrent_ppo a state carried over
-    and ``episode_start`` exactly where a program's observation is its episode's first)."""
+    """A stand-in for a trained model: ``predict`` plays a fixed regimen, in the form ``algo`` acts in (DQN's flat
+    index, the others' model space), and checks what the evaluation hands it (masks of the model space for
+    maskable_ppo; for recurrent_ppo a state carried over and ``episode_start`` exactly where a program's
+    observation is its episode's first)."""
 
     def __init__(self, algo, agent, venv):
         self.algo, self.agent, self.venv, self.calls = algo, agent, venv, 0
         self.fresh = fresh_observation(venv.layout, venv.dynamics)
+        self.layout = venv.programs.actions
+        self.action_space = gym.spaces.Discrete(self.layout.n_flat) if algo == "dqn" else self.layout.model_space()
 
     def predict(self, obs, deterministic=False, action_masks=None, state=None, episode_start=None):
         assert deterministic
         actions = self.agent(obs)
         if self.algo == "maskable_ppo":
-            allowed = self.venv.programs.actions.masks(self.venv.layout.position(obs, self.venv.budget)[0], self.venv.n_phases)
-            assert np.array_equal(action_masks, allowed)
+            allowed = self.layout.masks(self.venv.layout.position(obs, self.venv.budget)[0], self.venv.n_phases)
+            assert np.array_equal(action_masks, self.layout.model_masks(allowed))
         if self.algo == "recurrent_ppo":
             assert (state is None) == (self.calls == 0)
             assert np.array_equal(episode_start, (obs == self.fresh).all(axis=1))
             state = ("lstm", self.calls)
         self.calls += 1
         if self.algo == "dqn":
-            return np.ravel_multi_index(tuple(actions.T), self.venv.programs.actions.nvec), None
-        return actions, state
+            return np.ravel_multi_index(tuple(actions.T), self.layout.nvec), None
+        return self.layout.to_model(actions), state
 
 
 def test_play_model_plays_each_programs_first_episode():
