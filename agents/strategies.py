@@ -309,7 +309,6 @@ class OptimalStrategy(Strategy):
         self.solution = solution if solution is not None else solve(scenario)
         self.policy = self.solution.policy
         self._dyn = self.policy.dyn
-        self._left = np.array([key[0] for key in self.policy.keys] + [-1])  # runs left per state; [-1]: unknown
         self._state = np.zeros(0, dtype=np.int64)  # per episode: the program state (-1: unknown)
         self._level = np.zeros(0, dtype=np.int64)  # the checkpoint last seen in the current run (0: none)
         self._node = np.zeros(0, dtype=np.int64)  # the node there
@@ -347,7 +346,8 @@ class OptimalStrategy(Strategy):
             self._level[running], self._node[running] = d[running], node[running]
 
         state = self._state
-        expected_left = self._left[state] - (d > 0)  # state -1 reads the last entry, -1
+        left = np.append(pol.runs_left_table(), -1)  # runs left per state made so far; [-1]: unknown
+        expected_left = left[state] - (d > 0)  # state -1 reads the last entry, -1
         if (state < 0).any() or (expected_left != runs_left).any():
             bad = int(np.flatnonzero((state < 0) | (expected_left != runs_left))[0])
             raise RuntimeError(

@@ -8,18 +8,35 @@ guard's upper bound on the work, and, for comparison, the best fixed-regimen str
 exact value. The target is under 10 seconds per shipped scenario. ``--persistence`` gives
 every proxy that persistence (world model v1: one more latent bit per proxy), the case the
 solver must also handle in well under 10 seconds.
+
+``--cases`` runs the issue's named cases instead, each in its own subprocess (so peak memories
+do not mix), ``--repeat`` times: the median wall time and the peak resident memory, and the
+ratio of that time to a fixed numpy workload timed in the same run, between the cases, so
+readers on other machines can compare:
+
+- ``3x3``: loss_landscape with a third proxy (a copy of its first), 3 phases, budget 5;
+- ``3x3_persistence``: the same, every proxy with persistence 0.8 (world model v1);
+- ``screening_b50``: idea_screening with budget 50;
+- ``screening_8_ideas``: idea_screening with 8 ideas (copies of its own), budget 8;
+- ``guard_8_phases``: the size guard alone on sticky_values with 8 phases and a two-point base rate.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
 
-from proxygym.agents.solver import solve
+from proxygym.agents.solver import estimate_size, solve
 from proxygym.agents.strategies import STRATEGIES
 from proxygym.envs.analysis import analyze
+from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.observation import ObservationLayout
 from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
 
@@ -37,14 +54,103 @@ def best_fixed(scenario) -> tuple[float, str]:
     return best
 
 
+def case_scenario(name: str):
+    """The scenario of a named case (see the module's docstring)."""
+    def variant(base: str, **change):
+        data = load_scenario(base).model_dump(exclude={"expect"})
+        for edit in change.values():
+            edit(data)
+        return parse_scenario(data, source=f"{base} ({name})")
+
+    def third_proxy(data):
+        data["proxies"].append(dict(data["proxies"][0], name=data["proxies"][0]["name"] + "_copy"))
+
+    def persistent(data):
+        for proxy in data["proxies"]:
+            proxy["persistence"] = 0.8
+
+    def eight_ideas(data):
+        data["ideas"] = [dict(data["ideas"][i % 3], name=f"idea_{i}") for i in range(8)]
+
+    def eight_phases(data):
+        data["phases"] = [dict(data["phases"][t % 3], name=f"phase_{t}") for t in range(8)]
+        for idea in data["ideas"]:
+            idea["base_rate"] = {"values": [0.2, 0.5], "probs": [0.5, 0.5]}
+
+    return {
+        "3x3": lambda: variant("loss_landscape", a=third_proxy),
+        "3x3_persistence": lambda: variant("loss_landscape", a=third_proxy, b=persistent),
+        "screening_b50": lambda: variant("idea_screening", a=lambda d: d.update(budget=50)),
+        "screening_8_ideas": lambda: variant("idea_screening", a=eight_ideas),
+        "guard_8_phases": lambda: variant("sticky_values", a=eight_phases),
+    }[name]()
+
+
+CASES = ("3x3", "3x3_persistence", "screening_b50", "screening_8_ideas", "guard_8_phases")
+
+
+def run_case(name: str) -> dict:
+    """One case, measured in this process (called in a subprocess by :func:`cases`)."""
+    sc = case_scenario(name)
+    start = time.perf_counter()
+    out = {"case": name}
+    if name.startswith("guard"):
+        est = estimate_size(sc)
+        try:
+            est.check(sc)
+            out["answer"] = "fine"
+        except ProxyGymError:
+            out["answer"] = "too big"
+    else:
+        sol = solve(sc)
+        out.update(value=sol.value, program_states=sol.program_states, states=sol.states)
+    out["seconds"] = time.perf_counter() - start
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def numpy_reference() -> float:
+    """Seconds of a fixed numpy workload (matrix products and sorts), the yardstick of ``--cases``."""
+    rng = np.random.default_rng(0)
+    a = rng.random((400, 400))
+    start = time.perf_counter()
+    for _ in range(20):
+        a = (a @ a) / 400.0
+        np.sort(rng.random(200_000))
+    return time.perf_counter() - start
+
+
+def cases(names: list[str], repeat: int) -> int:
+    print(f"{'case':<20}{'seconds':>9}{'x numpy ref':>13}{'peak MB':>9}   result")
+    for name in names:
+        times, refs, last = [], [], {}
+        for _ in range(max(1, repeat)):
+            refs.append(numpy_reference())  # interleaved with the case's rounds
+            got = subprocess.run([sys.executable, __file__, "--run-case", name], capture_output=True, text=True, check=True)
+            last = json.loads(got.stdout.strip().splitlines()[-1])
+            times.append(last["seconds"])
+        seconds, ref = statistics.median(times), statistics.median(refs)
+        result = last.get("answer") or f"value {last['value']:.6f}, {last['program_states']:,} program states"
+        print(f"{name:<20}{seconds:>9.3f}{seconds / ref:>13.2f}{last['peak_mb']:>9.0f}   {result}")
+    print(f"numpy reference: {statistics.median(refs):.3f} s (400x400 products and sorts, measured between the cases' rounds)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="*", choices=CASES, default=None, help="the named cases (default all of them)")
+    parser.add_argument("--run-case", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument(
         "--scenario", action="append", help="a scenario name or YAML path (repeatable; default: every shipped one)"
     )
-    parser.add_argument("--repeat", type=int, default=3, help="solves per scenario; the best time is shown")
+    parser.add_argument("--repeat", type=int, default=3, help="solves per scenario (the best time) or per case (the median)")
     parser.add_argument("--persistence", type=float, default=None, help="set every proxy's persistence (0..1)")
     args = parser.parse_args(argv)
+    if args.run_case:
+        print(json.dumps(run_case(args.run_case)))
+        return 0
+    if args.cases is not None:
+        return cases(args.cases or list(CASES), args.repeat)
 
     def load(name: str):
         sc = load_scenario(name)  # a fresh object each time: a scenario caches its solution
