@@ -10,8 +10,8 @@ independent of the others a priori, so the posterior factorizes (docs/model.md,
   pushed through the same transition matrices and test likelihoods as the env.
 
 The filter is written once, over a batch of N independent episodes
-(:class:`BatchBeliefFilter`); a single program looks its beliefs up per history already seen
-(:class:`RunBeliefs`), each computed once by a one-episode filter. Ideas whose base-rate
+(:class:`BatchBeliefFilter`); the envs look the beliefs of the histories already seen up in a
+:class:`RunTable`, each computed once by that filter. Ideas whose base-rate
 priors have different numbers of support values share one padded support axis: the
 padding has prior weight 0, so it stays 0 through every update and adds nothing to any sum.
 """
@@ -153,12 +153,12 @@ class BatchBeliefFilter:
     @property
     def p_aligned(self) -> np.ndarray:
         """``(N,)`` P(the current model is aligned | history); 0.0 where no run is under way."""
-        return self.joint.sum(axis=1) @ self._aligned
+        return self.read_outs(shaped=False)[0]
 
     @property
     def p_shaped(self) -> np.ndarray:
         """``(N, k)`` P(the current model is shaped to pass proxy j | history); zeros where no run is under way."""
-        return self.joint.sum(axis=1) @ self._shaped
+        return self.read_outs()[1]
 
     @property
     def mean_base_rates(self) -> np.ndarray:
@@ -173,107 +173,198 @@ class BatchBeliefFilter:
         """``(p_aligned, p_shaped, mean_base_rates)`` at once, as the properties give them (the
         marginal over the base rate computed once); the last two are None unless ``shaped``."""
         marginal = self.joint.sum(axis=1)
+        # sums of products row by row (not a matrix product, whose rounding may depend on how many rows
+        # there are), so an episode's read-outs are the same to the bit in a batch of any size
+        p_aligned = (marginal * self._aligned).sum(axis=1)
         if not shaped:
-            return marginal @ self._aligned, None, None
-        return marginal @ self._aligned, marginal @ self._shaped, self.mean_base_rates
+            return p_aligned, None, None
+        return p_aligned, (marginal[:, :, None] * self._shaped).sum(axis=1), self.mean_base_rates
 
 
-class RunBeliefs:
-    """The filter's state of one episode, looked up by its history: a memo over the histories already seen.
+class RunTable:
+    """The filter's beliefs interned: every run history already seen gets an integer id, computed once.
 
-    Within a run of idea ``i`` started from the idea's posterior ``W_i``, the filter's joint and
-    read-outs are a function of the run's history alone: its checkpoint ``d`` and its node at that
-    depth of the run tree (``x' = x * fan + c * 2^k + r`` from the parent ``x``, the phase's usage
-    code ``c`` and the result code ``r``; the run's start is node 0 at depth 0). Every entry is computed once, by a one-episode
-    :class:`BatchBeliefFilter` given exactly the arguments the batch rules give it, so a looked-up
-    belief is the filter's own, to the last bit; later visits to the same history cost a dict
-    look-up. A posterior ``W_i`` is keyed by the bytes of its weights. The memo is shared by every
-    single env of one scenario object (:meth:`of`) and is emptied when it holds ``limit`` entries.
+    Within a run of idea ``i`` started from the idea's posterior ``W_i``, the filter's joint and its
+    read-outs are a function of ``W_i`` and the run's history alone. The table numbers each distinct
+    posterior ``W_i`` (a *weights id*; ids ``0 .. m-1`` are the ideas' priors) and each distinct belief
+    of a run under way (a *belief id*), and keeps, per belief id: the joint ``(V, S)``, ``p_aligned``,
+    ``p_shaped`` ``(k,)``, the idea's posterior mean base rate ``base_rate`` and the ``idea``; per
+    weights id: the ``weights`` ``(V,)``, their ``mean`` base rate and the ``idea``. The way between
+    them is looked up: the belief at a run's start (:meth:`start`), after a phase and its results
+    (:meth:`child`, by branch ``usage code * 2^k + result code``) and the idea's posterior once the run
+    ends (:meth:`end`). A step that meets a history not seen before computes it with a
+    :class:`BatchBeliefFilter` given exactly those arguments (one filter for all the new ones), so every
+    number is the filter's own; later visits cost an array look-up. Every method takes arrays (one id
+    per program) and has a one-program form (``*_one``, ints) that gives the same numbers.
+
+    The table holds at most ``max_bytes`` (default 256 MiB) but room for at least ``min_ids`` beliefs
+    (an owner of N programs needs ``4 N``); an owner asks :meth:`needs_room` before a step and, when it
+    does, keeps only its programs' current ids (:meth:`compact`).
     """
 
-    LIMIT = 200_000
+    MAX_BYTES = 256 * 2**20
 
-    @classmethod
-    def of(cls, dynamics: Dynamics) -> "RunBeliefs":
-        return dynamics.scenario.cached("run_beliefs", lambda _: cls(dynamics))
+    def __init__(self, dynamics: Dynamics, max_bytes: int = MAX_BYTES, min_ids: int = 4096):
+        self.dyn = d = dynamics
+        self.values, self.prior = padded_support(d)
+        self.n_ideas, width = self.values.shape
+        self.fan = d.n_usages * 2**d.n_proxies
+        k, S = d.n_proxies, d.n_states
+        per_id = width * S * 8 + self.fan * 8 + (k + 4) * 8
+        self.max_ids = max(int(max_bytes) // per_id, int(min_ids))
+        self.compactions = 0
+        self._cap = 0
+        self._wcap = 0
+        self.clear()
 
-    def __init__(self, dynamics: Dynamics, limit: int = LIMIT):
-        self.dyn = dynamics
-        self.limit = int(limit)
-        self.fan = dynamics.n_usages * 2**dynamics.n_proxies
-        self.values, self.prior = padded_support(dynamics)
-        self._filter = BatchBeliefFilter(dynamics, 1)
-        self._one = np.zeros(1, dtype=np.int64)
-        self._entries: dict[tuple, RunBelief] = {}
-        self._means: dict[tuple, float] = {}
+    # -- storage ---------------------------------------------------------------------
+    def clear(self) -> None:
+        """Forget every history: only the ideas' priors are left (weights ids ``0 .. m-1``)."""
+        d, (m, width) = self.dyn, self.values.shape
+        self._cap, self._wcap = 1024, 64
+        self.joint = np.zeros((self._cap, width, d.n_states))
+        self.p_aligned = np.zeros(self._cap)
+        self.p_shaped = np.zeros((self._cap, d.n_proxies))
+        self.base_rate = np.zeros(self._cap)
+        self.idea = np.zeros(self._cap, dtype=np.int64)
+        self.children = np.full(self._cap * self.fan, -1, dtype=np.int64)  # [id * fan + branch]
+        self.ends = np.full(self._cap, -1, dtype=np.int64)
+        self.n_ids = 0
+        self.weights = np.zeros((self._wcap, width))
+        self.mean = np.zeros(self._wcap)
+        self.weights_idea = np.zeros(self._wcap, dtype=np.int64)
+        self.starts = np.full(self._wcap, -1, dtype=np.int64)
+        self.n_weights = 0
+        self._weights_ids: dict[tuple, int] = {}
+        for i in range(m):
+            self._intern(i, self.prior[i])
 
-    def prior_key(self, idea: int) -> bytes:
-        """The key of idea ``idea``'s prior (its posterior before any run)."""
-        return self.prior[idea].tobytes()
+    def _grow(self, n: int) -> None:
+        while self.n_ids + n > self._cap:
+            cap = self._cap * 2
+            for name in ("joint", "p_aligned", "p_shaped", "base_rate", "idea"):
+                old = getattr(self, name)
+                new = np.zeros((cap,) + old.shape[1:], dtype=old.dtype)
+                new[: self._cap] = old
+                setattr(self, name, new)
+            for name, size in (("children", self.fan), ("ends", 1)):
+                new = np.full(cap * size, -1, dtype=np.int64)
+                new[: self._cap * size] = getattr(self, name)
+                setattr(self, name, new)
+            self._cap = cap
 
-    def mean(self, idea: int, weights: bytes) -> float:
-        """The posterior mean base rate of ``idea`` under the posterior keyed ``weights`` (no run under way)."""
-        key = (idea, weights)
-        out = self._means.get(key)
-        if out is None:
-            f = self._filter
-            f.weights[0, idea] = np.frombuffer(weights)
-            out = self._means[key] = float((f.weights * f.values).sum(axis=2)[0, idea])
+    def _intern(self, idea: int, weights: np.ndarray) -> int:
+        key = (idea, weights.tobytes())
+        wid = self._weights_ids.get(key)
+        if wid is None:
+            if self.n_weights == self._wcap:
+                cap = self._wcap * 2
+                for name in ("weights", "mean", "weights_idea", "starts"):
+                    old = getattr(self, name)
+                    new = np.full((cap,) + old.shape[1:], -1 if name == "starts" else 0, dtype=old.dtype)
+                    new[: self._wcap] = old
+                    setattr(self, name, new)
+                self._wcap = cap
+            wid = self._weights_ids[key] = self.n_weights
+            self.weights[wid], self.weights_idea[wid] = weights, idea
+            self.mean[wid] = (weights * self.values[idea]).sum()
+            self.n_weights += 1
+        return wid
+
+    def _add(self, f: BatchBeliefFilter) -> np.ndarray:
+        """New belief ids for the runs under way in filter ``f``: their joints and read-outs."""
+        n = f.num_envs
+        self._grow(n)
+        ids = np.arange(self.n_ids, self.n_ids + n)
+        p_aligned, p_shaped, rates = f.read_outs(shaped=True)
+        self.joint[ids], self.p_aligned[ids], self.p_shaped[ids] = f.joint, p_aligned, p_shaped
+        self.base_rate[ids], self.idea[ids] = rates[np.arange(n), f.idea], f.idea
+        self.n_ids += n
+        return ids
+
+    def needs_room(self, n: int) -> bool:
+        """Whether a step of ``n`` programs (at most ``3 n`` new ids) might not fit."""
+        return self.n_ids + 3 * n > self.max_ids
+
+    def compact(self, beliefs: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keep only the belief ids ``beliefs`` (-1: none) and weights ids ``weights`` of an owner's programs;
+        returns them renumbered (same shapes). Everything else is forgotten (and recomputed if met again)."""
+        beliefs, weights = np.asarray(beliefs), np.asarray(weights)
+        live = np.unique(beliefs[beliefs >= 0])
+        kept = {name: getattr(self, name)[live].copy() for name in ("joint", "p_aligned", "p_shaped", "base_rate", "idea")}
+        live_w = np.unique(weights)
+        kept_w = [(int(self.weights_idea[w]), self.weights[w].copy()) for w in live_w]
+        self.clear()
+        self.compactions += 1
+        new_w = np.array([self._intern(i, w) for i, w in kept_w], dtype=np.int64)
+        self._grow(len(live))
+        for name, values in kept.items():
+            getattr(self, name)[: len(live)] = values
+        self.n_ids = len(live)
+        out_b = np.where(beliefs >= 0, np.searchsorted(live, beliefs), -1)
+        return out_b, new_w[np.searchsorted(live_w, weights)]
+
+    # -- the way between beliefs ---------------------------------------------------------
+    def start(self, weights: np.ndarray) -> np.ndarray:
+        """Belief ids at the start of runs whose idea's posterior is ``weights`` (weights ids)."""
+        ids = self.starts[weights]
+        miss = ids < 0
+        if miss.any():
+            new = np.unique(weights[miss])
+            f = BatchBeliefFilter(self.dyn, len(new))
+            ideas = self.weights_idea[new]
+            f.weights[np.arange(len(new)), ideas] = self.weights[new]
+            f.start_run(ideas)
+            self.starts[new] = self._add(f)
+            ids = self.starts[weights]
+        return ids
+
+    def child(self, ids, branch, phase, usage_code, n_before, n_after, results) -> np.ndarray:
+        """Belief ids after one more phase: ``phase`` (0-based) under ``usage_code``, the run's anti-training
+        counts before and after it ``(n, k)``, the test ``results`` ``(n, k)`` (True: pass), and ``branch`` =
+        ``usage_code * 2^k`` + the results' code."""
+        flat = ids * self.fan + branch
+        out = self.children[flat]
+        miss = out < 0
+        if miss.any():
+            keys, first = np.unique(flat[miss], return_index=True)
+            rows = np.flatnonzero(miss)[first]
+            f = BatchBeliefFilter(self.dyn, len(rows))
+            f.idea[:], f.joint[:] = self.idea[ids[rows]], self.joint[ids[rows]]
+            f.advance(phase[rows], usage_code[rows], n_anti=n_before[rows])
+            f.observe(phase[rows], n_after[rows], results[rows])
+            self.children[keys] = self._add(f)
+            out = self.children[flat]
         return out
 
-    def start(self, idea: int, weights: bytes) -> "RunBelief":
-        """A run of ``idea`` just started from the posterior keyed ``weights`` (node 0)."""
-        key = (idea, weights, 0, 0)
-        entry = self._entries.get(key)
-        if entry is None:
-            f = self._filter
-            f.weights[0, idea] = np.frombuffer(weights)
-            f.start_run(np.full(1, idea, dtype=np.int64), self._one)
-            entry = self._store(key, idea, weights, 0, 0)
-        return entry
+    def end(self, ids: np.ndarray) -> np.ndarray:
+        """Weights ids of the ideas' posteriors once the runs at belief ``ids`` end there."""
+        out = self.ends[ids]
+        miss = out < 0
+        if miss.any():
+            new = np.unique(ids[miss])
+            f = BatchBeliefFilter(self.dyn, len(new))
+            ideas = self.idea[new]
+            f.idea[:], f.joint[:] = ideas, self.joint[new]
+            f.end_run()
+            ended = f.weights[np.arange(len(new)), ideas]
+            self.ends[new] = [self._intern(int(i), w) for i, w in zip(ideas, ended)]
+            out = self.ends[ids]
+        return out
 
-    def after(self, entry: "RunBelief", phase: int, usage_code: int, n_anti_before, n_anti_after, results,
-              result_code: int) -> "RunBelief":
-        """The belief after one more phase under ``usage_code`` and its test ``results``, from ``entry``."""
-        node = entry.node * self.fan + usage_code * 2**self.dyn.n_proxies + result_code
-        key = (entry.idea, entry.weights, phase + 1, node)
-        child = self._entries.get(key)
-        if child is None:
-            f = self._filter
-            f.idea[0], f.joint[0] = entry.idea, entry.joint
-            t = np.full(1, phase, dtype=np.int64)
-            f.advance(t, np.full(1, usage_code, dtype=np.int64), self._one, n_anti=np.asarray([n_anti_before]))
-            f.observe(t, np.asarray([n_anti_after]), np.asarray([results]), self._one)
-            child = self._store(key, entry.idea, entry.weights, phase + 1, node)
-        return child
+    # -- one program ------------------------------------------------------------------
+    def start_one(self, weights: int) -> int:
+        out = self.starts[weights]
+        return int(out) if out >= 0 else int(self.start(np.array([weights]))[0])
 
-    def end(self, entry: "RunBelief") -> bytes:
-        """The key of the idea's posterior once the run of ``entry`` ends there."""
-        if entry.end is None:
-            f = self._filter
-            f.idea[0], f.joint[0] = entry.idea, entry.joint
-            f.end_run(self._one)
-            entry.end = f.weights[0, entry.idea].tobytes()
-        return entry.end
+    def child_one(self, id_: int, branch: int, phase: int, usage_code: int, n_before, n_after, results) -> int:
+        out = self.children[id_ * self.fan + branch]
+        if out >= 0:
+            return int(out)
+        one = np.ones(1, dtype=np.int64)
+        return int(self.child(one * id_, one * branch, one * phase, one * usage_code, np.array([n_before]),
+                              np.array([n_after]), np.array([results]))[0])
 
-    def _store(self, key: tuple, idea: int, weights: bytes, depth: int, node: int) -> "RunBelief":
-        f = self._filter
-        f.weights[0, idea] = np.frombuffer(weights)
-        p_aligned, p_shaped, base_rates = f.read_outs(shaped=True)
-        entry = RunBelief(idea, weights, depth, node, f.joint[0].copy(), float(p_aligned[0]), p_shaped[0].copy(),
-                          float(base_rates[0, idea]))
-        if len(self._entries) >= self.limit:
-            self._entries.clear()
-        self._entries[key] = entry
-        return entry
-
-
-class RunBelief:
-    """One history's belief (:class:`RunBeliefs`): the joint ``(V, S)`` and its read-outs."""
-
-    __slots__ = ("idea", "weights", "depth", "node", "joint", "p_aligned", "p_shaped", "base_rate", "end")
-
-    def __init__(self, idea, weights, depth, node, joint, p_aligned, p_shaped, base_rate):
-        self.idea, self.weights, self.depth, self.node, self.joint = idea, weights, depth, node, joint
-        self.p_aligned, self.p_shaped, self.base_rate = p_aligned, p_shaped, base_rate
-        self.end: bytes | None = None
+    def end_one(self, id_: int) -> int:
+        out = self.ends[id_]
+        return int(out) if out >= 0 else int(self.end(np.array([id_]))[0])

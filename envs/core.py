@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, NEAREST, ActionLayout, decision_kind
-from proxygym.envs.belief import BatchBeliefFilter, RunBeliefs, padded_support
+from proxygym.envs.belief import BatchBeliefFilter, RunTable, padded_support
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.observation import ObservationLayout
 from proxygym.envs.regimen import ANTI, can_start
@@ -105,7 +105,9 @@ class Programs:
         self.compute, self.full_run = scenario.compute, scenario.full_run_compute
         self.costs = np.array([p.cost for p in scenario.phases], dtype=np.int64)
         self.reward = scenario.reward
-        self.belief = BatchBeliefFilter(d, N)
+        self.table = RunTable(d, min_ids=4 * N)
+        self.belief_id = np.full(N, -1, dtype=np.int64)  # the run under way's belief (-1: no run under way)
+        self.weights_id = np.tile(np.arange(m), (N, 1))  # each idea's posterior
         self.rng: np.random.Generator | None = None
         self._support_values, self._support_probs = padded_support(d)
         self._proxies = np.arange(k)
@@ -165,12 +167,14 @@ class Programs:
         self.idea_fails[rows] = 0
         self.compute_left[rows] = self.compute or 0
         self._next_run(rows)
-        self.belief.reset(rows)
+        self.weights_id[rows] = np.arange(m)
         self.obs[rows] = self._fresh_obs
         self._belief_moved = True
 
     def step(self, actions: np.ndarray, live: np.ndarray) -> StepOutcome:
         """Apply one action to each program where ``live`` (the others are left as they are)."""
+        if self.table.needs_room(self.num_envs):
+            self.belief_id, self.weights_id = self.table.compact(self.belief_id, self.weights_id)
         verdict, usage, idea = self.actions.decode(actions)
         mapped = self._nearest[self.checkpoint, verdict]  # actions.nearest_allowed
         N = self.num_envs
@@ -220,6 +224,7 @@ class Programs:
         self.checkpoint[rows] = 0
         self.idea[rows] = -1
         self.state[rows] = -1
+        self.belief_id[rows] = -1
         self.usage[rows] = 0
         self.results[rows] = False
         self.n_anti[rows] = 0
@@ -241,7 +246,7 @@ class Programs:
             self.state[rows] = sample_rows(self.dynamics.start_given_aligned[aligned.astype(np.int64)], self.rng.random(len(rows)))
         else:
             self.state[rows] = aligned
-        self.belief.start_run(idea, rows)
+        self.belief_id[rows] = self.table.start(self.weights_id[rows, idea])
         obs = self._slot
         obs["runs_left"][rows, 0] = (self.budget - self.runs_used[rows]) / self.budget
         obs["idea"][rows, idea] = 1.0  # shown from checkpoint 1, which the run's first phase reaches
@@ -265,8 +270,8 @@ class Programs:
             self._slot["compute_left"][rows, 0] = self.compute_left[rows] / self.compute
         self.usage[rows, t] = usage
         self.results[rows, t] = results
-        self.belief.advance(t, code, rows, n_anti=before)
-        self.belief.observe(t, n_anti, results, rows)
+        branch = code * 2**self.n_proxies + d.result_code(results)
+        self.belief_id[rows] = self.table.child(self.belief_id[rows], branch, t, code, before, n_anti, results)
         t_next = t + 1
         self.checkpoint[rows] = t_next
         obs, at_phase = self.obs, (t[:, None], self._proxies)
@@ -288,7 +293,8 @@ class Programs:
         self.idea_runs[rows, idea] = runs
         self.idea_passes[rows, idea] = passes
         self.idea_fails[rows, idea] = fails
-        self.belief.end_run(rows)
+        self.weights_id[rows, idea] = self.table.end(self.belief_id[rows])
+        self.belief_id[rows] = -1
         obs, B, T = self._slot, self.budget, self.n_phases
         obs["idea_runs"][rows, idea] = runs / B
         obs["idea_passes"][rows, idea] = passes / (B * T)
@@ -301,7 +307,7 @@ class Programs:
         if not self._belief_moved:
             return
         belief_mode = self.layout.mode == "belief"
-        p_aligned, p_shaped, base_rate = self.belief.read_outs(shaped=belief_mode)
+        p_aligned, p_shaped, base_rate = self._read_outs(shaped=belief_mode)
         self._p_aligned = p_aligned
         if belief_mode:
             obs = self._slot
@@ -323,7 +329,20 @@ class Programs:
 
     def read_outs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(p_aligned (N,), p_shaped (N, k), base_rates (N, m))``: the filter's posterior read-outs."""
-        return self.belief.read_outs(shaped=True)
+        return self._read_outs(shaped=True)
+
+    def _read_outs(self, shaped: bool):
+        table, ids = self.table, self.belief_id
+        under_way = ids >= 0
+        at = np.where(under_way, ids, 0)
+        p_aligned = np.where(under_way, table.p_aligned[at], 0.0)
+        if not shaped:
+            return p_aligned, None, None
+        p_shaped = np.where(under_way[:, None], table.p_shaped[at], 0.0)
+        base_rate = table.mean[self.weights_id]
+        rows = np.flatnonzero(under_way)
+        base_rate[rows, self.idea[rows]] = table.base_rate[ids[rows]]
+        return p_aligned, p_shaped, base_rate
 
     def encode(self) -> np.ndarray:
         """``(N, n)`` the observations encoded from scratch from the programs' state (``observe()`` equals it)."""
@@ -339,7 +358,7 @@ class Programs:
 
 class ProgramTables:
     """What every :class:`Program` of a scenario reads and nothing changes, as plain Python lists: built once
-    per scenario object and observation mode, and shared (with the memos of transition rows and beliefs)."""
+    per scenario object and observation mode, and shared (with the memo of transition rows)."""
 
     @classmethod
     def of(cls, scenario: Scenario, observation: str) -> "ProgramTables":
@@ -351,7 +370,6 @@ class ProgramTables:
         self.actions = ActionLayout.of(scenario)
         T, k = d.n_phases, d.n_proxies
         self.costs = [p.cost for p in scenario.phases]
-        self.beliefs = RunBeliefs.of(d)
         values, probs = padded_support(d)
         self.rho_values, self.rho_cum = values.tolist(), np.cumsum(probs, axis=-1).tolist()
         self.start_cum = np.cumsum(d.start_given_aligned, axis=-1).tolist() if d.persistent.size else None
@@ -371,14 +389,16 @@ class Program:
     The same state as a row of :class:`Programs` (``rho``, ``state`` hidden; ``checkpoint``,
     ``runs_used``, ``compute_left``, the run's ``idea``, ``usage`` and ``results`` per phase, per
     idea ``idea_runs``, ``idea_passes``, ``idea_fails``), as ints and lists, and the same random
-    draws in the same order from ``rng``. What costs array calls in the batch is looked up
-    (:class:`ProgramTables`): each transition row's cumulative sum once per (phase, usage, idea,
-    state), the belief once per history (:class:`proxygym.envs.belief.RunBeliefs`), both shared
-    by the programs of a scenario. ``obs`` (a new array, or the row of a batch given) is written
-    in place as in the batch.
+    draws in the same order from ``rng``. What costs array calls in the batch is looked up:
+    each transition row's cumulative sum once per (phase, usage, idea, state) (:class:`ProgramTables`,
+    shared by the programs of a scenario), the belief by its id in a
+    :class:`proxygym.envs.belief.RunTable` (the batch's own kind of table, read one id at a time:
+    the program's own, or the one ``table`` a batch of programs shares). ``obs`` (a new array, or
+    the row of a batch given) is written in place as in the batch.
     """
 
-    def __init__(self, scenario: Scenario, observation: str = "history", obs: np.ndarray | None = None):
+    def __init__(self, scenario: Scenario, observation: str = "history", obs: np.ndarray | None = None,
+                 table: RunTable | None = None):
         tables = ProgramTables.of(scenario, observation)
         self.scenario = scenario
         self.dynamics = d = tables.dynamics
@@ -390,7 +410,9 @@ class Program:
         self.compute, self.full_run = scenario.compute, scenario.full_run_compute
         self.costs = tables.costs
         self.reward = scenario.reward
-        self.beliefs = tables.beliefs
+        self.table = RunTable(d) if table is None else table
+        self._owns_table = table is None
+        self._branch_shift = 2**d.n_proxies
         self.rng: np.random.Generator | None = None
         self._rho_values, self._rho_cum, self._start_cum = tables.rho_values, tables.rho_cum, tables.start_cum
         self._nearest, self._pass, self._aligned = tables.nearest, tables.pass_prob, tables.aligned
@@ -400,7 +422,7 @@ class Program:
         self.obs = np.zeros(layout.size, dtype=np.float32) if obs is None else obs
         self.rho = [0.0] * m
         self.state = -1
-        self.entry = None  # the belief of the run under way (None: no run under way)
+        self.belief_id = -1  # the belief of the run under way (-1: no run under way), in ``table``
         self._reset_counts()
         self._next_run()
 
@@ -411,7 +433,7 @@ class Program:
         self.idea_runs = [0] * m
         self.idea_passes = [[0] * k for _ in range(m)]
         self.idea_fails = [[0] * k for _ in range(m)]
-        self.weights = [self.beliefs.prior_key(i) for i in range(m)]  # each idea's posterior, by key
+        self.weights_id = list(range(m))  # each idea's posterior, by its id in ``table``
 
     # -- the rules ---------------------------------------------------------------
     def reset(self) -> None:
@@ -421,7 +443,6 @@ class Program:
             self.rho[i] = self._rho_values[i][bisect_right(cum, rng.random() * cum[-1])]
         self._reset_counts()
         self._next_run()
-        self.entry = None
         self.obs[:] = self._fresh_obs
 
     def step(self, verdict: int, usage: list[int], idea: int) -> tuple[float, bool, bool, bool, bool]:
@@ -448,7 +469,7 @@ class Program:
 
     def _next_run(self) -> None:
         T, k = self.n_phases, self.n_proxies
-        self.checkpoint, self.idea, self.state = 0, -1, -1
+        self.checkpoint, self.idea, self.state, self.belief_id = 0, -1, -1, -1
         self.usage = [[0] * k for _ in range(T)]
         self.results = [[False] * k for _ in range(T)]
         self.n_anti = [0] * k
@@ -467,7 +488,10 @@ class Program:
             self.state = bisect_right(cum, rng.random() * cum[-1])
         else:
             self.state = int(aligned)
-        self.entry = self.beliefs.start(idea, self.weights[idea])
+        if self._owns_table and self.table.needs_room(1):  # keep only this program's ids
+            (self.belief_id,), self.weights_id = (
+                x.tolist() for x in self.table.compact(np.array([-1]), np.array(self.weights_id)))
+        self.belief_id = self.table.start_one(self.weights_id[idea])
         obs, cols = self.obs, self._cols
         obs[cols["runs_left"][0]] = (self.budget - self.runs_used) / self.budget
         obs[cols["idea"][idea]] = 1.0  # the belief is shown once the run's first phase, in the same step, is done
@@ -492,8 +516,8 @@ class Program:
             self.compute_left -= self.costs[t]
             obs[cols["compute_left"][0]] = self.compute_left / self.compute
         self.usage[t], self.results[t] = list(usage), results
-        result_code = sum(1 << j for j in range(k) if results[j])
-        self.entry = self.beliefs.after(self.entry, t, code, before, n_anti, results, result_code)
+        branch = code * self._branch_shift + sum(1 << j for j in range(k) if results[j])
+        self.belief_id = self.table.child_one(self.belief_id, branch, t, code, before, n_anti, results)
         self.checkpoint = t + 1
         checkpoint, usage_cols, result_cols = cols["checkpoint"], cols["usage"][t], cols["results"][t]
         obs[checkpoint[t]] = 0.0
@@ -514,8 +538,8 @@ class Program:
             self.idea_fails[idea][j] += d - passes
             obs[cols["idea_passes"][idea][j]] = self.idea_passes[idea][j] / (B * T)
             obs[cols["idea_fails"][idea][j]] = self.idea_fails[idea][j] / (B * T)
-        self.weights[idea] = self.beliefs.end(self.entry)
-        self.entry = None
+        self.weights_id[idea] = self.table.end_one(self.belief_id)
+        self.belief_id = -1
         self._show_belief()
 
     def _show_belief(self) -> None:
@@ -532,16 +556,16 @@ class Program:
     @property
     def p_aligned(self) -> float:
         """P(current model aligned | history), 0.0 where no run is under way."""
-        return 0.0 if self.entry is None else self.entry.p_aligned
+        return 0.0 if self.belief_id < 0 else float(self.table.p_aligned[self.belief_id])
 
     def read_outs(self) -> tuple[float, np.ndarray, list[float]]:
         """``(p_aligned, p_shaped (k,), base_rates (m,))``: the filter's posterior read-outs."""
-        entry = self.entry
-        base_rates = [self.beliefs.mean(i, self.weights[i]) for i in range(self.n_ideas)]
-        if entry is None:
+        table, b = self.table, self.belief_id
+        base_rates = table.mean[self.weights_id].tolist()
+        if b < 0:
             return 0.0, np.zeros(self.n_proxies), base_rates
-        base_rates[entry.idea] = entry.base_rate
-        return entry.p_aligned, entry.p_shaped, base_rates
+        base_rates[self.idea] = float(table.base_rate[b])
+        return float(table.p_aligned[b]), table.p_shaped[b].copy(), base_rates
 
     def masks(self) -> np.ndarray:
         """``(3 + 3k + m,)`` the allowed choices (verdict, usages, idea)."""
@@ -565,7 +589,8 @@ class ProgramList:
     def __init__(self, scenario: Scenario, num_envs: int, observation: str = "history"):
         self.num_envs = N = int(num_envs)
         self.obs = obs = np.zeros((N, ObservationLayout.of(scenario, observation).size), dtype=np.float32)
-        self.members = [Program(scenario, observation, obs=obs[i]) for i in range(N)]
+        self.table = RunTable(Dynamics.of(scenario), min_ids=4 * N)  # the programs' beliefs, shared
+        self.members = [Program(scenario, observation, obs=obs[i], table=self.table) for i in range(N)]
         first = self.members[0]
         self.scenario, self.dynamics, self.layout, self.actions = scenario, first.dynamics, first.layout, first.actions
         self.n_phases, self.n_proxies, self.n_ideas = first.n_phases, first.n_proxies, first.n_ideas
@@ -587,6 +612,11 @@ class ProgramList:
             self.members[i].reset()
 
     def step(self, actions: np.ndarray, live: np.ndarray) -> StepOutcome:
+        if self.table.needs_room(self.num_envs):  # keep only the programs' current ids
+            beliefs, weights = self.table.compact(self._each("belief_id", np.int64),
+                                                  np.array([p.weights_id for p in self.members], dtype=np.int64))
+            for program, b, w in zip(self.members, beliefs.tolist(), weights.tolist()):
+                program.belief_id, program.weights_id = b, w
         done = (0.0, False, False, False, False)  # a program not live: unchanged
         rows = [
             program.step(a[0], a[1:-1], a[-1]) if go else done

@@ -14,6 +14,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import proxygym
 from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, ActionLayout
+from proxygym.envs.belief import RunTable
 from proxygym.envs.core import SMALL_BATCH
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
@@ -242,3 +243,24 @@ def test_the_model_action_space_leaves_out_the_one_choice_idea():
         if ta:
             a, _ = wrapped.reset()
             b, _ = bare.reset()
+
+
+def test_a_single_env_with_a_full_belief_table_plays_the_same():
+    """A single env whose belief table holds 8 beliefs keeps only its own when full (at a run's start) and
+    computes the rest again: the same observations, rewards and infos as with room to spare."""
+    sc = mixed_scenario()
+    roomy, tight = ProxyAlignmentEnv(sc, observation="belief"), ProxyAlignmentEnv(sc, observation="belief")
+    tight.program.table = RunTable(tight.dynamics, max_bytes=0, min_ids=8)
+    a, info_a = roomy.reset(seed=2)
+    b, info_b = tight.reset(seed=2)
+    rng = np.random.default_rng(2)
+    for _ in range(400):
+        assert np.array_equal(a, b) and info_a == info_b
+        action = random_valid_actions(rng, roomy.action_masks()[None], roomy.action_space.nvec)[0]
+        a, r_a, t_a, _, info_a = roomy.step(action)
+        b, r_b, t_b, _, info_b = tight.step(action)
+        assert (r_a, t_a) == (r_b, t_b)
+        if t_a:
+            a, info_a = roomy.reset()
+            b, info_b = tight.reset()
+    assert tight.program.table.compactions >= 3

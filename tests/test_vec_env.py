@@ -13,6 +13,7 @@ from proxygym.agents.regimen import RegimenAgent
 from proxygym.agents.training import ALGOS, POLICIES, algo_class
 from proxygym.agents.vec_env import ProxyAlignmentSB3VecEnv, make_vec_env
 from proxygym.envs.analysis import analyze
+from proxygym.envs.belief import RunTable
 from proxygym.envs.core import Program, Programs, fresh_observation
 from proxygym.envs.outcomes import Z95
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
@@ -102,6 +103,28 @@ def test_one_program_is_a_batch_of_one_to_the_bit(name, mode):
             one.reset()
             batch.reset(np.zeros(1, dtype=np.int64))
     assert episodes > 30
+
+
+@pytest.mark.parametrize("n", [8, 64])
+def test_a_full_belief_table_keeps_the_programs_beliefs(n):
+    """A batch whose belief table may hold only ``4 n`` beliefs forgets the others between steps (compacts)
+    and computes them again when met: it plays exactly as a batch with room to spare (both engines)."""
+    sc = mixed_scenario()
+    roomy, tight = ProxyAlignmentVectorEnv(n, sc, observation="belief"), ProxyAlignmentVectorEnv(n, sc, observation="belief")
+    engine = tight.programs
+    engine.table = RunTable(tight.dynamics, max_bytes=0, min_ids=4 * n)
+    for program in getattr(engine, "members", []):
+        program.table = engine.table
+    obs_a, info_a = roomy.reset(seed=5)
+    obs_b, info_b = tight.reset(seed=5)
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        assert np.array_equal(obs_a, obs_b) and all(np.array_equal(info_a[key], info_b[key]) for key in info_a)
+        actions = _actions(rng, roomy.action_masks(), roomy.single_action_space.nvec)
+        obs_a, r_a, t_a, _, info_a = roomy.step(actions)
+        obs_b, r_b, t_b, _, info_b = tight.step(actions)
+        assert np.array_equal(r_a, r_b) and np.array_equal(t_a, t_b)
+    assert engine.table.compactions >= 3 and roomy.programs.table.compactions == 0
 
 
 @pytest.mark.parametrize("name", ["sticky_values", "mixed"])
