@@ -181,13 +181,18 @@ class BatchBeliefFilter:
         return p_aligned, (marginal[:, :, None] * self._shaped).sum(axis=1), self.mean_base_rates
 
 
+#: The belief id of a program with no run under way.
+NO_RUN = 0
+
+
 class RunTable:
     """The filter's beliefs interned: every run history already seen gets an integer id, computed once.
 
     Within a run of idea ``i`` started from the idea's posterior ``W_i``, the filter's joint and its
     read-outs are a function of ``W_i`` and the run's history alone. The table numbers each distinct
     posterior ``W_i`` (a *weights id*; ids ``0 .. m-1`` are the ideas' priors) and each distinct belief
-    of a run under way (a *belief id*), and keeps, per belief id: the joint ``(V, S)``, ``p_aligned``,
+    of a run under way (a *belief id*; id 0, :data:`NO_RUN`, stands for no run under way: its
+    ``p_aligned`` and ``p_shaped`` are 0), and keeps, per belief id: the joint ``(V, S)``, ``p_aligned``,
     ``p_shaped`` ``(k,)``, the idea's posterior mean base rate ``base_rate`` and the ``idea``; per
     weights id: the ``weights`` ``(V,)``, their ``mean`` base rate and the ``idea``. The way between
     them is looked up: the belief at a run's start (:meth:`start`), after a phase and its results
@@ -229,7 +234,7 @@ class RunTable:
         self.idea = np.zeros(self._cap, dtype=np.int64)
         self.children = np.full(self._cap * self.fan, -1, dtype=np.int64)  # [id * fan + branch]
         self.ends = np.full(self._cap, -1, dtype=np.int64)
-        self.n_ids = 0
+        self.n_ids = 1  # NO_RUN: a zero joint, zero read-outs
         self.weights = np.zeros((self._wcap, width))
         self.mean = np.zeros(self._wcap)
         self.weights_idea = np.zeros(self._wcap, dtype=np.int64)
@@ -287,10 +292,10 @@ class RunTable:
         return self.n_ids + 3 * n > self.max_ids
 
     def compact(self, beliefs: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Keep only the belief ids ``beliefs`` (-1: none) and weights ids ``weights`` of an owner's programs;
-        returns them renumbered (same shapes). Everything else is forgotten (and recomputed if met again)."""
+        """Keep only the belief ids ``beliefs`` and weights ids ``weights`` of an owner's programs; returns
+        them renumbered (same shapes). Everything else is forgotten (and recomputed if met again)."""
         beliefs, weights = np.asarray(beliefs), np.asarray(weights)
-        live = np.unique(beliefs[beliefs >= 0])
+        live = np.union1d(beliefs, [NO_RUN])  # sorted, NO_RUN first
         kept = {name: getattr(self, name)[live].copy() for name in ("joint", "p_aligned", "p_shaped", "base_rate", "idea")}
         live_w = np.unique(weights)
         kept_w = [(int(self.weights_idea[w]), self.weights[w].copy()) for w in live_w]
@@ -301,13 +306,12 @@ class RunTable:
         for name, values in kept.items():
             getattr(self, name)[: len(live)] = values
         self.n_ids = len(live)
-        out_b = np.where(beliefs >= 0, np.searchsorted(live, beliefs), -1)
-        return out_b, new_w[np.searchsorted(live_w, weights)]
+        return np.searchsorted(live, beliefs), new_w[np.searchsorted(live_w, weights)]
 
     # -- the way between beliefs ---------------------------------------------------------
     def start(self, weights: np.ndarray) -> np.ndarray:
         """Belief ids at the start of runs whose idea's posterior is ``weights`` (weights ids)."""
-        ids = self.starts[weights]
+        ids = self.starts.take(weights)
         miss = ids < 0
         if miss.any():
             new = np.unique(weights[miss])
@@ -324,7 +328,7 @@ class RunTable:
         counts before and after it ``(n, k)``, the test ``results`` ``(n, k)`` (True: pass), and ``branch`` =
         ``usage_code * 2^k`` + the results' code."""
         flat = ids * self.fan + branch
-        out = self.children[flat]
+        out = self.children.take(flat)
         miss = out < 0
         if miss.any():
             keys, first = np.unique(flat[miss], return_index=True)
@@ -339,7 +343,7 @@ class RunTable:
 
     def end(self, ids: np.ndarray) -> np.ndarray:
         """Weights ids of the ideas' posteriors once the runs at belief ``ids`` end there."""
-        out = self.ends[ids]
+        out = self.ends.take(ids)
         miss = out < 0
         if miss.any():
             new = np.unique(ids[miss])

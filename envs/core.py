@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, NEAREST, ActionLayout, decision_kind
-from proxygym.envs.belief import BatchBeliefFilter, RunTable, padded_support
+from proxygym.envs.belief import NO_RUN, BatchBeliefFilter, RunTable, padded_support
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.observation import ObservationLayout
 from proxygym.envs.regimen import ANTI, can_start
@@ -65,6 +65,17 @@ def fresh_observation(layout: ObservationLayout, dynamics: Dynamics) -> np.ndarr
     )[0]
 
 
+def count_at_most(cum: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``(cum <= x[:, None]).sum(axis=1)`` for ``cum`` ``(n, S)``: column by column when S is small (a
+    reduction along a short axis costs numpy more than S additions)."""
+    if cum.shape[1] > 16:
+        return (cum <= x[:, None]).sum(axis=1)
+    out = (cum[:, 0] <= x).astype(np.int64)
+    for j in range(1, cum.shape[1]):
+        out += cum[:, j] <= x
+    return out
+
+
 @dataclass
 class StepOutcome:
     """What one step did to each program: its reward, whether its episode ended and how."""
@@ -86,8 +97,9 @@ class Programs:
     Hidden, per program: ``rho`` (each idea's base rate) and ``state`` (the latent state of
     the current model, -1 at a run's start). Observable: ``checkpoint`` (the decision point
     d of the current run, 0 at its start), ``runs_used``, the current run's ``idea``,
-    ``usage`` and ``results`` so far, and per idea the runs, passes and fails of finished
-    runs. ``rng`` is the owner's generator (the env's ``np_random``), set before use.
+    ``usage`` and ``results`` of its phases so far (``(N, T, k)``, meaningful below ``checkpoint``
+    only: a new run overwrites them phase by phase), and per idea the runs, passes and fails of
+    finished runs. ``rng`` is the owner's generator (the env's ``np_random``), set before use.
 
     ``obs`` ``(N, n)`` holds every program's observation, written in place by each rule as it
     changes the state (what :meth:`encode` would compute from scratch); the filter's read-outs
@@ -106,7 +118,7 @@ class Programs:
         self.costs = np.array([p.cost for p in scenario.phases], dtype=np.int64)
         self.reward = scenario.reward
         self.table = RunTable(d, min_ids=4 * N)
-        self.belief_id = np.full(N, -1, dtype=np.int64)  # the run under way's belief (-1: no run under way)
+        self.belief_id = np.full(N, NO_RUN, dtype=np.int64)  # the run under way's belief, in ``table``
         self.weights_id = np.tile(np.arange(m), (N, 1))  # each idea's posterior
         self.rng: np.random.Generator | None = None
         self._support_values, self._support_probs = padded_support(d)
@@ -125,6 +137,7 @@ class Programs:
         self.usage = np.zeros((N, T, k), dtype=np.int64)
         self.results = np.zeros((N, T, k), dtype=bool)
         self.n_anti = np.zeros((N, k), dtype=np.int64)
+        self.run_passes = np.zeros((N, k), dtype=np.int64)  # the run under way's passes so far
         self.compute_left = np.zeros(N, dtype=np.int64)  # with a compute budget: not yet spent
 
         # The observations, kept up to date in place by the rules below (each writes the slots
@@ -140,6 +153,16 @@ class Programs:
         )
         self._belief_moved = True  # the filter changed since its read-outs were last computed
         self._p_aligned = np.zeros(N)
+        # Look-ups by flat index (one gather where a multi-index would cost several): each transition row's
+        # cumulative sum (when the dense table exists) at ((t * C + code) * m + idea) * S + state, the pass
+        # probabilities at ((t * (T + 1) + n_anti) * S + state) * k + j, the idea priors' cumulative sums.
+        S = d.n_states
+        self._trans_cum = None if d.transition is None else np.cumsum(d.transition, axis=-1).reshape(-1, S)
+        self._pass_flat = d.pass_prob.reshape(-1)
+        self._support_cum = np.cumsum(self._support_probs, axis=-1)
+        self._obs_flat = self.obs.reshape(-1)  # a view: obs[i, c] is _obs_flat[i * size + c]
+        # the run under way's slots (checkpoint, idea, usage, results: one block), a fresh run's values
+        self._run_fresh = self._fresh_obs[self.layout.run_slots]
 
     def _groups(self, live: np.ndarray, mapped: np.ndarray) -> tuple[np.ndarray, ...]:
         """The live programs at a run's start, and those whose verdict ``mapped`` is continue, deploy, discard."""
@@ -158,8 +181,8 @@ class Programs:
         if n == 0:
             return
         m = self.n_ideas
-        probs = np.broadcast_to(self._support_probs, (n,) + self._support_probs.shape)
-        drawn = sample_rows(probs, self.rng.random((n, m)))
+        cum = self._support_cum  # (m, V): sample_rows over each idea's prior, its cumulative sums made once
+        drawn = (cum <= self.rng.random((n, m))[..., None] * cum[:, -1:]).sum(axis=-1)
         self.rho[rows] = self._support_values[np.arange(m), drawn]
         self.runs_used[rows] = 0
         self.idea_runs[rows] = 0
@@ -195,7 +218,7 @@ class Programs:
             self._start_run(rows, idea)
         rows = continuing
         if len(rows):
-            self._run_phase(rows, usage[rows])
+            self._run_phase(rows, usage.take(rows, axis=0))
 
         rows = deploying
         if len(rows):
@@ -224,15 +247,10 @@ class Programs:
         self.checkpoint[rows] = 0
         self.idea[rows] = -1
         self.state[rows] = -1
-        self.belief_id[rows] = -1
-        self.usage[rows] = 0
-        self.results[rows] = False
-        self.n_anti[rows] = 0
-        obs = self._slot
-        obs["checkpoint"][rows] = self._fresh_obs[self.layout.slices["checkpoint"]]
-        obs["idea"][rows] = 0.0
-        obs["usage"][rows] = 0.0
-        obs["results"][rows] = 0.0
+        self.belief_id[rows] = NO_RUN
+        self.run_passes[rows] = 0
+        self.n_anti[rows] = 0  # (usage and results are written phase by phase and read below the checkpoint)
+        self.obs[rows, self.layout.run_slots] = self._run_fresh
 
     def _start_run(self, rows: np.ndarray, idea: np.ndarray) -> None:
         """Start a run of each program's ``idea`` (given for every program, read at ``rows``)."""
@@ -241,12 +259,12 @@ class Programs:
         self.idea[rows] = idea
         # a ~ Bernoulli(rho), nothing shaped (docs/model.md, "Run start"); then, where the scenario
         # has persistent proxies, their dispositions given a
-        aligned = self.rng.random(len(rows)) < self.rho[rows, idea]
+        aligned = self.rng.random(len(rows)) < self.rho.take(rows * self.n_ideas + idea)
         if self.dynamics.persistent.size:
             self.state[rows] = sample_rows(self.dynamics.start_given_aligned[aligned.astype(np.int64)], self.rng.random(len(rows)))
         else:
             self.state[rows] = aligned
-        self.belief_id[rows] = self.table.start(self.weights_id[rows, idea])
+        self.belief_id[rows] = self.table.start(self.weights_id.take(rows * self.n_ideas + idea))
         obs = self._slot
         obs["runs_left"][rows, 0] = (self.budget - self.runs_used[rows]) / self.budget
         obs["idea"][rows, idea] = 1.0  # shown from checkpoint 1, which the run's first phase reaches
@@ -257,12 +275,18 @@ class Programs:
         d = self.dynamics
         t = self.checkpoint[rows]
         code = d.usage_code(usage)
-        before = self.n_anti[rows]
-        trans = d.transition_rows(t, code, self.idea[rows], before, self.state[rows])  # (n, S)
-        state = sample_rows(trans, self.rng.random(len(rows)))
+        # (row gathers with take: numpy's fancy indexing of a 2-d array by rows costs several times more)
+        idea, before, n = self.idea[rows], self.n_anti.take(rows, axis=0), len(rows)
+        if self._trans_cum is not None:  # sample_rows over the transition rows, their cumulative sums made once
+            at = ((t * d.n_usages + code) * self.n_ideas + idea) * d.n_states + self.state[rows]
+            cum = self._trans_cum.take(at, axis=0)
+            state = count_at_most(cum, self.rng.random(n) * cum[:, -1])
+        else:
+            state = sample_rows(d.transition_rows(t, code, idea, before, self.state[rows]), self.rng.random(n))
         n_anti = before + (usage == ANTI)
-        p = d.pass_prob[t[:, None], n_anti, state[:, None], self._proxies]  # (n, k)
-        results = self.rng.random((len(rows), self.n_proxies)) < p
+        k, S = self.n_proxies, d.n_states
+        p = self._pass_flat.take(((t[:, None] * (self.n_phases + 1) + n_anti) * S + state[:, None]) * k + self._proxies)
+        results = self.rng.random((n, k)) < p
         self.state[rows] = state
         self.n_anti[rows] = n_anti
         if self.compute is not None:
@@ -270,31 +294,39 @@ class Programs:
             self._slot["compute_left"][rows, 0] = self.compute_left[rows] / self.compute
         self.usage[rows, t] = usage
         self.results[rows, t] = results
-        branch = code * 2**self.n_proxies + d.result_code(results)
+        self.run_passes[rows] += results
+        branch = code * 2**k + d.result_code(results)
         self.belief_id[rows] = self.table.child(self.belief_id[rows], branch, t, code, before, n_anti, results)
         t_next = t + 1
         self.checkpoint[rows] = t_next
-        obs, at_phase = self.obs, (t[:, None], self._proxies)
-        obs[rows, self._checkpoint_cols[t]] = 0.0
-        obs[rows, self._checkpoint_cols[t_next]] = 1.0
-        obs[rows[:, None], self._usage_cols[at_phase + (usage,)]] = 1.0
-        obs[rows[:, None], self._result_cols[at_phase + ((~results).view(np.uint8),)]] = 1.0  # (pass, fail)
+        # the checkpoint's one-hot moves on; the phase's usage and (pass, fail) one-hots are set
+        at_phase = (t[:, None], self._proxies)
+        size = self.layout.size
+        base = rows * size
+        flat = self._obs_flat
+        flat[base + self._checkpoint_cols[t]] = 0.0
+        ones = np.concatenate([
+            self._checkpoint_cols[t_next][:, None],
+            self._usage_cols[at_phase + (usage,)],
+            self._result_cols[at_phase + ((~results).view(np.uint8),)],
+        ], axis=1)
+        flat[base[:, None] + ones] = 1.0
         self._belief_moved = True
 
     def _end_run(self, rows: np.ndarray) -> None:
-        # A run's results are False past its checkpoint (_next_run clears them), so its passes
-        # are all its True results and its fails the rest of the checkpoints it reached.
+        # the run's passes are counted as its phases run; its fails are the rest of the checkpoints it reached
         idea = self.idea[rows]
-        passes = self.results[rows].sum(axis=1)  # (n, k)
+        passes = self.run_passes.take(rows, axis=0)  # (n, k), a copy
         fails = self.checkpoint[rows, None] - passes
-        runs = self.idea_runs[rows, idea] + 1
-        passes += self.idea_passes[rows, idea]
-        fails += self.idea_fails[rows, idea]
+        at = rows * self.n_ideas + idea  # (program, idea) as a flat row
+        runs = self.idea_runs.take(at) + 1
+        passes += self.idea_passes.reshape(-1, self.n_proxies).take(at, axis=0)
+        fails += self.idea_fails.reshape(-1, self.n_proxies).take(at, axis=0)
         self.idea_runs[rows, idea] = runs
         self.idea_passes[rows, idea] = passes
         self.idea_fails[rows, idea] = fails
         self.weights_id[rows, idea] = self.table.end(self.belief_id[rows])
-        self.belief_id[rows] = -1
+        self.belief_id[rows] = NO_RUN
         obs, B, T = self._slot, self.budget, self.n_phases
         obs["idea_runs"][rows, idea] = runs / B
         obs["idea_passes"][rows, idea] = passes / (B * T)
@@ -333,16 +365,13 @@ class Programs:
 
     def _read_outs(self, shaped: bool):
         table, ids = self.table, self.belief_id
-        under_way = ids >= 0
-        at = np.where(under_way, ids, 0)
-        p_aligned = np.where(under_way, table.p_aligned[at], 0.0)
+        p_aligned = table.p_aligned.take(ids)  # NO_RUN reads 0
         if not shaped:
             return p_aligned, None, None
-        p_shaped = np.where(under_way[:, None], table.p_shaped[at], 0.0)
-        base_rate = table.mean[self.weights_id]
-        rows = np.flatnonzero(under_way)
+        base_rate = table.mean.take(self.weights_id)
+        rows = np.flatnonzero(ids != NO_RUN)
         base_rate[rows, self.idea[rows]] = table.base_rate[ids[rows]]
-        return p_aligned, p_shaped, base_rate
+        return p_aligned, table.p_shaped.take(ids, axis=0), base_rate
 
     def encode(self) -> np.ndarray:
         """``(N, n)`` the observations encoded from scratch from the programs' state (``observe()`` equals it)."""
@@ -469,14 +498,12 @@ class Program:
 
     def _next_run(self) -> None:
         T, k = self.n_phases, self.n_proxies
-        self.checkpoint, self.idea, self.state, self.belief_id = 0, -1, -1, -1
+        self.checkpoint, self.idea, self.state, self.belief_id = 0, -1, -1, NO_RUN
         self.usage = [[0] * k for _ in range(T)]
         self.results = [[False] * k for _ in range(T)]
         self.n_anti = [0] * k
-        obs, slices = self.obs, self.layout.slices
-        obs[slices["checkpoint"]] = self._fresh_obs[slices["checkpoint"]]
-        for name in ("idea", "usage", "results"):
-            obs[slices[name]] = 0.0
+        run = self.layout.run_slots
+        self.obs[run] = self._fresh_obs[run]
 
     def _start_run(self, idea: int) -> None:
         rng = self.rng
@@ -490,7 +517,7 @@ class Program:
             self.state = int(aligned)
         if self._owns_table and self.table.needs_room(1):  # keep only this program's ids
             (self.belief_id,), self.weights_id = (
-                x.tolist() for x in self.table.compact(np.array([-1]), np.array(self.weights_id)))
+                x.tolist() for x in self.table.compact(np.array([NO_RUN]), np.array(self.weights_id)))
         self.belief_id = self.table.start_one(self.weights_id[idea])
         obs, cols = self.obs, self._cols
         obs[cols["runs_left"][0]] = (self.budget - self.runs_used) / self.budget
@@ -539,7 +566,7 @@ class Program:
             obs[cols["idea_passes"][idea][j]] = self.idea_passes[idea][j] / (B * T)
             obs[cols["idea_fails"][idea][j]] = self.idea_fails[idea][j] / (B * T)
         self.weights_id[idea] = self.table.end_one(self.belief_id)
-        self.belief_id = -1
+        self.belief_id = NO_RUN
         self._show_belief()
 
     def _show_belief(self) -> None:
@@ -556,13 +583,13 @@ class Program:
     @property
     def p_aligned(self) -> float:
         """P(current model aligned | history), 0.0 where no run is under way."""
-        return 0.0 if self.belief_id < 0 else float(self.table.p_aligned[self.belief_id])
+        return float(self.table.p_aligned[self.belief_id])  # NO_RUN reads 0
 
     def read_outs(self) -> tuple[float, np.ndarray, list[float]]:
         """``(p_aligned, p_shaped (k,), base_rates (m,))``: the filter's posterior read-outs."""
         table, b = self.table, self.belief_id
         base_rates = table.mean[self.weights_id].tolist()
-        if b < 0:
+        if b == NO_RUN:
             return 0.0, np.zeros(self.n_proxies), base_rates
         base_rates[self.idea] = float(table.base_rate[b])
         return float(table.p_aligned[b]), table.p_shaped[b].copy(), base_rates

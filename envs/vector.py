@@ -103,6 +103,7 @@ class ProxyAlignmentVectorEnv(VectorEnv):
         self.single_observation_space = spaces.Box(0.0, 1.0, shape=(self.layout.size,), dtype=np.float32)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)  # programs whose episode ended at the last step
+        self._nvec = self.single_action_space.nvec
         self._was_reset = False
 
     # -- gym API -----------------------------------------------------------------
@@ -127,7 +128,11 @@ class ProxyAlignmentVectorEnv(VectorEnv):
         if not self._was_reset:
             raise RuntimeError("step() called before reset()")
         actions = np.asarray(actions)
-        if not self.action_space.contains(actions):
+        # action_space.contains, in three array calls: integers of the batch's shape within nvec
+        if not (
+            actions.shape == self.action_space.shape and actions.dtype.kind in "iu"
+            and (actions >= 0).all() and (actions < self._nvec).all()
+        ):
             raise ValueError(
                 f"actions must be integers of shape {self.action_space.shape} within {self.single_action_space}, "
                 f"got shape {actions.shape} and dtype {actions.dtype}"
