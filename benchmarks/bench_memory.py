@@ -21,6 +21,13 @@ may refuse the large cases (its size guard): ``--reference-solve-case`` names th
 there, e.g. ``screening_7_ideas``; that case is then measured now too (the same solve on both
 trees), and the largest solve now is also set against it (printed as such).
 
+For example, against commit 197ff03 (whose size guard refuses the large cases):
+
+    mkdir -p /tmp/proxygym-197ff03 && git archive 197ff03 | tar -x -C /tmp/proxygym-197ff03
+    cp -a VENV /tmp/venv-197ff03 && /tmp/venv-197ff03/bin/python -m pip install -q -e /tmp/proxygym-197ff03 --no-deps
+    python benchmarks/bench_memory.py --reference-tree /tmp/proxygym-197ff03 \\
+        --reference-python /tmp/venv-197ff03/bin/python --reference-solve-case screening_7_ideas
+
 Case names: ``3x3``, ``3x3_persistence``, ``screening_b<budget>`` (idea_screening with that
 budget), ``screening_<m>_ideas`` (idea_screening with m ideas, copies of its own, its budget).
 """
