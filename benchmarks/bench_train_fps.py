@@ -1,8 +1,8 @@
-"""PPO training speed (environment steps per second) on ProxyAlignment-v0, SB3's DummyVecEnv against the batched env, next to CartPole-v1.
+"""PPO training speed (environment steps per second) on ProxyAlignment-v0, SB3's DummyVecEnv against the batched env, next to CartPole-v1 and a do-nothing env with ProxyAlignment's spaces.
 
     python benchmarks/bench_train_fps.py [--rounds 5] [--steps 20000] [--n-envs 8] [--scenario sticky_values]
 
-Three setups train PPO from scratch for ``--steps`` steps (PPO rounds up to whole rollouts)
+Four setups train PPO from scratch for ``--steps`` steps (PPO rounds up to whole rollouts)
 with the same settings, those of ``agents/hyperparams/ppo.yml``'s ``default`` entry
 (MlpPolicy, n_steps 256, batch 256, 10 epochs, ...), one torch thread, and ``--n-envs`` envs:
 
@@ -10,7 +10,13 @@ with the same settings, those of ``agents/hyperparams/ppo.yml``'s ``default`` en
   envs (``agents.training.make_env``) each under a ``Monitor`` (what train.py used before);
 - ``new``: ProxyAlignment-v0 in the batched adapter train.py uses (``agents.vec_env.make_vec_env``:
   one ``ProxyAlignmentVectorEnv`` of ``--n-envs`` programs under a ``VecMonitor``);
-- ``cartpole``: CartPole-v1 in SB3's ``make_vec_env`` (a DummyVecEnv), the reference.
+- ``cartpole``: CartPole-v1 in SB3's ``make_vec_env`` (a DummyVecEnv), the reference;
+- ``spaces``: a do-nothing Gymnasium env (:class:`SpacesOnly`: a constant observation, reward 0,
+  an episode every 5 steps) with exactly the observation and action spaces train.py's PPO sees
+  (those of ``agents.training.make_env(scenario, "ppo", "belief")``), in SB3's ``make_vec_env``.
+  It is the ceiling those spaces alone allow: SB3 builds one categorical per MultiDiscrete
+  component and a wider first layer for a longer observation, which cost PPO time whatever
+  the env does.
 
 Only ``model.learn`` is timed (no evaluation). The setups are timed in interleaved rounds,
 the order rotating each round, so a machine shared with other jobs slows them alike; each
@@ -25,13 +31,41 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from proxygym.agents.training import HYPERPARAMS_DIR, make_env  # noqa: E402
 
-SETUPS = ("old", "new", "cartpole")
+SETUPS = ("old", "new", "cartpole", "spaces")
+
+
+class SpacesOnly(gym.Env):
+    """An env that does nothing, with given observation and action spaces (the ``spaces`` setup)."""
+
+    EPISODE_STEPS = 5
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space):
+        self.observation_space, self.action_space = observation_space, action_space
+        self._obs = np.zeros(observation_space.shape, dtype=observation_space.dtype)
+        self._t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        return self._obs.copy(), {}
+
+    def step(self, action):
+        self._t += 1
+        return self._obs.copy(), 0.0, self._t >= self.EPISODE_STEPS, False, {}
+
+
+def spaces_env(scenario: str) -> gym.Env:
+    """A :class:`SpacesOnly` with the spaces of the single env train.py's PPO agents act in."""
+    env = make_env(scenario, "ppo", "belief")
+    return SpacesOnly(env.observation_space, env.action_space)
 
 
 def ppo_settings() -> dict:
@@ -52,6 +86,8 @@ def build_env(setup: str, scenario: str, n_envs: int, seed: int):
                                 env_kwargs=dict(scenario=scenario, algo="ppo", observation="belief"))
     if setup == "new":
         return make_vec_env(scenario, "ppo", n_envs, "belief", seed=seed)
+    if setup == "spaces":
+        return sb3_make_vec_env(spaces_env, n_envs=n_envs, seed=seed, env_kwargs=dict(scenario=scenario))
     return sb3_make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
 
 
@@ -94,12 +130,20 @@ def main(argv: list[str] | None = None) -> None:
 
     med = {s: statistics.median(v) for s, v in fps.items()}
     print(f"\nPPO, {args.steps} steps, {args.n_envs} envs, median of {args.rounds} interleaved rounds (steps/s of model.learn)")
-    print(f"ProxyAlignment-v0 ({args.scenario}), DummyVecEnv of single envs (old): {med['old']:10,.0f}")
-    print(f"ProxyAlignment-v0 ({args.scenario}), batched vector env (new):          {med['new']:10,.0f}")
-    print(f"CartPole-v1, DummyVecEnv:                                         {med['cartpole']:10,.0f}")
+    labels = {
+        "old": f"ProxyAlignment-v0 ({args.scenario}), DummyVecEnv of single envs (old)",
+        "new": f"ProxyAlignment-v0 ({args.scenario}), batched vector env (new)",
+        "cartpole": "CartPole-v1, DummyVecEnv (cartpole)",
+        "spaces": "do-nothing env with ProxyAlignment's spaces, DummyVecEnv (spaces)",
+    }
+    width = max(map(len, labels.values()))
+    for setup in SETUPS:
+        print(f"{labels[setup] + ':':<{width + 1}} {med[setup]:10,.0f}")
     print(f"ratio new / old:                {ratio('new', 'old'):8.3f}")
     print(f"ratio ProxyGym old / CartPole:  {ratio('old', 'cartpole'):8.3f}")
     print(f"ratio ProxyGym new / CartPole:  {ratio('new', 'cartpole'):8.3f}")
+    print(f"ratio spaces / CartPole:        {ratio('spaces', 'cartpole'):8.3f}   (the ceiling ProxyAlignment's spaces allow)")
+    print(f"ratio ProxyGym new / spaces:    {ratio('new', 'spaces'):8.3f}")
 
 
 if __name__ == "__main__":
