@@ -1,16 +1,17 @@
-"""Stable-Baselines3's ``VecEnv`` API over the batched :class:`~proxygym.envs.vector.ProxyAlignmentVectorEnv`.
+"""Stable-Baselines3's ``VecEnv`` API over a batch of programs.
 
 SB3 steps ``n_envs`` environments at once through a ``VecEnv``; its usual one,
-``DummyVecEnv``, loops in Python over single envs. :class:`ProxyAlignmentSB3VecEnv` hands SB3
-the project's vector env instead, whose ``num_envs`` programs are stepped together with
-numpy, and translates between the two conventions:
+``DummyVecEnv``, loops in Python over single envs, each under its own wrappers.
+:class:`ProxyAlignmentSB3VecEnv` hands SB3 the rules' engine for ``num_envs`` programs
+(:func:`proxygym.envs.core.make_programs`, as :class:`~proxygym.envs.vector.ProxyAlignmentVectorEnv`
+steps them) with SB3's conventions:
 
-- **autoreset**: the Gymnasium vector env resets a finished program on the *next* step
-  (``NEXT_STEP``); SB3 expects the reset in the *same* step. When a program's episode ends,
-  the adapter resets that program at once (``reset(options={"reset_mask": ...})``, so no step
-  is wasted), returns the first observation of its next episode as ``obs[i]``, the real last
-  observation in ``infos[i]["terminal_observation"]`` and ``infos[i]["TimeLimit.truncated"]``
-  (always False: episodes end only by termination). The reset's info goes to ``reset_infos[i]``.
+- **autoreset**: SB3 expects a finished episode to be reset in the *same* step (the Gymnasium
+  vector env resets it at the next one). When a program's episode ends, the adapter resets it
+  at once (no step is wasted), returns the first observation of its next episode as
+  ``obs[i]``, the real last observation in ``infos[i]["terminal_observation"]`` and
+  ``infos[i]["TimeLimit.truncated"]`` (always False: episodes end only by termination). The
+  reset's info goes to ``reset_infos[i]``.
 - **infos**: one dict per program, as the single env gives them (``p_aligned``,
   ``runs_used``, ``checkpoint``, ``invalid_action``, ``compute_left`` with a compute budget,
   and at an episode's end ``deployed``, ``aligned``, ``abstained``), as Python scalars.
@@ -35,11 +36,12 @@ from typing import Any, Sequence
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from proxygym.agents.training import model_actions
-from proxygym.envs.scenario import Scenario
-from proxygym.envs.vector import ProxyAlignmentVectorEnv
+from proxygym.envs.core import make_programs
+from proxygym.envs.scenario import Scenario, load_scenario
 
 #: The info keys set only where an episode ends.
 END_KEYS = ("deployed", "aligned", "abstained")
@@ -48,11 +50,13 @@ END_KEYS = ("deployed", "aligned", "abstained")
 class ProxyAlignmentSB3VecEnv(VecEnv):
     """``num_envs`` programs of one scenario as an SB3 ``VecEnv`` (same-step autoreset), for ``algo``.
 
-    ``venv`` is the underlying :class:`ProxyAlignmentVectorEnv`. ``get_attr`` reads its
-    attributes (one value for the whole batch, repeated per program); ``set_attr`` sets one on
-    it (for every program at once); ``env_method("action_masks")`` gives each program's
-    mask, any other method is called once on ``venv`` and its result given to each program.
-    Nothing is wrapped (``env_is_wrapped`` is False) and nothing renders.
+    The programs are stepped by the rules' engine (:func:`proxygym.envs.core.make_programs`, the
+    one :class:`ProxyAlignmentVectorEnv` steps too, which adds Gymnasium's conventions instead).
+    ``get_attr`` reads an attribute of the adapter, else of its ``programs`` (one value for the
+    whole batch, repeated per program); ``set_attr`` sets one on ``programs`` (for every program at
+    once); ``env_method("action_masks")`` gives each program's mask, any other method is called
+    once on ``programs`` and its result given to each program. Nothing is wrapped
+    (``env_is_wrapped`` is False) and nothing renders.
     """
 
     def __init__(
@@ -61,62 +65,83 @@ class ProxyAlignmentSB3VecEnv(VecEnv):
         algo: str = "ppo",
         num_envs: int = 1,
         observation: str = "belief",
-        **env_kwargs,
+        render_mode: str | None = None,
     ):
-        self.venv = ProxyAlignmentVectorEnv(num_envs, scenario=scenario, observation=observation, **env_kwargs)
+        if render_mode is not None:
+            raise ValueError(f"the batched env does not render; render_mode must be None, got {render_mode!r}")
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs!r}")
+        self.scenario = load_scenario(scenario)
+        self.programs = make_programs(self.scenario, int(num_envs), observation)
+        self.layout, self.dynamics, self.actions = self.programs.layout, self.programs.dynamics, self.programs.actions
+        self.n_phases, self.budget = self.programs.n_phases, self.scenario.budget
         self.algo = algo
-        self.actions = self.venv.programs.actions
         self.render_mode = None
+        self.single_action_space = self.actions.space()  # the env's own action of one program
         action_space = spaces.Discrete(self.actions.n_flat) if algo == "dqn" else self.actions.model_space()
-        super().__init__(self.venv.num_envs, self.venv.single_observation_space, action_space)
+        observation_space = spaces.Box(0.0, 1.0, shape=(self.layout.size,), dtype=np.float32)
+        super().__init__(int(num_envs), observation_space, action_space)
         self._actions: np.ndarray | None = None
+        self._all = np.ones(self.num_envs, dtype=bool)
+        self._no = np.zeros(self.num_envs, dtype=bool)
+        self._rng: np.random.Generator | None = None
 
     # -- the VecEnv API ----------------------------------------------------------------
     def reset(self) -> np.ndarray:
-        # seed() sets one seed per env (seed + i); the batch has one random stream, seeded by the first
-        obs, info = self.venv.reset(seed=self._seeds[0])
+        # seed() sets one seed per env (seed + i); the batch has one random stream, seeded by the first,
+        # as Gymnasium seeds an env (the same stream as the single env's reset(seed=...))
+        seed = self._seeds[0] if self._seeds else None
+        if seed is not None or self._rng is None:
+            self._rng = seeding.np_random(seed)[0]
+        self.programs.rng = self._rng
         self._reset_seeds()
         self._reset_options()
-        self.reset_infos = self._split(info)
-        return obs
+        self.programs.reset(np.arange(self.num_envs))
+        self.reset_infos = self._infos(self._no)
+        return self.programs.observe()
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
 
     def step_wait(self):
-        actions = model_actions(self.algo, self.actions, self._actions, self.num_envs)
-        obs, reward, terminated, truncated, info = self.venv.step(actions)
-        dones = terminated | truncated
-        infos = self._split(info)
+        pg = self.programs
+        out = pg.step(model_actions(self.algo, self.actions, self._actions, self.num_envs), self._all)
+        obs = pg.observe()
+        dones = out.terminated
+        infos = self._infos(out.invalid)
         if dones.any():
             rows = np.flatnonzero(dones)
-            for i in rows:
-                infos[i]["terminal_observation"] = obs[i]
-                infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+            for i, deployed, aligned, abstained in zip(
+                rows.tolist(), out.deployed[rows].tolist(), out.aligned[rows].tolist(), out.abstained[rows].tolist()
+            ):
+                infos[i].update(deployed=deployed, aligned=aligned, abstained=abstained,
+                                terminal_observation=obs[i], **{"TimeLimit.truncated": False})
             # same-step autoreset: the finished programs start their next episode now, not at the next step
-            obs, reset_info = self.venv.reset(options={"reset_mask": dones})
-            for i, info_i in zip(rows, self._split(reset_info, rows)):
-                self.reset_infos[i] = info_i
-        return obs, reward.astype(np.float32), dones, infos
+            pg.reset(rows)
+            obs = pg.observe()  # a new array: the terminal observations above stay as they were
+            fresh = self._infos(self._no)
+            for i in rows.tolist():
+                self.reset_infos[i] = fresh[i]
+        return obs, out.reward.astype(np.float32), dones, infos
 
     def close(self) -> None:
-        self.venv.close()
+        pass
 
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
-        value = getattr(self.venv, attr_name)
+        value = getattr(self, attr_name) if hasattr(self, attr_name) else getattr(self.programs, attr_name)
         return [value for _ in self._get_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
         if len(list(self._get_indices(indices))) != self.num_envs:
             raise ValueError(f"set_attr({attr_name!r}): the programs share one env; set it for all of them (indices=None)")
-        setattr(self.venv, attr_name, value)
+        setattr(self.programs, attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
         rows = list(self._get_indices(indices))
         if method_name == "action_masks":
             masks = self.action_masks()
             return [masks[i] for i in rows]
-        result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
+        result = getattr(self.programs, method_name)(*method_args, **method_kwargs)
         return [result for _ in rows]
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
@@ -127,26 +152,11 @@ class ProxyAlignmentSB3VecEnv(VecEnv):
 
     def action_masks(self) -> np.ndarray:
         """Each program's allowed choices, over the components of the action space the model is given."""
-        return self.actions.model_masks(self.venv.action_masks())
+        return self.actions.model_masks(self.programs.masks())
 
-    # -- infos ------------------------------------------------------------------------------
-    def _split(self, info: dict[str, np.ndarray], rows: np.ndarray | None = None) -> list[dict[str, Any]]:
-        """Gymnasium's vector info (arrays and ``_key`` masks) as one dict per program (or per program of
-        ``rows``), of Python scalars as the single env gives them."""
-        if rows is not None:
-            info = {key: value[rows] for key, value in info.items()}
-        out: list[dict[str, Any]] = [{} for _ in range(self.num_envs if rows is None else len(rows))]
-        for key, value in info.items():
-            if key.startswith("_"):
-                continue
-            values, shown = value.tolist(), info[f"_{key}"]
-            if shown.all():
-                for d, v in zip(out, values):
-                    d[key] = v
-            else:
-                for i in np.flatnonzero(shown):
-                    out[i][key] = values[i]
-        return out
+    def _infos(self, invalid: np.ndarray) -> list[dict[str, Any]]:
+        """One info dict per program, of Python scalars, as the single env gives them every step."""
+        return self.programs.infos(invalid)
 
 
 def make_vec_env(

@@ -363,6 +363,15 @@ class Programs:
         """``(p_aligned (N,), p_shaped (N, k), base_rates (N, m))``: the filter's posterior read-outs."""
         return self._read_outs(shaped=True)
 
+    def infos(self, invalid: np.ndarray) -> list[dict]:
+        """Each program's every-step info dict, as :meth:`Program.info` gives one's."""
+        columns = [("p_aligned", self.p_aligned.tolist()), ("runs_used", self.runs_used.tolist())]
+        if self.compute is not None:
+            columns.append(("compute_left", self.compute_left.tolist()))
+        columns += [("checkpoint", self.checkpoint.tolist()), ("invalid_action", np.asarray(invalid).tolist())]
+        keys = [key for key, _ in columns]
+        return [dict(zip(keys, values)) for values in zip(*(values for _, values in columns))]
+
     def _read_outs(self, shaped: bool):
         table, ids = self.table, self.belief_id
         p_aligned = table.p_aligned.take(ids)  # NO_RUN reads 0
@@ -405,7 +414,8 @@ class ProgramTables:
         self.nearest = NEAREST[decision_kind(np.arange(T + 1), T)].tolist()  # [checkpoint][verdict]
         self.pass_prob = d.pass_prob.tolist()  # [t][n_anti][state][proxy]
         self.aligned = d.aligned.tolist()
-        self.usage_weights = (3 ** np.arange(k)).tolist()
+        # each usage vector (a tuple) -> its usage code and which proxies it anti-trains
+        self.codes = {tuple(u): (c, tuple(int(x == ANTI) for x in u)) for c, u in enumerate(d.usages.tolist())}
         self.rows: dict[tuple, list[float]] = {}  # cumulative transition rows, once per key
         self.rows_by_anti = d.transition is None  # a row depends on the run's anti-training so far
         self.fresh_obs = fresh_observation(layout, d)
@@ -445,7 +455,7 @@ class Program:
         self.rng: np.random.Generator | None = None
         self._rho_values, self._rho_cum, self._start_cum = tables.rho_values, tables.rho_cum, tables.start_cum
         self._nearest, self._pass, self._aligned = tables.nearest, tables.pass_prob, tables.aligned
-        self._usage_weights, self._rows, self._rows_by_anti = tables.usage_weights, tables.rows, tables.rows_by_anti
+        self._codes, self._rows, self._rows_by_anti = tables.codes, tables.rows, tables.rows_by_anti
         self._belief_mode = layout.mode == "belief"
         self._fresh_obs, self._cols = tables.fresh_obs, tables.cols
         self.obs = np.zeros(layout.size, dtype=np.float32) if obs is None else obs
@@ -463,6 +473,7 @@ class Program:
         self.idea_passes = [[0] * k for _ in range(m)]
         self.idea_fails = [[0] * k for _ in range(m)]
         self.weights_id = list(range(m))  # each idea's posterior, by its id in ``table``
+        self.base_rates = self.table.mean[:m].tolist()  # their posterior mean base rates
 
     # -- the rules ---------------------------------------------------------------
     def reset(self) -> None:
@@ -525,7 +536,7 @@ class Program:
 
     def _run_phase(self, usage: list[int]) -> None:
         rng, t, k = self.rng, self.checkpoint, self.n_proxies
-        code = sum(u * w for u, w in zip(usage, self._usage_weights))
+        code, anti = self._codes[tuple(usage)]
         before = tuple(self.n_anti)
         key = (t, code, self.idea, before, self.state) if self._rows_by_anti else (t, code, self.idea, self.state)
         cum = self._rows.get(key)
@@ -534,7 +545,7 @@ class Program:
             row = self.dynamics.transition_rows(one + t, one + code, one + self.idea, np.asarray([before]), one + self.state)
             cum = self._rows[key] = np.cumsum(row, axis=-1)[0].tolist()
         state = bisect_right(cum, rng.random() * cum[-1])
-        n_anti = [n + (u == ANTI) for n, u in zip(before, usage)]
+        n_anti = [n + a for n, a in zip(before, anti)]
         passes = self._pass[t]
         results = [rng.random() < passes[n_anti[j]][state][j] for j in range(k)]
         self.state, self.n_anti = state, n_anti
@@ -543,7 +554,10 @@ class Program:
             self.compute_left -= self.costs[t]
             obs[cols["compute_left"][0]] = self.compute_left / self.compute
         self.usage[t], self.results[t] = list(usage), results
-        branch = code * self._branch_shift + sum(1 << j for j in range(k) if results[j])
+        branch = code * self._branch_shift
+        for j in range(k):
+            if results[j]:
+                branch += 1 << j
         self.belief_id = self.table.child_one(self.belief_id, branch, t, code, before, n_anti, results)
         self.checkpoint = t + 1
         checkpoint, usage_cols, result_cols = cols["checkpoint"], cols["usage"][t], cols["results"][t]
@@ -565,7 +579,8 @@ class Program:
             self.idea_fails[idea][j] += d - passes
             obs[cols["idea_passes"][idea][j]] = self.idea_passes[idea][j] / (B * T)
             obs[cols["idea_fails"][idea][j]] = self.idea_fails[idea][j] / (B * T)
-        self.weights_id[idea] = self.table.end_one(self.belief_id)
+        wid = self.weights_id[idea] = self.table.end_one(self.belief_id)
+        self.base_rates[idea] = float(self.table.mean[wid])
         self.belief_id = NO_RUN
         self._show_belief()
 
@@ -588,11 +603,20 @@ class Program:
     def read_outs(self) -> tuple[float, np.ndarray, list[float]]:
         """``(p_aligned, p_shaped (k,), base_rates (m,))``: the filter's posterior read-outs."""
         table, b = self.table, self.belief_id
-        base_rates = table.mean[self.weights_id].tolist()
+        base_rates = list(self.base_rates)
         if b == NO_RUN:
             return 0.0, np.zeros(self.n_proxies), base_rates
         base_rates[self.idea] = float(table.base_rate[b])
         return float(table.p_aligned[b]), table.p_shaped[b].copy(), base_rates
+
+    def info(self, invalid: bool) -> dict:
+        """The env's every-step info: ``p_aligned``, ``runs_used``, ``compute_left`` (with a compute budget),
+        ``checkpoint``, ``invalid_action``, as Python scalars."""
+        info = {"p_aligned": self.p_aligned, "runs_used": self.runs_used}
+        if self.compute is not None:
+            info["compute_left"] = self.compute_left
+        info["checkpoint"], info["invalid_action"] = self.checkpoint, invalid
+        return info
 
     def masks(self) -> np.ndarray:
         """``(3 + 3k + m,)`` the allowed choices (verdict, usages, idea)."""
@@ -679,6 +703,10 @@ class ProgramList:
     def observe(self) -> np.ndarray:
         return self.obs.copy()
 
+    def infos(self, invalid: np.ndarray) -> list[dict]:
+        """Each program's every-step info dict (:meth:`Program.info`)."""
+        return [program.info(bad) for program, bad in zip(self.members, np.asarray(invalid).tolist())]
+
     def masks(self) -> np.ndarray:
         return self.actions.masks(self.checkpoint, self.n_phases)
 
@@ -697,3 +725,10 @@ class ProgramList:
             np.array([p.idea_runs for p in ps], dtype=np.int64), np.array([p.idea_passes for p in ps], dtype=np.int64),
             np.array([p.idea_fails for p in ps], dtype=np.int64), self.compute_left, self.read_outs(),
         )
+
+
+def make_programs(scenario: Scenario, num_envs: int, observation: str = "history") -> "Programs | ProgramList":
+    """N programs of a scenario in the faster engine for N: a :class:`ProgramList` up to :data:`SMALL_BATCH`,
+    else :class:`Programs`."""
+    engine = ProgramList if int(num_envs) <= SMALL_BATCH else Programs
+    return engine(scenario, num_envs, observation)

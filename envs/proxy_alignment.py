@@ -200,9 +200,4 @@ class ProxyAlignmentEnv(gym.Env):
         return {"run": pg.runs_used, "idea": idea, "summary": summary, "end": how}
 
     def _info(self, invalid: bool) -> dict:
-        pg = self.program
-        info = {"p_aligned": pg.p_aligned, "runs_used": pg.runs_used}
-        if pg.compute is not None:
-            info["compute_left"] = pg.compute_left
-        info["checkpoint"], info["invalid_action"] = pg.checkpoint, invalid
-        return info
+        return self.program.info(invalid)

@@ -10,7 +10,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from proxygym.envs.core import SMALL_BATCH, ProgramList, Programs
+from proxygym.envs.core import make_programs
 from proxygym.envs.scenario import Scenario, load_scenario
 
 
@@ -90,8 +90,7 @@ class ProxyAlignmentVectorEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
         self.scenario = load_scenario(scenario)
-        engine = ProgramList if self.num_envs <= SMALL_BATCH else Programs
-        self.programs = engine(self.scenario, self.num_envs, observation)
+        self.programs = make_programs(self.scenario, self.num_envs, observation)
         self.dynamics = self.programs.dynamics
         self.layout = self.programs.layout
         self.observation_mode = observation

@@ -54,7 +54,7 @@ def test_one_program_plays_the_single_env_reset_by_hand(name, mode):
     rng = np.random.default_rng(7)
     episodes = 0
     for _ in range(300):
-        action = _actions(rng, adapter.venv.action_masks(), adapter.venv.single_action_space.nvec)
+        action = _actions(rng, adapter.programs.masks(), adapter.single_action_space.nvec)
         assert np.array_equal(adapter.env_method("action_masks")[0], adapter.actions.model_masks(single.action_masks()))
         obs, rewards, dones, infos = adapter.step(adapter.actions.to_model(action))  # as a model acts
         o, r, t, tr, inf = single.step(action[0])
@@ -165,7 +165,7 @@ def test_dqn_steps_with_flat_actions():
     """algo="dqn": one Discrete index per program, played as its unflattened MultiDiscrete action."""
     sc = load_scenario("sticky_values")
     flat, multi = ProxyAlignmentSB3VecEnv(sc, "dqn", 8), ProxyAlignmentSB3VecEnv(sc, "ppo", 8)
-    layout = flat.venv.programs.actions
+    layout = flat.actions
     assert flat.action_space.n == layout.n_flat
     flat.seed(1), multi.seed(1)
     assert np.array_equal(flat.reset(), multi.reset())
@@ -195,7 +195,7 @@ def test_seeding_and_the_rest_of_the_vec_env_api():
     assert env.get_attr("n_phases", indices=[1, 2]) == [3, 3]
     assert env.env_is_wrapped(ProxyAlignmentEnv) == [False] * 4
     assert len(env.env_method("action_masks", indices=[0, 3])) == 2
-    env.set_attr("budget", base.venv.budget)
+    env.set_attr("budget", base.budget)
     with pytest.raises(ValueError, match="all of them"):
         env.set_attr("budget", 1, indices=[0])
     with pytest.warns(UserWarning):
@@ -227,7 +227,7 @@ def test_the_adapters_episodes_have_the_exact_outcome_distribution(case):
     exact = analyze(sc, reg).outcomes
     env = ProxyAlignmentSB3VecEnv(sc, "ppo", PROGRAMS, "history")
     env.seed(100 + case)
-    agent = RegimenAgent(reg, env.venv.layout, reg.budget)
+    agent = RegimenAgent(reg, env.layout, reg.budget)
     k = len(EPISODE_INDEX)
     returns, runs = np.zeros((k, PROGRAMS)), np.zeros((k, PROGRAMS))
     ending = np.zeros((k, PROGRAMS), dtype=np.int64)  # 0 deploy aligned, 1 deploy misaligned, 2 abstain
