@@ -406,7 +406,7 @@ class ProgramTables:
         self.dynamics = d = Dynamics.of(scenario)
         self.layout = layout = ObservationLayout(d, observation)
         self.actions = ActionLayout.of(scenario)
-        T, k = d.n_phases, d.n_proxies
+        T = d.n_phases
         self.costs = [p.cost for p in scenario.phases]
         values, probs = padded_support(d)
         self.rho_values, self.rho_cum = values.tolist(), np.cumsum(probs, axis=-1).tolist()
