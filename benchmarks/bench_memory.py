@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -47,37 +46,10 @@ HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
 
 
-def case_scenario(name: str):
-    """A solve case's scenario (bench_solver.py's cases and their variants), with only load/parse_scenario."""
-    from proxygym.envs.scenario import load_scenario, parse_scenario
-
-    def variant(base: str, *edits):
-        data = load_scenario(base).model_dump(exclude={"expect"})
-        for edit in edits:
-            edit(data)
-        return parse_scenario(data, source=f"{base} ({name})")
-
-    def third_proxy(data):
-        data["proxies"].append(dict(data["proxies"][0], name=data["proxies"][0]["name"] + "_copy"))
-
-    def persistent(data):
-        for proxy in data["proxies"]:
-            proxy["persistence"] = 0.8
-
-    if name == "3x3":
-        return variant("loss_landscape", third_proxy)
-    if name == "3x3_persistence":
-        return variant("loss_landscape", third_proxy, persistent)
-    if m := re.fullmatch(r"screening_b(\d+)", name):
-        return variant("idea_screening", lambda d: d.update(budget=int(m.group(1))))
-    if m := re.fullmatch(r"screening_(\d+)_ideas", name):
-        k = int(m.group(1))
-        return variant("idea_screening", lambda d: d.update(ideas=[dict(d["ideas"][i % 3], name=f"idea_{i}") for i in range(k)]))
-    raise SystemExit(f"unknown solve case {name!r}")
-
-
 def run_solve(name: str) -> None:
     """The ``solve`` workload, in this (fresh) process: prints one JSON line."""
+    from solve_cases import case_scenario  # this folder, on sys.path as the script's own
+
     import proxygym
     from proxygym.agents.solver import solve
 

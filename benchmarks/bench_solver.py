@@ -32,6 +32,7 @@ import sys
 import time
 
 import numpy as np
+from solve_cases import CASES, case_scenario  # noqa: E402  (this folder, on sys.path as the script's own)
 
 from proxygym.agents.solver import estimate_size, solve
 from proxygym.agents.strategies import STRATEGIES
@@ -54,39 +55,6 @@ def best_fixed(scenario) -> tuple[float, str]:
     return best
 
 
-def case_scenario(name: str):
-    """The scenario of a named case (see the module's docstring)."""
-    def variant(base: str, **change):
-        data = load_scenario(base).model_dump(exclude={"expect"})
-        for edit in change.values():
-            edit(data)
-        return parse_scenario(data, source=f"{base} ({name})")
-
-    def third_proxy(data):
-        data["proxies"].append(dict(data["proxies"][0], name=data["proxies"][0]["name"] + "_copy"))
-
-    def persistent(data):
-        for proxy in data["proxies"]:
-            proxy["persistence"] = 0.8
-
-    def eight_ideas(data):
-        data["ideas"] = [dict(data["ideas"][i % 3], name=f"idea_{i}") for i in range(8)]
-
-    def eight_phases(data):
-        data["phases"] = [dict(data["phases"][t % 3], name=f"phase_{t}") for t in range(8)]
-        for idea in data["ideas"]:
-            idea["base_rate"] = {"values": [0.2, 0.5], "probs": [0.5, 0.5]}
-
-    return {
-        "3x3": lambda: variant("loss_landscape", a=third_proxy),
-        "3x3_persistence": lambda: variant("loss_landscape", a=third_proxy, b=persistent),
-        "screening_b50": lambda: variant("idea_screening", a=lambda d: d.update(budget=50)),
-        "screening_8_ideas": lambda: variant("idea_screening", a=eight_ideas),
-        "guard_8_phases": lambda: variant("sticky_values", a=eight_phases),
-    }[name]()
-
-
-CASES = ("3x3", "3x3_persistence", "screening_b50", "screening_8_ideas", "guard_8_phases")
 
 
 def run_case(name: str) -> dict:
