@@ -394,6 +394,10 @@ class Programs:
         return self.actions.masks(self.checkpoint, self.n_phases)
 
 
+#: The most cumulative transition rows a scenario's programs keep (:class:`ProgramTables`).
+ROW_LIMIT = 65_536
+
+
 class ProgramTables:
     """What every :class:`Program` of a scenario reads and nothing changes, as plain Python lists: built once
     per scenario object and observation mode, and shared (with the memo of transition rows)."""
@@ -417,6 +421,7 @@ class ProgramTables:
         # each usage vector (a tuple) -> its usage code and which proxies it anti-trains
         self.codes = {tuple(u): (c, tuple(int(x == ANTI) for x in u)) for c, u in enumerate(d.usages.tolist())}
         self.rows: dict[tuple, list[float]] = {}  # cumulative transition rows, once per key
+        self.row_limit = ROW_LIMIT  # at most this many kept: a full memo starts afresh
         self.rows_by_anti = d.transition is None  # a row depends on the run's anti-training so far
         self.fresh_obs = fresh_observation(layout, d)
         self.cols = {name: view.tolist() for name, view in layout.decode(np.arange(layout.size)).items()}
@@ -438,7 +443,7 @@ class Program:
 
     def __init__(self, scenario: Scenario, observation: str = "history", obs: np.ndarray | None = None,
                  table: RunTable | None = None):
-        tables = ProgramTables.of(scenario, observation)
+        self._tables = tables = ProgramTables.of(scenario, observation)
         self.scenario = scenario
         self.dynamics = d = tables.dynamics
         self.layout = layout = tables.layout
@@ -543,6 +548,8 @@ class Program:
         if cum is None:
             one = np.full(1, 0, dtype=np.int64)
             row = self.dynamics.transition_rows(one + t, one + code, one + self.idea, np.asarray([before]), one + self.state)
+            if len(self._rows) >= self._tables.row_limit:  # a bounded memo: start afresh
+                self._rows.clear()
             cum = self._rows[key] = np.cumsum(row, axis=-1)[0].tolist()
         state = bisect_right(cum, rng.random() * cum[-1])
         n_anti = [n + a for n, a in zip(before, anti)]

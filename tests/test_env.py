@@ -245,12 +245,14 @@ def test_the_model_action_space_leaves_out_the_one_choice_idea():
             b, _ = bare.reset()
 
 
-def test_a_single_env_with_a_full_belief_table_plays_the_same():
-    """A single env whose belief table holds 8 beliefs keeps only its own when full (at a run's start) and
-    computes the rest again: the same observations, rewards and infos as with room to spare."""
-    sc = mixed_scenario()
-    roomy, tight = ProxyAlignmentEnv(sc, observation="belief"), ProxyAlignmentEnv(sc, observation="belief")
+def test_a_single_env_with_full_memos_plays_the_same():
+    """A single env whose belief table holds 8 beliefs keeps only its own when full (at a run's start), and
+    whose memo of transition rows holds 2 starts afresh when full: both compute what they forgot again, so
+    the env gives the same observations, rewards and infos as with room to spare."""
+    sc, other = mixed_scenario(), mixed_scenario()  # two scenario objects: the rows' memo is one per scenario
+    roomy, tight = ProxyAlignmentEnv(sc, observation="belief"), ProxyAlignmentEnv(other, observation="belief")
     tight.program.table = RunTable(tight.dynamics, max_bytes=0, min_ids=8)
+    tight.program._tables.row_limit = 2
     a, info_a = roomy.reset(seed=2)
     b, info_b = tight.reset(seed=2)
     rng = np.random.default_rng(2)
@@ -263,4 +265,4 @@ def test_a_single_env_with_a_full_belief_table_plays_the_same():
         if t_a:
             a, info_a = roomy.reset()
             b, info_b = tight.reset()
-    assert tight.program.table.compactions >= 3
+    assert tight.program.table.compactions >= 3 and len(tight.program._rows) <= 2 < len(roomy.program._rows)
