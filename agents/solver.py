@@ -844,12 +844,13 @@ def solve(scenario: "Scenario | str", max_memory: int = MAX_MEMORY) -> Solution:
     return load_scenario(scenario).cached("solution", lambda sc: _solve(sc, max_memory))
 
 
-def optimum(scenario: Scenario) -> Solution | None:
-    """The scenario's solution, or None when it is too large to solve exactly (decided once per scenario object)."""
+def optimum(scenario: Scenario, max_memory: int = MAX_MEMORY) -> Solution | None:
+    """The scenario's solution, or None when it is too large to solve exactly within ``max_memory`` bytes
+    (decided once per scenario object: later calls give the first answer whatever their limit)."""
 
     def attempt(sc: Scenario) -> Solution | None:
         try:
-            return solve(sc)
+            return solve(sc, max_memory=max_memory)
         except ProxyGymError:
             return None
 

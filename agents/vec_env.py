@@ -66,6 +66,7 @@ class ProxyAlignmentSB3VecEnv(VecEnv):
         num_envs: int = 1,
         observation: str = "belief",
         render_mode: str | None = None,
+        full_actions: bool = False,
     ):
         if render_mode is not None:
             raise ValueError(f"the batched env does not render; render_mode must be None, got {render_mode!r}")
@@ -78,7 +79,14 @@ class ProxyAlignmentSB3VecEnv(VecEnv):
         self.algo = algo
         self.render_mode = None
         self.single_action_space = self.actions.space()  # the env's own action of one program
-        action_space = spaces.Discrete(self.actions.n_flat) if algo == "dqn" else self.actions.model_space()
+        self.observation_mode = observation
+        # the model's action space: DQN's flat index; else the model space, or the env's own (``full_actions``:
+        # a model trained on the bare env, as rl-baselines3-zoo trains, or saved before the model space)
+        self.full_actions = full_actions and algo != "dqn"
+        if algo == "dqn":
+            action_space = spaces.Discrete(self.actions.n_flat)
+        else:
+            action_space = self.single_action_space if self.full_actions else self.actions.model_space()
         observation_space = spaces.Box(0.0, 1.0, shape=(self.layout.size,), dtype=np.float32)
         super().__init__(int(num_envs), observation_space, action_space)
         self._actions: np.ndarray | None = None
@@ -152,7 +160,8 @@ class ProxyAlignmentSB3VecEnv(VecEnv):
 
     def action_masks(self) -> np.ndarray:
         """Each program's allowed choices, over the components of the action space the model is given."""
-        return self.actions.model_masks(self.programs.masks())
+        masks = self.programs.masks()
+        return masks if self.full_actions else self.actions.model_masks(masks)
 
     def _infos(self, invalid: np.ndarray) -> list[dict[str, Any]]:
         """One info dict per program, of Python scalars, as the single env gives them every step."""
@@ -169,7 +178,7 @@ def make_vec_env(
 ) -> VecMonitor:
     """The training env of ``algo``: ``n_envs`` programs in one :class:`ProxyAlignmentSB3VecEnv`, seeded
     with ``seed``, under SB3's ``VecMonitor`` (episode returns and lengths for SB3's logger)."""
-    env = ProxyAlignmentSB3VecEnv(scenario, algo, n_envs, observation, **env_kwargs)
+    env = ProxyAlignmentSB3VecEnv(scenario, algo, n_envs, observation, **env_kwargs)  # (full_actions among them)
     if seed is not None:
         env.seed(seed)
     return VecMonitor(env)

@@ -117,7 +117,7 @@ class Programs:
         self.compute, self.full_run = scenario.compute, scenario.full_run_compute
         self.costs = np.array([p.cost for p in scenario.phases], dtype=np.int64)
         self.reward = scenario.reward
-        self.table = RunTable(d, min_ids=4 * N)
+        self.table = RunTable(d, min_ids=8 * N)
         self.belief_id = np.full(N, NO_RUN, dtype=np.int64)  # the run under way's belief, in ``table``
         self.weights_id = np.tile(np.arange(m), (N, 1))  # each idea's posterior
         self.rng: np.random.Generator | None = None
@@ -148,9 +148,7 @@ class Programs:
         # Each slot's columns in an observation: a phase's usage (t, j, usage) and result (t, j, pass/fail)
         # one-hots are single 1.0s written into columns that were 0.0 (a phase is run once per run).
         columns = self.layout.decode(np.arange(self.layout.size))
-        self._checkpoint_cols, self._usage_cols, self._result_cols = (
-            columns["checkpoint"], columns["usage"], columns["results"]
-        )
+        self._checkpoint_cols = columns["checkpoint"]
         self._belief_moved = True  # the filter changed since its read-outs were last computed
         self._p_aligned = np.zeros(N)
         # Look-ups by flat index (one gather where a multi-index would cost several): each transition row's
@@ -161,15 +159,25 @@ class Programs:
         self._pass_flat = d.pass_prob.reshape(-1)
         self._support_cum = np.cumsum(self._support_probs, axis=-1)
         self._obs_flat = self.obs.reshape(-1)  # a view: obs[i, c] is _obs_flat[i * size + c]
-        # the run under way's slots (checkpoint, idea, usage, results: one block), a fresh run's values
-        self._run_fresh = self._fresh_obs[self.layout.run_slots]
+        # the run under way's slots (two blocks: the checkpoint; idea, usage, results), a fresh run's values
+        self._run_fresh = [self._fresh_obs[block] for block in self.layout.run_slots]
+        # the columns a phase sets to 1.0, by (phase t, usage code, result code): the checkpoint t+1 one-hot,
+        # each proxy's usage one-hot at phase t and its (pass, fail) one-hot at checkpoint t+1
+        R = 2**k
+        self._phase_ones = np.array([
+            [[columns["checkpoint"][t + 1], *columns["usage"][t, np.arange(k), d.usages[c]],
+              *columns["results"][t, np.arange(k), (~d.results[r]).astype(np.int64)]] for r in range(R)]
+            for t in range(T) for c in range(d.n_usages)
+        ]).reshape(T * d.n_usages * R, 1 + 2 * k)
+        self._code_weights = [3**j for j in range(k)]
 
     def _groups(self, live: np.ndarray, mapped: np.ndarray) -> tuple[np.ndarray, ...]:
         """The live programs at a run's start, and those whose verdict ``mapped`` is continue, deploy, discard."""
         carried_out = np.where(live, mapped, -1)
+        continuing = np.flatnonzero(carried_out == CONTINUE)
         return (
-            np.flatnonzero(live & (self.checkpoint == 0)),
-            np.flatnonzero(carried_out == CONTINUE),
+            continuing[self.checkpoint.take(continuing) == 0],  # at a run's start every verdict stands for continue
+            continuing,
             np.flatnonzero(carried_out == DEPLOY),
             np.flatnonzero(carried_out == DISCARD),
         )
@@ -182,14 +190,18 @@ class Programs:
             return
         m = self.n_ideas
         cum = self._support_cum  # (m, V): sample_rows over each idea's prior, its cumulative sums made once
-        drawn = (cum <= self.rng.random((n, m))[..., None] * cum[:, -1:]).sum(axis=-1)
-        self.rho[rows] = self._support_values[np.arange(m), drawn]
+        u = self.rng.random((n, m))  # drawn even where every base rate is known, as one program draws them
+        if cum.shape[1] == 1:
+            self.rho[rows] = self._support_values[:, 0]
+        else:
+            drawn = (cum <= u[..., None] * cum[:, -1:]).sum(axis=-1)
+            self.rho[rows] = self._support_values[np.arange(m), drawn]
         self.runs_used[rows] = 0
         self.idea_runs[rows] = 0
         self.idea_passes[rows] = 0
         self.idea_fails[rows] = 0
         self.compute_left[rows] = self.compute or 0
-        self._next_run(rows)
+        self._next_run(rows, write_obs=False)
         self.weights_id[rows] = np.arange(m)
         self.obs[rows] = self._fresh_obs
         self._belief_moved = True
@@ -240,8 +252,9 @@ class Programs:
         """Whether each program ``rows`` may start another run (:func:`proxygym.envs.regimen.can_start`)."""
         return can_start(self.runs_used[rows], self.compute_left[rows], self.budget, self.compute, self.full_run)
 
-    def _next_run(self, rows: np.ndarray) -> None:
-        """Checkpoint 0 of the next run: nothing trained yet."""
+    def _next_run(self, rows: np.ndarray, write_obs: bool = True) -> None:
+        """Checkpoint 0 of the next run: nothing trained yet (``write_obs``: its slots too, unless the caller
+        writes the whole observation)."""
         if len(rows) == 0:
             return
         self.checkpoint[rows] = 0
@@ -250,7 +263,9 @@ class Programs:
         self.belief_id[rows] = NO_RUN
         self.run_passes[rows] = 0
         self.n_anti[rows] = 0  # (usage and results are written phase by phase and read below the checkpoint)
-        self.obs[rows, self.layout.run_slots] = self._run_fresh
+        if write_obs:
+            for block, fresh in zip(self.layout.run_slots, self._run_fresh):
+                self.obs[rows, block] = fresh
 
     def _start_run(self, rows: np.ndarray, idea: np.ndarray) -> None:
         """Start a run of each program's ``idea`` (given for every program, read at ``rows``)."""
@@ -265,26 +280,28 @@ class Programs:
         else:
             self.state[rows] = aligned
         self.belief_id[rows] = self.table.start(self.weights_id.take(rows * self.n_ideas + idea))
-        obs = self._slot
-        obs["runs_left"][rows, 0] = (self.budget - self.runs_used[rows]) / self.budget
-        obs["idea"][rows, idea] = 1.0  # shown from checkpoint 1, which the run's first phase reaches
+        base, flat, sl = rows * self.layout.size, self._obs_flat, self.layout.slices
+        flat[base + sl["runs_left"].start] = (self.budget - self.runs_used[rows]) / self.budget
+        flat[base + sl["idea"].start + idea] = 1.0  # shown from checkpoint 1, which the run's first phase reaches
         self._belief_moved = True
 
     def _run_phase(self, rows: np.ndarray, usage: np.ndarray) -> None:
         """One phase under ``usage`` ``(n, k)``, then the checkpoint's tests."""
         d = self.dynamics
         t = self.checkpoint[rows]
-        code = d.usage_code(usage)
+        k, S = self.n_proxies, d.n_states
+        code = usage[:, 0].copy()  # Dynamics.usage_code, proxy by proxy (k small: cheaper than a product)
+        for j in range(1, k):
+            code += usage[:, j] * self._code_weights[j]
         # (row gathers with take: numpy's fancy indexing of a 2-d array by rows costs several times more)
         idea, before, n = self.idea[rows], self.n_anti.take(rows, axis=0), len(rows)
         if self._trans_cum is not None:  # sample_rows over the transition rows, their cumulative sums made once
-            at = ((t * d.n_usages + code) * self.n_ideas + idea) * d.n_states + self.state[rows]
+            at = ((t * d.n_usages + code) * self.n_ideas + idea) * S + self.state[rows]
             cum = self._trans_cum.take(at, axis=0)
             state = count_at_most(cum, self.rng.random(n) * cum[:, -1])
         else:
             state = sample_rows(d.transition_rows(t, code, idea, before, self.state[rows]), self.rng.random(n))
         n_anti = before + (usage == ANTI)
-        k, S = self.n_proxies, d.n_states
         p = self._pass_flat.take(((t[:, None] * (self.n_phases + 1) + n_anti) * S + state[:, None]) * k + self._proxies)
         results = self.rng.random((n, k)) < p
         self.state[rows] = state
@@ -295,22 +312,17 @@ class Programs:
         self.usage[rows, t] = usage
         self.results[rows, t] = results
         self.run_passes[rows] += results
-        branch = code * 2**k + d.result_code(results)
+        result_code = results[:, 0].astype(np.int64)  # Dynamics.result_code, proxy by proxy
+        for j in range(1, k):
+            result_code += results[:, j].astype(np.int64) << j
+        branch = code * 2**k + result_code
         self.belief_id[rows] = self.table.child(self.belief_id[rows], branch, t, code, before, n_anti, results)
-        t_next = t + 1
-        self.checkpoint[rows] = t_next
+        self.checkpoint[rows] = t + 1
         # the checkpoint's one-hot moves on; the phase's usage and (pass, fail) one-hots are set
-        at_phase = (t[:, None], self._proxies)
-        size = self.layout.size
-        base = rows * size
+        base = rows * self.layout.size
         flat = self._obs_flat
         flat[base + self._checkpoint_cols[t]] = 0.0
-        ones = np.concatenate([
-            self._checkpoint_cols[t_next][:, None],
-            self._usage_cols[at_phase + (usage,)],
-            self._result_cols[at_phase + ((~results).view(np.uint8),)],
-        ], axis=1)
-        flat[base[:, None] + ones] = 1.0
+        flat[base[:, None] + self._phase_ones.take(t * (d.n_usages << k) + branch, axis=0)] = 1.0
         self._belief_moved = True
 
     def _end_run(self, rows: np.ndarray) -> None:
@@ -327,10 +339,12 @@ class Programs:
         self.idea_fails[rows, idea] = fails
         self.weights_id[rows, idea] = self.table.end(self.belief_id[rows])
         self.belief_id[rows] = NO_RUN
-        obs, B, T = self._slot, self.budget, self.n_phases
-        obs["idea_runs"][rows, idea] = runs / B
-        obs["idea_passes"][rows, idea] = passes / (B * T)
-        obs["idea_fails"][rows, idea] = fails / (B * T)
+        B, T, k, sl = self.budget, self.n_phases, self.n_proxies, self.layout.slices
+        base, flat = rows * self.layout.size, self._obs_flat
+        flat[base + sl["idea_runs"].start + idea] = runs / B
+        per_proxy = (base + idea * k)[:, None] + self._proxies  # (program, idea, proxy) less the slot's start
+        flat[per_proxy + sl["idea_passes"].start] = passes / (B * T)
+        flat[per_proxy + sl["idea_fails"].start] = fails / (B * T)
         self._belief_moved = True
 
     # -- read-outs (every program) -----------------------------------------------------
@@ -394,8 +408,10 @@ class Programs:
         return self.actions.masks(self.checkpoint, self.n_phases)
 
 
-#: The most cumulative transition rows a scenario's programs keep (:class:`ProgramTables`).
-ROW_LIMIT = 65_536
+#: The memory a scenario's programs may keep in cumulative transition rows (:class:`ProgramTables`), and
+#: the size of a single program's own belief table (a batch's holds up to RunTable.MAX_BYTES).
+ROW_BYTES = 64 * 2**20
+ONE_TABLE_BYTES = 32 * 2**20
 
 
 class ProgramTables:
@@ -420,8 +436,10 @@ class ProgramTables:
         self.aligned = d.aligned.tolist()
         # each usage vector (a tuple) -> its usage code and which proxies it anti-trains
         self.codes = {tuple(u): (c, tuple(int(x == ANTI) for x in u)) for c, u in enumerate(d.usages.tolist())}
-        self.rows: dict[tuple, list[float]] = {}  # cumulative transition rows, once per key
-        self.row_limit = ROW_LIMIT  # at most this many kept: a full memo starts afresh
+        # cumulative transition rows, once per key, shared by both observation modes; at most row_limit
+        # of them (a list of S floats costs about 32 S bytes): a full memo starts afresh
+        self.rows: dict[tuple, list[float]] = scenario.cached("transition_rows", lambda _: {})
+        self.row_limit = max(256, ROW_BYTES // (32 * d.n_states + 120))
         self.rows_by_anti = d.transition is None  # a row depends on the run's anti-training so far
         self.fresh_obs = fresh_observation(layout, d)
         self.cols = {name: view.tolist() for name, view in layout.decode(np.arange(layout.size)).items()}
@@ -454,7 +472,7 @@ class Program:
         self.compute, self.full_run = scenario.compute, scenario.full_run_compute
         self.costs = tables.costs
         self.reward = scenario.reward
-        self.table = RunTable(d) if table is None else table
+        self.table = RunTable(d, max_bytes=ONE_TABLE_BYTES, min_ids=64) if table is None else table
         self._owns_table = table is None
         self._branch_shift = 2**d.n_proxies
         self.rng: np.random.Generator | None = None
@@ -466,7 +484,6 @@ class Program:
         self.obs = np.zeros(layout.size, dtype=np.float32) if obs is None else obs
         self.rho = [0.0] * m
         self.state = -1
-        self.belief_id = -1  # the belief of the run under way (-1: no run under way), in ``table``
         self._reset_counts()
         self._next_run()
 
@@ -518,8 +535,8 @@ class Program:
         self.usage = [[0] * k for _ in range(T)]
         self.results = [[False] * k for _ in range(T)]
         self.n_anti = [0] * k
-        run = self.layout.run_slots
-        self.obs[run] = self._fresh_obs[run]
+        for block in self.layout.run_slots:
+            self.obs[block] = self._fresh_obs[block]
 
     def _start_run(self, idea: int) -> None:
         rng = self.rng
@@ -647,7 +664,7 @@ class ProgramList:
     def __init__(self, scenario: Scenario, num_envs: int, observation: str = "history"):
         self.num_envs = N = int(num_envs)
         self.obs = obs = np.zeros((N, ObservationLayout.of(scenario, observation).size), dtype=np.float32)
-        self.table = RunTable(Dynamics.of(scenario), min_ids=4 * N)  # the programs' beliefs, shared
+        self.table = RunTable(Dynamics.of(scenario), min_ids=8 * N)  # the programs' beliefs, shared
         self.members = [Program(scenario, observation, obs=obs[i], table=self.table) for i in range(N)]
         first = self.members[0]
         self.scenario, self.dynamics, self.layout, self.actions = scenario, first.dynamics, first.layout, first.actions

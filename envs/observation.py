@@ -46,14 +46,14 @@ class ObservationLayout:
     name                      shape        value
     ========================  ===========  ===================================================
     ``checkpoint``            (T+1,)       one-hot of the decision point d (0 = a run's start)
+    ``runs_left``             (1,)         runs not yet started / B (a run under way is started)
+    ``compute_left``          (1,)         compute not yet spent / the program's compute (only
+                                           where the scenario sets ``compute``)
     ``idea``                  (m,)         one-hot of the current run's idea (zeros at d = 0)
     ``usage``                 (T, k, 3)    one-hot usage (reserve, train, anti) of each phase
                                            done so far in this run; zeros for phases to come
     ``results``               (T, k, 2)    one-hot (pass, fail) of each proxy at each checkpoint
                                            reached so far in this run; zeros for those to come
-    ``runs_left``             (1,)         runs not yet started / B (a run under way is started)
-    ``compute_left``          (1,)         compute not yet spent / the program's compute (only
-                                           where the scenario sets ``compute``)
     ``idea_runs``             (m,)         finished earlier runs of each idea / B
     ``idea_passes``           (m, k)       passes seen in finished runs, per idea and proxy / (B T)
     ``idea_fails``            (m, k)       fails seen in finished runs, per idea and proxy / (B T)
@@ -82,13 +82,12 @@ class ObservationLayout:
         self.budget, self.compute, self.full_run = sc.budget, sc.compute, sc.full_run_compute
         self.mode = mode
         self.slots = [
-            # the run under way first (one contiguous block: a new run clears it at once), then the program
             Slot("checkpoint", (T + 1,), "one-hot decision point"),
+            Slot("runs_left", (1,), "runs not yet started / budget"),
+            *([Slot("compute_left", (1,), "compute not yet spent / compute")] if sc.compute is not None else []),
             Slot("idea", (m,), "one-hot idea of the current run"),
             Slot("usage", (T, k, 3), "usage so far in this run"),
             Slot("results", (T, k, 2), "test results so far in this run"),
-            Slot("runs_left", (1,), "runs not yet started / budget"),
-            *([Slot("compute_left", (1,), "compute not yet spent / compute")] if sc.compute is not None else []),
             Slot("idea_runs", (m,), "finished runs per idea / budget"),
             Slot("idea_passes", (m, k), "passes in finished runs / (budget * phases)"),
             Slot("idea_fails", (m, k), "fails in finished runs / (budget * phases)"),
@@ -105,8 +104,8 @@ class ObservationLayout:
             self.slices[slot.name] = slice(start, start + slot.size)
             start += slot.size
         self.size = start
-        #: the run under way's slots (checkpoint, idea, usage, results), one contiguous block
-        self.run_slots = slice(self.slices["checkpoint"].start, self.slices["results"].stop)
+        #: the run under way's slots as contiguous blocks: the checkpoint, then idea, usage and results
+        self.run_slots = (self.slices["checkpoint"], slice(self.slices["idea"].start, self.slices["results"].stop))
         self._shapes = {slot.name: slot.shape for slot in self.slots}
 
     def history(

@@ -20,11 +20,12 @@ class ProxyAlignmentVectorEnv(VectorEnv):
     The batched twin of :class:`proxygym.envs.proxy_alignment.ProxyAlignmentEnv` (as Gymnasium's
     ``CartPoleVectorEnv`` is of ``CartPole``): ``num_envs`` independent programs of the
     same scenario, each with its own hidden base rates and models, stepped at once. Both
-    envs play by one set of rules, :class:`proxygym.envs.core.Programs`, of which the single
-    env is the one-program form; this class adds only Gymnasium's vector API (autoreset, the
-    vector info format). Up to :data:`proxygym.envs.core.SMALL_BATCH` programs are stepped as a
-    list of single programs (:class:`proxygym.envs.core.ProgramList`, faster there), more
-    with numpy arrays (:class:`proxygym.envs.core.Programs`).
+    envs play by the rules of :mod:`proxygym.envs.core`, the same draw for draw in their two
+    engines: up to :data:`proxygym.envs.core.SMALL_BATCH` programs are stepped as a list of
+    single programs (:class:`proxygym.envs.core.ProgramList`, faster there, each a
+    :class:`proxygym.envs.core.Program` as the single env's), more with numpy arrays
+    (:class:`proxygym.envs.core.Programs`); this class adds only Gymnasium's vector API
+    (autoreset, the vector info format).
 
     ## Action Space
     ``MultiDiscrete`` of shape ``(num_envs, 2 + k)``: per program, the single env's action
@@ -66,8 +67,8 @@ class ProxyAlignmentVectorEnv(VectorEnv):
     - ``render_mode=None``: no rendering (render one program with the single env).
 
     ``reset(seed=s)`` makes the batch reproducible: the same seed and actions give the same
-    trajectories. The random stream is not the single env's, but every program's
-    outcomes have the single env's distribution. ``reset(options={"reset_mask": mask})``
+    trajectories. With one program it is the single env's stream (the same seed and actions play
+    the same episode); with several, every program's outcomes have the single env's distribution. ``reset(options={"reset_mask": mask})``
     resets only the programs where ``mask`` is True.
 
     ## Version History
@@ -127,10 +128,11 @@ class ProxyAlignmentVectorEnv(VectorEnv):
         if not self._was_reset:
             raise RuntimeError("step() called before reset()")
         actions = np.asarray(actions)
-        # action_space.contains, in three array calls: integers of the batch's shape within nvec
+        # action_space.contains, cheaply: integers of the batch's shape within [0, nvec) (read as unsigned, a
+        # negative integer is above every bound, so one comparison checks both ends)
         if not (
             actions.shape == self.action_space.shape and actions.dtype.kind in "iu"
-            and (actions >= 0).all() and (actions < self._nvec).all()
+            and (actions.view(actions.dtype.str.replace("i", "u")) < self._nvec).all()
         ):
             raise ValueError(
                 f"actions must be integers of shape {self.action_space.shape} within {self.single_action_space}, "

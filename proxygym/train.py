@@ -31,6 +31,7 @@ from proxygym.agents.models import load_for_scenario, save_model_atomic
 from proxygym.agents.report import comparison_table
 from proxygym.agents.summary import BEST_EPISODES, BEST_SEED, heuristic_results, summarize
 from proxygym.agents.training import ALGOS, HYPERPARAMS_DIR, POLICIES, algo_class
+from proxygym.envs.actions import ActionLayout
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.scenario import load_scenario
 
@@ -156,7 +157,9 @@ def train(args: argparse.Namespace) -> int:
     tb = args.tensorboard_log or None
     try:
         # the n_envs programs in one batched env (agents/vec_env.py), seeded by --seed
-        vec_env = make_vec_env(scenario, args.algo, n_envs, observation, seed=args.seed, **env_kwargs)
+        # a resumed model acts in the action space it was saved with (the env's own, for one trained on the bare env)
+        full = model is not None and getattr(model.action_space, "nvec", np.zeros(0)).size == ActionLayout.of(scenario).size
+        vec_env = make_vec_env(scenario, args.algo, n_envs, observation, seed=args.seed, full_actions=full, **env_kwargs)
         if model is not None:
             model.set_env(vec_env)
             model.tensorboard_log = tb

@@ -10,6 +10,7 @@ over those counts for every idea, in the ideas' own order (no symmetry used).
 from __future__ import annotations
 
 import functools
+import json
 import tracemalloc
 
 import pytest
@@ -180,3 +181,22 @@ def test_solve_max_memory_on_the_command_line():
     assert '"value": 0.81762896' in large.stdout
     line = error_line(bad.returncode, bad.stdout, bad.stderr)
     assert "--max-memory 'lots'" in line and "GB" in line
+
+
+def test_bench_max_memory_on_the_command_line(tmp_path):
+    """``bench --max-memory``: below the solve's estimate the benchmark runs without the optimal strategy (it is
+    not solved at the default limit behind the user's back); above it the optimal strategy is benchmarked;
+    asked for by name under a small limit, the solver's one-line refusal stands."""
+    small, large, named = run_concurrently([
+        lambda: run_cli("bench", "--scenario", "budget_of_one", "--episodes", "100", "--max-memory", "1000",
+                        "--json", str(tmp_path / "small.json")),
+        lambda: run_cli("bench", "--scenario", "budget_of_one", "--episodes", "100", "--max-memory", "4GB",
+                        "--json", str(tmp_path / "large.json")),
+        lambda: run_cli("bench", "--scenario", "budget_of_one", "--strategy", "optimal", "--max-memory", "1000"),
+    ])
+    assert small.returncode == 0 and large.returncode == 0, (small.stderr, large.stderr)
+    strategies = {name: {row["strategy"] for row in json.loads((tmp_path / f"{name}.json").read_text())}
+                  for name in ("small", "large")}
+    assert "optimal" not in strategies["small"] and strategies["large"] == strategies["small"] | {"optimal"}
+    line = error_line(named.returncode, named.stdout, named.stderr)
+    assert "too large" in line and "--max-memory" in line

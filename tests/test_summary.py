@@ -166,7 +166,7 @@ def test_inspect_reports_the_usage_the_trained_model_plays(trained, tmp_path):
 
 @pytest.mark.parametrize(
     "scenario,observation,seed,bare",
-    [(SCENARIO, "belief", 2, False), ("loss_landscape", "history", 1, False), (SCENARIO, "history", 0, True)],
+    [(SCENARIO, "belief", 3, False), ("loss_landscape", "history", 2, False), (SCENARIO, "history", 0, True)],
 )
 def test_inspect_reports_the_usage_of_a_mixed_policy(tmp_path, scenario, observation, seed, bare):
     # Untrained networks with these seeds mix usages within a phase and discard at several
