@@ -161,6 +161,11 @@ def train(args: argparse.Namespace) -> int:
         full = model is not None and getattr(model.action_space, "nvec", np.zeros(0)).size == ActionLayout.of(scenario).size
         vec_env = make_vec_env(scenario, args.algo, n_envs, observation, seed=args.seed, full_actions=full, **env_kwargs)
         if model is not None:
+            if model.n_envs != n_envs:  # SB3 continues a model only with the number of envs it was saved with
+                raise ProxyGymError(
+                    f"--trained-agent {args.trained_agent!r} was saved with {model.n_envs} envs; resume it with"
+                    f" --n-envs {model.n_envs}, not {n_envs}"
+                )
             model.set_env(vec_env)
             model.tensorboard_log = tb
         else:

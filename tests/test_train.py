@@ -92,7 +92,7 @@ def test_resume_continues_the_step_count(tmp_path, monkeypatch):
     assert algo_class("ppo").load(first).num_timesteps < second.num_timesteps
 
 
-def test_resume_a_model_in_the_envs_own_action_space(tmp_path):
+def test_resume_a_model_in_the_envs_own_action_space(tmp_path, capsys):
     """A model made on the bare env (its action keeps the one-choice idea, as rl-baselines3-zoo trains) resumes:
     train.py trains it on in that action space and it keeps it."""
     from stable_baselines3 import PPO
@@ -101,6 +101,8 @@ def test_resume_a_model_in_the_envs_own_action_space(tmp_path):
 
     bare = PPO("MlpPolicy", ProxyAlignmentEnv("sticky_values", observation="belief"), n_steps=64, batch_size=64, seed=0)
     bare.save(tmp_path / "bare.zip")
+    assert train.main([*QUICK, "--trained-agent", str(tmp_path / "bare.zip"), "--log-folder", str(tmp_path)]) == 2
+    assert "saved with 1 envs; resume it with --n-envs 1, not 8" in capsys.readouterr().err
     assert train.main([*QUICK, "--trained-agent", str(tmp_path / "bare.zip"), "--n-envs", "1", "--log-folder",
                        str(tmp_path), "--tensorboard-log", ""]) == 0
     resumed = algo_class("ppo").load(tmp_path / "ppo" / "sticky_values_1" / "model.zip")
