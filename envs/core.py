@@ -124,7 +124,7 @@ class Programs:
         self._support_values, self._support_probs = padded_support(d)
         self._proxies = np.arange(k)
         # nearest_allowed as one look-up: [checkpoint, verdict] -> the verdict carried out
-        self._nearest = NEAREST[decision_kind(np.arange(T + 1), T)]
+        self._nearest_flat = NEAREST[decision_kind(np.arange(T + 1), T)].reshape(-1)  # [checkpoint * 3 + verdict]
 
         self.rho = np.zeros((N, m))
         self.runs_used = np.zeros(N, dtype=np.int64)
@@ -169,11 +169,14 @@ class Programs:
               *columns["results"][t, np.arange(k), (~d.results[r]).astype(np.int64)]] for r in range(R)]
             for t in range(T) for c in range(d.n_usages)
         ]).reshape(T * d.n_usages * R, 1 + 2 * k)
+        self._phase_ones_t = np.ascontiguousarray(self._phase_ones.T)
         self._code_weights = [3**j for j in range(k)]
 
     def _groups(self, live: np.ndarray, mapped: np.ndarray) -> tuple[np.ndarray, ...]:
-        """The live programs at a run's start, and those whose verdict ``mapped`` is continue, deploy, discard."""
-        carried_out = np.where(live, mapped, -1)
+        """The live programs at a run's start, and those whose verdict ``mapped`` is continue, deploy, discard
+        (``mapped`` is overwritten: -1 where a program is not live)."""
+        carried_out = mapped
+        carried_out[~live] = -1
         continuing = np.flatnonzero(carried_out == CONTINUE)
         return (
             continuing[self.checkpoint.take(continuing) == 0],  # at a run's start every verdict stands for continue
@@ -211,7 +214,7 @@ class Programs:
         if self.table.needs_room(self.num_envs):
             self.belief_id, self.weights_id = self.table.compact(self.belief_id, self.weights_id)
         verdict, usage, idea = self.actions.decode(actions)
-        mapped = self._nearest[self.checkpoint, verdict]  # actions.nearest_allowed
+        mapped = self._nearest_flat.take(self.checkpoint * 3 + verdict)  # actions.nearest_allowed
         N = self.num_envs
         out = StepOutcome(
             reward=np.zeros(N),
@@ -322,7 +325,8 @@ class Programs:
         base = rows * self.layout.size
         flat = self._obs_flat
         flat[base + self._checkpoint_cols[t]] = 0.0
-        flat[base[:, None] + self._phase_ones.take(t * (d.n_usages << k) + branch, axis=0)] = 1.0
+        for cols in self._phase_ones_t:  # column by column (a short last axis costs numpy more than a loop)
+            flat[base + cols.take(t * (d.n_usages << k) + branch)] = 1.0
         self._belief_moved = True
 
     def _end_run(self, rows: np.ndarray) -> None:

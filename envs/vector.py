@@ -103,7 +103,7 @@ class ProxyAlignmentVectorEnv(VectorEnv):
         self.single_observation_space = spaces.Box(0.0, 1.0, shape=(self.layout.size,), dtype=np.float32)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)  # programs whose episode ended at the last step
-        self._nvec = self.single_action_space.nvec
+        self._bounds = np.tile(self.single_action_space.nvec, (self.num_envs, 1)).astype(np.uint64)
         self._was_reset = False
 
     # -- gym API -----------------------------------------------------------------
@@ -129,10 +129,11 @@ class ProxyAlignmentVectorEnv(VectorEnv):
             raise RuntimeError("step() called before reset()")
         actions = np.asarray(actions)
         # action_space.contains, cheaply: integers of the batch's shape within [0, nvec) (read as unsigned, a
-        # negative integer is above every bound, so one comparison checks both ends)
+        # negative integer is above every bound, so one comparison of like types, against every program's
+        # bounds laid out as the actions are, checks both ends)
         if not (
             actions.shape == self.action_space.shape and actions.dtype.kind in "iu"
-            and (actions.view(actions.dtype.str.replace("i", "u")) < self._nvec).all()
+            and (actions.view(unsigned := actions.dtype.str.replace("i", "u")) < self._bounds.astype(unsigned, copy=False)).all()
         ):
             raise ValueError(
                 f"actions must be integers of shape {self.action_space.shape} within {self.single_action_space}, "
