@@ -49,7 +49,7 @@ def test_exact_returns_are_the_hand_worked_ones():
 def test_one_interface_for_one_env_and_a_batch():
     """Every strategy plays the single env through the same act() as a batch: episode by episode,
     the single env and a vector env of one program (the same seeds) end with the same return and
-    the same outcome (the single env is the vector env's N = 1 case: test_monte_carlo.py)."""
+    the same outcome (one program plays the same in either: test_monte_carlo.py, test_vec_env.py)."""
     sc = load_scenario("idea_screening")
     env = ProxyAlignmentEnv(sc, observation="belief")
     vec = ProxyAlignmentVectorEnv(1, sc, observation="belief")

@@ -13,10 +13,12 @@ Every check here plays a policy through ``ProxyAlignmentVectorEnv`` (one episode
 - the Bayesian filter's P(aligned) against the frequency of aligned models among the
   episodes that share one observable history.
 
-The single env is the N = 1 case of the same rules (``envs/core.py``):
-``test_single_env_is_a_vector_env_of_one`` shows, exactly, that it plays the same
-trajectories as a vector env of one program given the same seed and actions, so these
-checks cover it too.
+The single env plays by the same rules (``envs/core.py``) in their one-program engine,
+``Program``: ``tests/test_vec_env.py::test_one_program_is_a_batch_of_one_to_the_bit`` shows,
+exactly, that a ``Program`` and a one-program ``Programs`` (the engine of the batches checked
+here) play the same trajectories given the same random stream and actions, and
+``test_single_env_is_a_vector_env_of_one`` that the single env and a vector env of one program
+do, so these checks cover it too.
 
 The error rate is family-wise over the whole module: every comparison is made at the
 quantile ``Z``, Bonferroni over ``COMPARISONS``, the number of comparisons the module may
