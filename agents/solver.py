@@ -53,7 +53,8 @@ every idea's every possible ending at every checkpoint), then valued backward fr
 last layer, all states of a layer at once: the states' ideas are grouped by run tree and
 each group's backward step is one set of array operations over its rows. Ties go to
 discarding at an early checkpoint (continuing gains nothing then; within 1e-12), to
-deploying at the final one (within 1e-12), among usages to the lowest usage code (reserve first), and
+deploying at the final one (within 1e-12), among usages to the lowest usage code (reserve first; within
+1e-12 of the best), and
 among ideas to the highest posterior mean base rate (then the first idea).
 
 A size guard runs before any of this (:func:`estimate_size`); it counts, never builds.
@@ -899,7 +900,8 @@ def _backward_rows(tree: RunTree, disc: np.ndarray, reward, T: int, C: int, R: i
         acts[T][:, sl] = np.where(keep, DEPLOY_CODE, DISCARD_CODE)
         q[:, lo : lo + step] = (tree.prob[T][sl] * value).reshape(rows, -1, C, R).sum(axis=3)
     for d in range(T - 1, -1, -1):
-        best = q.argmax(axis=2)
+        top = q.max(axis=2, keepdims=True)
+        best = (q >= top - TIE * (1.0 + np.abs(top))).argmax(axis=2)  # a tie: the lowest usage code (reserve first)
         cont = np.take_along_axis(q, best[:, :, None], axis=2)[:, :, 0]
         if d == 0:
             acts[0] = best.astype(np.int8)
