@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from proxygym.agents.bench import run_pair
 from proxygym.agents.regimen import play_episode
-from proxygym.agents.report import describe_policy
+from proxygym.agents.report import describe_policy, first_run
 from proxygym.agents.solver import estimate_size, solve
 from proxygym.agents.strategies import STRATEGIES, OptimalStrategy, Strategy
 from proxygym.envs.analysis import analyze
@@ -410,3 +410,14 @@ def test_describe_policy(shipped, solutions):
             assert "How it picks ideas" in text
         else:
             assert "Deploy threshold" in text
+
+
+def test_usages_that_change_nothing_tie_to_reserve():
+    """A proxy whose training and anti-training change nothing (no steer, no proximity, no anti-damage): every
+    usage gives the same value, and the solver's tie rule picks the lowest usage code, reserve, at every
+    decision point of the first run (over three phases and two runs)."""
+    data = hand_scenario(budget=2, phases=[{"name": f"p{t}", "capability": 0.0, "plasticity": 0.5} for t in range(3)])
+    data["proxies"][0].update(steer=0.0, proximity=0.0, anti_damage=0.0)
+    sol = solve(parse_scenario(data))
+    usages = [p["usages"] for p in first_run(sol) if p["usages"]]
+    assert usages and all(u == {"ask": "R"} for u in usages)
