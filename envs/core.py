@@ -37,7 +37,8 @@ def sample_rows(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     index found always has positive probability.
     """
     cum = np.cumsum(probs, axis=-1)
-    return (cum <= u[..., None] * cum[..., -1:]).sum(axis=-1)
+    lead = cum.shape[:-1]
+    return count_at_most(cum.reshape(-1, cum.shape[-1]), (u * cum[..., -1]).reshape(-1)).reshape(lead)
 
 
 def encode_observations(layout: ObservationLayout, checkpoint, runs_used, idea, usage, results, idea_runs, idea_passes,
@@ -153,11 +154,10 @@ class Programs:
         self._p_aligned = np.zeros(N)
         # Look-ups by flat index (one gather where a multi-index would cost several): each transition row's
         # cumulative sum (when the dense table exists) at ((t * C + code) * m + idea) * S + state, the pass
-        # probabilities at ((t * (T + 1) + n_anti) * S + state) * k + j, the idea priors' cumulative sums.
+        # probabilities at ((t * (T + 1) + n_anti) * S + state) * k + j.
         S = d.n_states
         self._trans_cum = None if d.transition is None else np.cumsum(d.transition, axis=-1).reshape(-1, S)
         self._pass_flat = d.pass_prob.reshape(-1)
-        self._support_cum = np.cumsum(self._support_probs, axis=-1)
         self._obs_flat = self.obs.reshape(-1)  # a view: obs[i, c] is _obs_flat[i * size + c]
         # the run under way's slots (two blocks: the checkpoint; idea, usage, results), a fresh run's values
         self._run_fresh = [self._fresh_obs[block] for block in self.layout.run_slots]
@@ -170,7 +170,7 @@ class Programs:
             for t in range(T) for c in range(d.n_usages)
         ]).reshape(T * d.n_usages * R, 1 + 2 * k)
         self._phase_ones_t = np.ascontiguousarray(self._phase_ones.T)
-        self._code_weights = [3**j for j in range(k)]
+        self._code_weights = d.usage_weights.tolist()  # Dynamics.usage_code's
 
     def _groups(self, live: np.ndarray, mapped: np.ndarray) -> tuple[np.ndarray, ...]:
         """The live programs at a run's start, and those whose verdict ``mapped`` is continue, deploy, discard
@@ -192,12 +192,11 @@ class Programs:
         if n == 0:
             return
         m = self.n_ideas
-        cum = self._support_cum  # (m, V): sample_rows over each idea's prior, its cumulative sums made once
         u = self.rng.random((n, m))  # drawn even where every base rate is known, as one program draws them
-        if cum.shape[1] == 1:
+        if self._support_probs.shape[1] == 1:
             self.rho[rows] = self._support_values[:, 0]
         else:
-            drawn = (cum <= u[..., None] * cum[:, -1:]).sum(axis=-1)
+            drawn = sample_rows(np.broadcast_to(self._support_probs, (n,) + self._support_probs.shape), u)
             self.rho[rows] = self._support_values[np.arange(m), drawn]
         self.runs_used[rows] = 0
         self.idea_runs[rows] = 0

@@ -49,7 +49,8 @@ class Dynamics:
         shaped: ``(S, k)`` bool, whether state s is shaped to pass proxy j.
         disposed: ``(S, len(persistent))`` bool, the ``b`` bit of each persistent proxy.
         usages: ``(3**k, k)`` the usage of each proxy for each usage code;
-            the code of a usage vector u is ``sum_j u_j * 3**j`` (:meth:`usage_code`).
+            the code of a usage vector u is ``sum_j u_j * 3**j`` (:meth:`usage_code`; ``usage_weights``
+            holds the ``3**j``, ``result_weights`` the ``2**j`` of :meth:`result_code`).
         results: ``(2**k, k)`` whether each proxy passed, for each result code
             ``sum_j [proxy j passed] 2**j`` (:meth:`result_code`).
         unshaped_pass: ``(2, T+1, T+1, k)``; ``unshaped_pass[a, c, n, j]`` is pi_j: the probability
@@ -94,10 +95,10 @@ class Dynamics:
         self.disposed = bits[:, 1 + k :].astype(bool)
         # usage code c -> usage of each proxy: digit j of c in base 3
         self.usages = np.array(list(itertools.product(range(3), repeat=k)))[:, ::-1].copy()
-        self._usage_weights = 3 ** np.arange(k, dtype=np.int64)
+        self.usage_weights = 3 ** np.arange(k, dtype=np.int64)
         # result code r -> whether each proxy passed: bit j of r
         self.results = ((np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
-        self._result_weights = 2 ** np.arange(k, dtype=np.int64)
+        self.result_weights = 2 ** np.arange(k, dtype=np.int64)
         self.kappa = np.array([p.persistence for p in proxies])
 
         self.base_rate_values = [np.array(idea.support[0], dtype=np.float64) for idea in scenario.ideas]
@@ -256,13 +257,13 @@ class Dynamics:
     def usage_code(self, usage):
         """The code ``sum_j u_j 3^j`` of usage vector(s) ``(..., k)`` (RESERVE, TRAIN or ANTI per proxy):
         an int for one vector, an array for several. ``usages[code]`` gives the vector back."""
-        code = np.asarray(usage, dtype=np.int64) @ self._usage_weights
+        code = np.asarray(usage, dtype=np.int64) @ self.usage_weights
         return int(code) if np.ndim(code) == 0 else code
 
     def result_code(self, results):
         """The code ``sum_j [proxy j passed] 2^j`` of pass/fail vector(s) ``(..., k)`` (True: pass): an int
         for one vector, an array for several. ``results[code]`` gives the vector back."""
-        code = np.asarray(results, dtype=np.int64) @ self._result_weights
+        code = np.asarray(results, dtype=np.int64) @ self.result_weights
         return int(code) if np.ndim(code) == 0 else code
 
     def initial(self, rho: np.ndarray | float) -> np.ndarray:
