@@ -1,48 +1,77 @@
 """The claims of scenario files (their ``expect`` entries), checked.
 
-A claim compares two contenders on one metric. A contender that is a fixed regimen (a
-plan, a regimen mapping, or a strategy that is one, such as ``train_early_reserve_late``)
-is scored exactly by :func:`proxygym.envs.analysis.analyze`, with zero width; an adaptive
-strategy by the benchmark, with its interval at ``confidence_z``. A ``better`` claim holds
-when the two intervals do not overlap and the order is right; a ``same`` claim holds when
-the whole of both intervals lies within the tolerance.
+A claim compares two contenders on one metric, or bounds one contender's metric. A
+contender that is a fixed regimen (a plan, a regimen mapping, or a strategy that is one,
+such as ``train_early_reserve_late``) is scored exactly by
+:func:`proxygym.envs.analysis.analyze` (or, for a claim at a checkpoint, by the run's
+:func:`~proxygym.envs.analysis.trajectory`), with zero width; an adaptive strategy by the
+benchmark, with its interval at ``confidence_z``. A ``better`` claim holds when the two
+intervals do not overlap, the order is right and the gap is at least ``by``; a ``same`` claim
+when the whole of both intervals lies within the tolerance; a ``value`` claim when the whole
+interval lies within ``within``. A claim at ``checkpoint: all`` must hold at every checkpoint.
+
+:func:`check_claims` can also check each claim with every proxy's persistence set to other
+values (``robustness``): whether a claim still holds when test results are fresh coins
+(persistence 0) or lasting properties of the model (persistence 1).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proxygym.agents.bench import check_episodes, resolve_names, run_pair
 from proxygym.agents.strategies import make_strategy
-from proxygym.envs.analysis import analyze
+from proxygym.envs.analysis import analyze, trajectory
 from proxygym.envs.observation import ObservationLayout
 from proxygym.envs.outcomes import Z999
 from proxygym.envs.regimen import PLAN_PATTERN, Regimen, make_regimen, regimen_from_spec
-from proxygym.envs.scenario import LOWER_IS_BETTER, RegimenSpec, Scenario
+from proxygym.envs.scenario import LOWER_IS_BETTER, Expectation, RegimenSpec, Scenario
 
 #: Episodes and seed of the benchmark that scores an adaptive contender.
 CLAIM_EPISODES = 20_000
 CLAIM_SEED = 0
+#: The persistences at which ``proxygym claims`` also checks every claim.
+ROBUSTNESS = (0.0, 1.0)
 
 
 @dataclass
 class Claim:
-    """Both sides of one ``expect`` entry, and whether the claim holds (None: a value is undefined)."""
+    """One ``expect`` entry, its contenders' scores and whether it holds (None: a value is undefined).
+
+    ``values`` has one tuple of per-checkpoint values per contender (one value unless the claim
+    reads ``checkpoint: all``). ``robust`` maps a persistence to whether the claim holds when every
+    proxy has that persistence.
+    """
 
     scenario: str
     index: int
     metric: str
-    sides: tuple[str, str]  # the contenders as the file names them
-    labels: tuple[str, str]  # the contenders as scored
-    values: tuple[float | None, float | None]
-    half_widths: tuple[float, float]
+    sides: tuple[str, ...]  # the contenders as the file names them
+    labels: tuple[str, ...]  # the contenders as scored
+    values: tuple[tuple[float | None, ...], ...]
+    half_widths: tuple[float, ...]
     holds: bool | None
     text: str
+    robust: dict[float, bool | None] = field(default_factory=dict)
 
     @property
     def exact(self) -> bool:
-        """Both sides scored by the exact analysis."""
-        return self.half_widths == (0.0, 0.0)
+        """Every side scored by the exact analysis."""
+        return all(h == 0.0 for h in self.half_widths)
+
+    def to_dict(self) -> dict:
+        return {
+            "scenario": self.scenario,
+            "index": self.index,
+            "metric": self.metric,
+            "sides": list(self.sides),
+            "labels": list(self.labels),
+            "values": [list(v) for v in self.values],
+            "half_widths": list(self.half_widths),
+            "holds": self.holds,
+            "text": self.text,
+            "holds_at_persistence": {f"{p:g}": h for p, h in self.robust.items()},
+        }
 
 
 def contender_regimen(scenario: Scenario, contender) -> Regimen | None:
@@ -54,20 +83,89 @@ def contender_regimen(scenario: Scenario, contender) -> Regimen | None:
     return None
 
 
+def with_persistence(scenario: Scenario, persistence: float) -> Scenario:
+    """The scenario with every proxy's ``persistence`` set to ``persistence`` (its own dynamics compiled afresh)."""
+    proxies = [p.model_copy(update={"persistence": float(persistence)}) for p in scenario.proxies]
+    return scenario.model_copy(update={"proxies": proxies})
+
+
+def checkpoint_values(scenario: Scenario, regimen: Regimen, exp: Expectation) -> tuple[float | None, ...]:
+    """The claim's metric on one run of the regimen's plan at its checkpoint (or every checkpoint, for ``all``)."""
+    points = trajectory(scenario, regimen)
+    chosen = points if exp.checkpoint == "all" else [points[exp.checkpoint - 1]]
+    proxy = exp.proxy or scenario.proxy_names[0]
+    out = []
+    for point in chosen:
+        rates = point["proxies"][proxy]
+        ppa, ppm = rates["p_pass_aligned"], rates["p_pass_misaligned"]
+        out.append(derived(exp.metric, {"base_rate": point["base_rate"], "p_pass_aligned": ppa, "p_pass_misaligned": ppm}))
+    return tuple(out)
+
+
+def derived(metric: str, values: dict) -> float | None:
+    """A metric from base_rate, p_pass_aligned and p_pass_misaligned (and whatever else ``values`` holds):
+    likelihood_ratio, recall = 1 - p_pass_misaligned, p_misaligned_pass = (1 - base_rate) p_pass_misaligned."""
+    ppa, ppm = values.get("p_pass_aligned"), values.get("p_pass_misaligned")
+    if metric == "recall":
+        return None if ppm is None else 1.0 - ppm
+    if metric == "p_misaligned_pass":
+        return 0.0 if ppm is None else (1.0 - values["base_rate"]) * ppm  # no misaligned mass: none passes
+    if metric == "likelihood_ratio" and "likelihood_ratio" not in values:
+        return None if ppa is None or ppm is None or ppm <= 0.0 else ppa / ppm
+    return values[metric]
+
+
+def _verdict(exp: Expectation, scores: list[tuple[str, tuple, float]]) -> tuple[bool | None, str]:
+    """Whether the claim holds at every value it reads, and its line of text."""
+    lower = exp.metric in LOWER_IS_BETTER
+    where = "" if exp.checkpoint is None else (
+        " at every checkpoint" if exp.checkpoint == "all" else f" at checkpoint {exp.checkpoint}"
+    )
+    where += f" ({exp.proxy})" if exp.proxy else ""
+    labels = "  " + " vs ".join(f"[{label}]" for label, _, _ in scores)
+
+    def shown(vals, half) -> str:
+        text = ", ".join("undefined" if v is None else f"{v:.4f}" for v in vals)
+        return text if half == 0.0 else f"{text} +- {half:.4f}"
+
+    if any(v is None for _, vals, _ in scores for v in vals):
+        return None, f"{exp.metric}{where} is undefined for a side {labels}"
+    if exp.value is not None:
+        (_, vals, half), = scores
+        lo, hi = exp.within
+        holds = all(lo <= v - half and v + half <= hi for v in vals)
+        return holds, f"{exp.metric}{where}: {shown(vals, half)} within [{lo:g}, {hi:g}]{labels}"
+    (_, a, ha), (_, b, hb) = scores
+    if exp.same is not None:
+        gaps = [abs(x - y) for x, y in zip(a, b)]
+        holds = all(g + ha + hb <= exp.tolerance for g in gaps)
+        return holds, (f"{exp.metric}{where}: {shown(a, ha)} vs {shown(b, hb)} (|diff| {max(gaps):.4f} <= {exp.tolerance})"
+                       + labels)
+    margins = [(y - x) if lower else (x - y) for x, y in zip(a, b)]
+    holds = all(g - ha - hb > 0.0 and g - ha - hb >= exp.by for g in margins)
+    by = f" by at least {exp.by:g}" if exp.by else ""
+    return holds, f"{exp.metric}{where}: {shown(a, ha)} vs {shown(b, hb)}{labels.replace('] vs [', '] better than [')}{by}"
+
+
 def check_claims(
     scenario: Scenario,
     episodes: int = CLAIM_EPISODES,
     seed: int = CLAIM_SEED,
     confidence_z: float = Z999,
     exact_only: bool = False,
+    robustness: tuple[float, ...] = (),
 ) -> list[Claim]:
-    """Check every ``expect`` entry of ``scenario`` (with ``exact_only``, only those whose both sides are fixed regimens)."""
+    """Check every ``expect`` entry of ``scenario`` (with ``exact_only``, only those whose every side is a fixed regimen).
+
+    With ``robustness``, each claim is also checked with every proxy's persistence set to each
+    of those values (:attr:`Claim.robust`).
+    """
     check_episodes(episodes)
     layout = ObservationLayout.of(scenario, "belief")
     benchmarked: dict[str, tuple] = {}
     out = []
     for i, exp in enumerate(scenario.expect):
-        sides = []  # (label, value, half-width) of each contender
+        scores = []  # (label, values, half-width) of each contender
         for c in exp.contenders:
             regimen = contender_regimen(scenario, c)
             label = str(c) if regimen is None else regimen.describe(scenario)
@@ -76,26 +174,25 @@ def check_claims(
                 regimen = make_strategy(c, scenario, layout).regimen()
                 if regimen is not None:
                     label = f"{c} (exact)"
-            if regimen is not None:
-                sides.append((label, getattr(analyze(scenario, regimen), exp.metric), 0.0))
+            if regimen is not None and exp.checkpoint is not None:
+                scores.append((label, checkpoint_values(scenario, regimen, exp), 0.0))
+            elif regimen is not None:
+                a = analyze(scenario, regimen)
+                scores.append((label, (derived(exp.metric, a.to_dict()),), 0.0))
             elif exact_only:
                 break
             else:
                 if c not in benchmarked:
                     benchmarked[c] = run_pair(scenario, c, episodes, seed)
                 value, half = benchmarked[c].outcomes.interval(exp.metric, confidence_z)
-                sides.append((f"{c} ({episodes} episodes)", value, half))
-        if len(sides) < 2:
+                scores.append((f"{c} ({episodes} episodes)", (value,), half))
+        if len(scores) < len(exp.contenders):
             continue
-        (la, a, ha), (lb, b, hb) = sides
-        if a is None or b is None:
-            holds, text = None, f"{exp.metric} is undefined for one side  [{la}] vs [{lb}]"
-        elif exp.same is not None:
-            holds = abs(a - b) + ha + hb <= exp.tolerance
-            text = f"{exp.metric}: {a:.4f} vs {b:.4f} (|diff| {abs(a - b):.4f} <= {exp.tolerance})  [{la}] vs [{lb}]"
-        else:
-            holds = a + ha < b - hb if exp.metric in LOWER_IS_BETTER else a - ha > b + hb
-            shown = (f"{a:.4f} vs {b:.4f}" if ha == hb == 0.0 else f"{a:.4f} +- {ha:.4f} vs {b:.4f} +- {hb:.4f}")
-            text = f"{exp.metric}: {shown}  [{la}] better than [{lb}]"
-        out.append(Claim(scenario.name, i, exp.metric, tuple(str(c) for c in exp.contenders), (la, lb), (a, b), (ha, hb), holds, text))
+        holds, text = _verdict(exp, scores)
+        out.append(Claim(scenario.name, i, exp.metric, tuple(str(c) for c in exp.contenders),
+                         tuple(s[0] for s in scores), tuple(s[1] for s in scores), tuple(s[2] for s in scores), holds, text))
+    for p in robustness:
+        varied = {c.index: c.holds for c in check_claims(with_persistence(scenario, p), episodes, seed, confidence_z, exact_only)}
+        for claim in out:
+            claim.robust[p] = varied.get(claim.index)
     return out

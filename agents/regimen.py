@@ -16,7 +16,7 @@ import numpy as np
 
 from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, ActionLayout, decision_kind
 from proxygym.envs.observation import ObservationLayout
-from proxygym.envs.regimen import Regimen
+from proxygym.envs.regimen import RANDOM_IDEA, Regimen
 
 #: KEEP_VERDICT[kind of decision point, keep]: a run's start is always continued; at an early
 #: checkpoint a run is kept by continuing, at the final one by deploying; else it is discarded.
@@ -27,11 +27,13 @@ class RegimenAgent:
     """Plays a :class:`~proxygym.envs.analysis.Regimen`; call it with an observation, get an action.
 
     ``agent(obs)`` takes one observation ``(n,)`` and returns one action, or a batch
-    ``(N, n)`` (from a vector env) and returns ``(N, 2 + k)`` actions.
+    ``(N, n)`` (from a vector env) and returns ``(N, 2 + k)`` actions. With random ideas
+    (``RANDOM_IDEA``) each run's idea is drawn uniformly from ``seed``'s stream at its start.
     """
 
-    def __init__(self, regimen: Regimen, layout: ObservationLayout, budget: int):
+    def __init__(self, regimen: Regimen, layout: ObservationLayout, budget: int, seed=None):
         self.regimen = regimen
+        self.rng = np.random.default_rng(seed)
         self.layout = layout
         self.budget = budget
         self.plan = regimen.plan_array
@@ -63,7 +65,10 @@ class RegimenAgent:
         failed = (self.must_pass[d] & ~passed).any(axis=1)  # nothing must pass at d = 0
         keep = ~failed | (last_run & (self.regimen.fallback == "deploy"))
         verdict = KEEP_VERDICT[decision_kind(d, T), keep.astype(np.int64)]
-        return self.actions.encode(verdict, self.plan[np.minimum(d, T - 1)], self.regimen.idea)
+        idea = self.regimen.idea
+        if idea == RANDOM_IDEA:  # read by the env only where a run starts
+            idea = self.rng.integers(self.layout.n_ideas, size=n)
+        return self.actions.encode(verdict, self.plan[np.minimum(d, T - 1)], idea)
 
 
 def play_episode(env, agent, seed: int | None = None) -> tuple[float, dict]:

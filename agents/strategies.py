@@ -71,7 +71,7 @@ class FixedRegimen(Strategy):
     def __init__(self, scenario: Scenario, layout: ObservationLayout, seed: int | None = None):
         super().__init__(scenario, layout, seed)
         self._regimen = self.build(scenario)
-        self._agent = RegimenAgent(self._regimen, layout, scenario.budget)
+        self._agent = RegimenAgent(self._regimen, layout, scenario.budget, seed=self.rng)
 
     @abstractmethod
     def build(self, scenario: Scenario) -> Regimen:
@@ -101,6 +101,23 @@ class AlwaysReserve(FixedRegimen):
 
     def build(self, scenario):
         return make_regimen(scenario, "R")
+
+
+class RandomIdeas(FixedRegimen):
+    """Plain rejection sampling over ideas chosen blindly: each run's idea is drawn uniformly at
+    random; never train on a proxy; deploy the first run that passes every proxy at the final
+    checkpoint (the last allowed run is deployed whatever it shows). With one idea it is
+    always_reserve.
+
+    Essay: the end of "What if pass/fail are close in parameter space?": when each idea is
+    settled in advance and one randomizes across ideas, training choices cannot help; this is
+    the baseline that learning which ideas work (idea_screening) improves on.
+    """
+
+    name = "random_ideas"
+
+    def build(self, scenario):
+        return make_regimen(scenario, "R", idea="random")
 
 
 class AlwaysTrain(FixedRegimen):
@@ -373,6 +390,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     cls.name: cls
     for cls in (
         AlwaysReserve,
+        RandomIdeas,
         AlwaysTrain,
         AlwaysAnti,
         FirstModel,

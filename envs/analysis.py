@@ -8,14 +8,19 @@ of :mod:`proxygym.envs.dynamics` (docs/model.md, "Exact analysis").
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from proxygym.envs.dynamics import Dynamics
+from proxygym.envs.errors import ScenarioError
 from proxygym.envs.outcomes import Outcomes, exact
-from proxygym.envs.regimen import ANTI, Regimen, can_start
+from proxygym.envs.regimen import ANTI, RANDOM_IDEA, Regimen, can_start
 from proxygym.envs.scenario import Scenario
+
+#: The most joint base-rate settings (one value per idea) the analysis of a regimen with
+#: random ideas averages over: the product of the ideas' prior supports.
+MAX_JOINT_SETTINGS = 1_000_000
 
 
 @dataclass
@@ -103,6 +108,41 @@ def run_endings(dyn: Dynamics, regimen: Regimen, rho: np.ndarray) -> RunEndings:
     )
 
 
+def random_idea_endings(dyn: Dynamics, regimen: Regimen) -> tuple[RunEndings, np.ndarray]:
+    """How one run ends when its idea is drawn uniformly at random, for every joint setting of the ideas' base rates.
+
+    Each idea's base rate is drawn once per program (from its prior) and every run draws its
+    idea afresh, so given the joint setting ``(rho_1, ..., rho_m)`` runs are independent and
+    each ends as the average over ideas of how a run of that idea ends. Returns those endings,
+    arrays ``(J,)`` over the ``J`` joint settings (every combination of the ideas' supports), and
+    each setting's prior probability ``(J,)`` (the product of the ideas' priors).
+    """
+    m = dyn.n_ideas
+    sizes = [len(dyn.base_rate_values[i]) for i in range(m)]
+    joint = math.prod(sizes)
+    if joint > MAX_JOINT_SETTINGS:
+        raise ScenarioError(
+            f"random ideas: the ideas' base-rate priors have {joint:,} joint settings ({' x '.join(map(str, sizes))});"
+            f" the exact analysis handles at most {MAX_JOINT_SETTINGS:,}"
+        )
+    index = [g.ravel() for g in np.meshgrid(*(np.arange(n) for n in sizes), indexing="ij")]
+    weight = np.prod([dyn.base_rate_probs[i][index[i]] for i in range(m)], axis=0)
+    per_idea = [run_endings(dyn, replace(regimen, idea=i), dyn.base_rate_values[i]) for i in range(m)]
+
+    def mean(get) -> np.ndarray:
+        return sum(get(e)[index[i]] for i, e in enumerate(per_idea)) / m
+
+    first = per_idea[0]
+    return RunEndings(
+        aligned=mean(lambda e: e.aligned),
+        misaligned=mean(lambda e: e.misaligned),
+        pass_aligned=mean(lambda e: e.pass_aligned),
+        pass_misaligned=mean(lambda e: e.pass_misaligned),
+        fail={d: mean(lambda e, d=d: e.fail[d]) for d in first.fail},
+        fail_aligned={d: mean(lambda e, d=d: e.fail_aligned[d]) for d in first.fail},
+    ), weight
+
+
 @dataclass
 class ProgramOutcomes:
     """How a program of runs ends (docs/model.md, "Budgets"), per base rate ``(V,)``."""
@@ -171,11 +211,15 @@ def analyze(scenario: Scenario, regimen: Regimen) -> Analysis:
     When the idea's base rate is a prior, runs are correlated through it: the budgeted
     outcomes are computed for each possible base rate, then averaged over the prior.
     The single-run quantities are those of one run with the base rate drawn from the prior.
+    With random ideas (``RANDOM_IDEA``) the same holds for every joint setting of the ideas'
+    base rates (:func:`random_idea_endings`).
     """
     dyn = Dynamics.of(scenario)
-    rho = dyn.base_rate_values[regimen.idea]
-    w = dyn.base_rate_probs[regimen.idea]
-    ends = run_endings(dyn, regimen, rho)
+    if regimen.idea == RANDOM_IDEA:
+        ends, w = random_idea_endings(dyn, regimen)
+    else:
+        w = dyn.base_rate_probs[regimen.idea]
+        ends = run_endings(dyn, regimen, dyn.base_rate_values[regimen.idea])
     prog = program_outcomes(ends, regimen, scenario.spent_by_checkpoint)
 
     base_rate, p_misaligned = float(w @ ends.aligned), float(w @ ends.misaligned)
@@ -247,23 +291,24 @@ def trajectory(scenario: Scenario, regimen: Regimen) -> list[dict]:
     and ``P(shaped)``. The regimen's screens, test, budget and fallback play no part. With a
     prior over the base rate every quantity is that of one run whose rate is drawn from the
     prior (the joint probabilities are averaged over the prior, then divided), as for
-    :func:`analyze`'s single-run quantities. A conditional whose condition has probability 0
-    is None. The list has one entry per checkpoint ``t = 1..T``::
+    :func:`analyze`'s single-run quantities (with random ideas, also averaged over the ideas).
+    A conditional whose condition has probability 0 is None. The list has one entry per checkpoint ``t = 1..T``::
 
         {"checkpoint": t, "base_rate": ..., "proxies": {name: {"p_pass_aligned": ...,
          "p_pass_misaligned": ..., "p_shaped": ...}}}
     """
     dyn = Dynamics.of(scenario)
-    w = dyn.base_rate_probs[regimen.idea]
     plan = regimen.plan_array
     aligned, shaped = dyn.aligned, dyn.shaped
-    dist = dyn.initial(dyn.base_rate_values[regimen.idea])  # (support, S)
+    ideas = range(dyn.n_ideas) if regimen.idea == RANDOM_IDEA else [regimen.idea]
+    dists = [dyn.initial(dyn.base_rate_values[i]) for i in ideas]  # (support, S) per idea
     n_anti = np.zeros(dyn.n_proxies, dtype=np.int64)
     out = []
     for t in range(dyn.n_phases):
-        dist = dyn.advance(dist, t, dyn.usage_code(plan[t]), regimen.idea, n_anti)
+        dists = [dyn.advance(x, t, dyn.usage_code(plan[t]), i, n_anti) for i, x in zip(ideas, dists)]
         n_anti = n_anti + (plan[t] == ANTI)
-        mass = w @ dist  # (S,): P(state at checkpoint t + 1), the base rate drawn from the prior
+        # (S,): P(state at checkpoint t + 1), the base rate drawn from the prior (and the idea at random)
+        mass = sum(dyn.base_rate_probs[i] @ x for i, x in zip(ideas, dists)) / len(ideas)
         p_aligned, p_misaligned = float(mass[aligned].sum()), float(mass[~aligned].sum())
         proxies = {}
         for j, name in enumerate(scenario.proxy_names):

@@ -31,6 +31,9 @@ PLAN_PATTERN = re.compile(r"^[RTA]+(,[RTA]+)*$")
 MAX_BUDGET = 1000
 MAX_COMPUTE = 100_000
 FALLBACKS = ("deploy", "abstain")
+#: ``Regimen.idea`` for a regimen whose every run draws its idea uniformly at random (written ``random``).
+RANDOM_IDEA = -1
+RANDOM_IDEA_NAME = "random"
 
 
 def can_start(runs_used, compute_left, budget: int, compute: int | None, full_run: int):
@@ -52,7 +55,8 @@ class Regimen:
         test: proxies (indices) that must all pass at the final checkpoint.
         screen: ``{checkpoint d (1..T-1): proxies}`` that must all pass at checkpoint d,
             else the run is discarded there (early rejection).
-        idea: the idea every run uses.
+        idea: the idea every run uses, or RANDOM_IDEA: each run's idea drawn uniformly at random
+            among the scenario's ideas (rejection sampling over ideas chosen blindly).
         budget: the most runs started.
         compute: the compute the program may spend (None: runs are counted by ``budget`` alone);
             a run may start only while at least one full run's compute is left.
@@ -79,7 +83,7 @@ class Regimen:
         out = f"plan {plan_text(self.plan)}, test {test}"
         for d, proxies in self.screen:
             out += f", screen {'+'.join(names[j] for j in proxies)} at checkpoint {d}"
-        out += f", idea {scenario.idea_names[self.idea]}, budget {self.budget}"
+        out += f", idea {idea_text(scenario, self.idea)}, budget {self.budget}"
         if self.compute is not None:
             out += f", compute {self.compute}"
         return out + f", fallback {self.fallback}"
@@ -93,12 +97,17 @@ class Regimen:
             "plan": plan_text(self.plan),
             "test": [names[j] for j in self.test],
             "screen": {str(d): [names[j] for j in proxies] for d, proxies in self.screen},
-            "idea": scenario.idea_names[self.idea],
+            "idea": idea_text(scenario, self.idea),
             "budget": self.budget,
             "compute": self.compute,
             "fallback": self.fallback,
             "text": self.describe(scenario),
         }
+
+
+def idea_text(scenario, idea: int) -> str:
+    """The name of idea index ``idea``, or ``random`` for RANDOM_IDEA."""
+    return RANDOM_IDEA_NAME if idea == RANDOM_IDEA else scenario.idea_names[idea]
 
 
 def plan_text(plan) -> str:
@@ -192,8 +201,13 @@ def make_regimen(
         idea_index = 0
     elif idea in scenario.idea_names:
         idea_index = scenario.idea_names.index(idea)
+    elif idea == RANDOM_IDEA_NAME:
+        idea_index = RANDOM_IDEA if len(scenario.idea_names) > 1 else 0  # one idea: drawing it is choosing it
     else:
-        raise ScenarioError(f"{scenario.source}: unknown idea {idea!r}; ideas are {', '.join(scenario.idea_names)}")
+        raise ScenarioError(
+            f"{scenario.source}: unknown idea {idea!r}; ideas are {', '.join(scenario.idea_names)}"
+            f" (or {RANDOM_IDEA_NAME!r}: each run's idea drawn uniformly at random)"
+        )
     return Regimen(
         plan=parse_plan(scenario, plan),
         test=parse_proxies(scenario, test),

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from proxygym.envs.errors import ScenarioError
-from proxygym.envs.regimen import MAX_BUDGET, MAX_COMPUTE, PLAN_PATTERN, regimen_from_spec
+from proxygym.envs.regimen import MAX_BUDGET, MAX_COMPUTE, PLAN_PATTERN, RANDOM_IDEA_NAME, regimen_from_spec
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -29,12 +29,16 @@ MAX_PHASES = 8
 MAX_IDEAS = 8
 
 #: Outcomes of the analysis for which a smaller value is the better one.
-LOWER_IS_BETTER = frozenset({"p_deploy_misaligned", "p_abstain", "expected_runs", "expected_compute", "p_pass_misaligned"})
+LOWER_IS_BETTER = frozenset(
+    {"p_deploy_misaligned", "p_abstain", "expected_runs", "expected_compute", "p_pass_misaligned", "p_misaligned_pass"}
+)
 METRICS = (
     "base_rate",
     "p_pass_aligned",
     "p_pass_misaligned",
     "likelihood_ratio",
+    "recall",
+    "p_misaligned_pass",
     "prior_odds",
     "posterior_odds",
     "p_pass",
@@ -45,6 +49,9 @@ METRICS = (
     "p_abstain",
     "expected_return",
 )
+#: The metrics a claim may read at one checkpoint of a run (``checkpoint:``, from the trajectory);
+#: all but base_rate are a proxy's.
+CHECKPOINT_METRICS = ("base_rate", "p_pass_aligned", "p_pass_misaligned", "likelihood_ratio", "recall", "p_misaligned_pass")
 
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -94,6 +101,13 @@ class Idea(_Strict):
     name: Name
     base_rate: Union[Unit, Prior] = 0.3
     drift: Unit = 0.0
+
+    @field_validator("name")
+    @classmethod
+    def _not_random(cls, v: str) -> str:
+        if v.lower() == RANDOM_IDEA_NAME:
+            raise ValueError(f"'{v}' is reserved (a regimen's idea 'random' draws each run's idea at random); choose another name")
+        return v
 
     @property
     def support(self) -> tuple[list[float], list[float]]:
@@ -159,24 +173,35 @@ Contender = Union[Annotated[str, Field(min_length=1)], RegimenSpec]
 
 
 class Expectation(_Strict):
-    """A claim the tests check, in one of two forms.
+    """A claim the tests check, in one of three forms.
 
     - ``{better: X, than: Y, metric: M}``: X beats Y on M (higher is better, except
-      for the metrics in LOWER_IS_BETTER, where lower is better);
-    - ``{same: [X, Y], metric: M, tolerance: e}``: X and Y differ by at most e on M.
+      for the metrics in LOWER_IS_BETTER, where lower is better); with ``by: d``, by at least d;
+    - ``{same: [X, Y], metric: M, tolerance: e}``: X and Y differ by at most e on M;
+    - ``{value: X, metric: M, within: [lo, hi]}``: X's M lies in [lo, hi].
 
     X and Y are plans (``"T,R,R"``), regimens (``{plan, test, screen, idea, budget,
-    fallback}``) or strategy names.
+    fallback}``) or strategy names. ``recall`` is 1 - p_pass_misaligned and
+    ``p_misaligned_pass`` is P(misaligned and passes), (1 - base_rate) p_pass_misaligned.
+    With ``checkpoint: t`` (1..T, or ``all``: every checkpoint) the metric is read on one run
+    of a fixed regimen's plan at checkpoint t, with no test applied (the analysis'
+    trajectory; the metrics of CHECKPOINT_METRICS), for ``proxy`` (needed when there are
+    several proxies).
     """
 
     better: Union[Contender, None] = None
     than: Union[Contender, None] = None
     same: Union[Annotated[list[Contender], Field(min_length=2, max_length=2)], None] = None
+    value: Union[Contender, None] = None
+    within: Union[Annotated[list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=2, max_length=2)], None] = None
     tolerance: float = Field(0.0, ge=0.0, allow_inf_nan=False)
+    by: float = Field(0.0, ge=0.0, allow_inf_nan=False)
     metric: Literal[METRICS] = "expected_return"  # type: ignore[valid-type]
+    checkpoint: Union[Annotated[int, Field(ge=1, le=MAX_PHASES)], Literal["all"], None] = None
+    proxy: Union[Name, None] = None
     note: str = ""
 
-    @field_validator("better", "than")
+    @field_validator("better", "than", "value")
     @classmethod
     def _plan_or_strategy(cls, v: Contender) -> Contender:
         _check_contender(v)
@@ -191,14 +216,33 @@ class Expectation(_Strict):
 
     @model_validator(mode="after")
     def _one_form(self) -> "Expectation":
-        comparative = self.better is not None and self.than is not None
-        if comparative == (self.same is not None) or (self.better is None) != (self.than is None):
-            raise ValueError("give either 'better' and 'than', or 'same' (a pair), not both or neither")
+        forms = [self.better is not None or self.than is not None, self.same is not None, self.value is not None]
+        if sum(forms) != 1 or (self.better is None) != (self.than is None):
+            raise ValueError("give 'better' and 'than', or 'same' (a pair), or 'value' (with 'within'): exactly one form")
+        if (self.value is None) != (self.within is None):
+            raise ValueError("'within: [lo, hi]' goes with 'value' (and 'value' needs it)")
+        if self.within is not None and self.within[0] > self.within[1]:
+            raise ValueError(f"within: [lo, hi] needs lo <= hi, got {self.within}")
+        if self.by and self.better is None:
+            raise ValueError("'by' goes with 'better' and 'than' (the margin by which one beats the other)")
+        if self.checkpoint is not None and self.metric not in CHECKPOINT_METRICS:
+            raise ValueError(f"metric {self.metric!r} is not read at a checkpoint; with 'checkpoint' use one of {', '.join(CHECKPOINT_METRICS)}")
+        if self.proxy is not None and self.checkpoint is None:
+            raise ValueError("'proxy' goes with 'checkpoint' (the proxy whose pass rates are read there)")
         return self
 
     @property
-    def contenders(self) -> tuple[Contender, Contender]:
+    def contenders(self) -> tuple[Contender, ...]:
+        if self.value is not None:
+            return (self.value,)
         return (self.better, self.than) if self.same is None else (self.same[0], self.same[1])
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        """The fields that name the contenders, for error messages."""
+        if self.value is not None:
+            return ("value",)
+        return ("better", "than") if self.same is None else ("same[0]", "same[1]")
 
 
 def _check_contender(v: Contender) -> None:
@@ -311,7 +355,8 @@ class Scenario(_Strict):
                 " (the sum of the phases' costs)"
             )
         for i, exp in enumerate(self.expect):
-            for side, spec in zip(("better", "than") if exp.same is None else ("same[0]", "same[1]"), exp.contenders):
+            self._check_checkpoint(i, exp)
+            for side, spec in zip(exp.sides, exp.contenders):
                 try:
                     if isinstance(spec, RegimenSpec):
                         self._check_regimen(spec)
@@ -320,6 +365,24 @@ class Scenario(_Strict):
                 except ValueError as err:
                     raise ValueError(f"expect[{i}].{side}: {err}") from None
         return self
+
+    def _check_checkpoint(self, i: int, exp: Expectation) -> None:
+        if exp.checkpoint is None:
+            return
+        T = len(self.phases)
+        if exp.checkpoint != "all" and exp.checkpoint > T:
+            raise ValueError(f"expect[{i}].checkpoint: {exp.checkpoint} is past the last checkpoint; checkpoints are 1..{T} (or 'all')")
+        names = self.proxy_names
+        if exp.proxy is not None and exp.proxy not in names:
+            raise ValueError(f"expect[{i}].proxy: unknown proxy {exp.proxy!r}; proxies are {', '.join(names)}")
+        if exp.proxy is None and exp.metric != "base_rate" and len(names) > 1:
+            raise ValueError(f"expect[{i}]: {exp.metric} at a checkpoint is a proxy's; say which with 'proxy' ({', '.join(names)})")
+        for side, spec in zip(exp.sides, exp.contenders):
+            if isinstance(spec, str) and not PLAN_PATTERN.match(spec):
+                raise ValueError(
+                    f"expect[{i}].{side}: {spec!r} at a checkpoint: name a plan or a regimen mapping"
+                    " (a claim at a checkpoint reads one run of a fixed plan)"
+                )
 
     def _check_regimen(self, spec: RegimenSpec) -> None:
         try:

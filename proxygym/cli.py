@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from proxygym.agents.bench import check_episodes, resolve_names, run_bench
-from proxygym.agents.claims import check_claims
+from proxygym.agents.claims import ROBUSTNESS, check_claims
 from proxygym.agents.files import check_writable, write_bytes_atomic, write_text_atomic
 from proxygym.agents.report import PLOT_FORMATS, bench_csv, bench_json, describe_policy, first_run, format_markdown, format_tables
 from proxygym.agents.solver import MAX_MEMORY, estimate_size, optimum, parse_size, solve
@@ -215,16 +215,31 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 def cmd_claims(args: argparse.Namespace) -> int:
     check_episodes(args.episodes)
+    if args.json:
+        check_writable(args.json)
     names = args.scenario or shipped_scenarios()
-    failed = 0
+    failed, rows = 0, []
     for name in names:
         sc = load_scenario(name)
         print(f"{sc.name}: {sc.title}")
-        for check in check_claims(sc, args.episodes, args.seed):
+        for check in check_claims(sc, args.episodes, args.seed, robustness=ROBUSTNESS):
             mark = {True: "holds", False: "FAILS", None: "undefined"}[check.holds]
             failed += check.holds is not True
-            print(f"  [{mark}] {check.text}")
+            at = ", ".join(f"{p:g}: {ROBUST_WORDS[h]}" for p, h in check.robust.items())
+            print(f"  [{mark}] {check.text}\n          at persistence {at}")
+            rows.append(check.to_dict())
+    held = len(rows) - failed
+    print(f"{held} of {len(rows)} claims hold." if failed else f"All {len(rows)} claims hold.")
+    for p in ROBUSTNESS:
+        n = sum(r["holds_at_persistence"][f"{p:g}"] is True for r in rows)
+        print(f"At persistence {p:g} for every proxy, {n} of {len(rows)} hold.")
+    if args.json:
+        write_text_atomic(args.json, json.dumps(rows, indent=2) + "\n")
     return 1 if failed else 0
+
+
+#: How a claim's line reads whether it holds at another persistence.
+ROBUST_WORDS = {True: "holds", False: "fails", None: "undefined"}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -382,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario", nargs="*", metavar="SCENARIO", help="default: every shipped scenario")
     p.add_argument("--episodes", type=int, default=20_000, help="benchmark episodes for an adaptive strategy (default 20000)")
     p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--json", metavar="FILE", default=None,
+                   help="also write every claim (sides, values, whether it holds, and at persistence 0 and 1) as JSON")
     p.set_defaults(func=cmd_claims)
 
     p = sub.add_parser("inspect", help="play a saved agent and summarize its policy (optionally to TensorBoard)")

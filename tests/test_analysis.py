@@ -8,9 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from proxygym.agents.strategies import make_strategy
 from proxygym.envs.analysis import analyze, compare
+from proxygym.envs.observation import ObservationLayout
 from proxygym.envs.regimen import make_regimen
-from proxygym.envs.scenario import parse_scenario
+from proxygym.envs.scenario import load_scenario, parse_scenario
 from tests.helpers import SIG1, hand_scenario, scenarios
 
 
@@ -124,6 +126,40 @@ def test_prior_makes_runs_correlated():
     assert a.p_pass == pytest.approx(0.6625)
     assert a.p_deploy_aligned == pytest.approx(0.5)
     assert a.expected_runs == pytest.approx(1.3375)
+
+
+def test_random_ideas_by_hand():
+    """idea_screening's baseline: each run's idea drawn uniformly from three ideas, each of which works
+    (base rate 1) with probability 0.3 and else never (0), drawn once per program; one phase, no
+    shaping; the probe passes an aligned model with 0.9 and a misaligned one with 0.1; budget 8,
+    the last run deployed whatever it shows.
+
+    Given the number w of working ideas (binomial(3, 0.3)), a run is aligned with q = w / 3, passes
+    and is aligned with 0.9 q, passes and is misaligned with 0.1 (1 - q), and fails with
+    f = 1 - 0.9 q - 0.1 (1 - q). P(deploy aligned | w) = 0.9 q (1 - f^7) / (1 - f) + f^7 q, and the
+    runs started are sum_{r<8} f^r.
+    """
+    sc = load_scenario("idea_screening")
+    p_deploy_aligned = runs = 0.0
+    for w in range(4):
+        prob = math.comb(3, w) * 0.3**w * 0.7 ** (3 - w)
+        q = w / 3
+        f = 1 - 0.9 * q - 0.1 * (1 - q)
+        p_deploy_aligned += prob * (sum(0.9 * q * f**r for r in range(7)) + f**7 * q)
+        runs += prob * sum(f**r for r in range(8))
+    a = analyze(sc, make_regimen(sc, "R", idea="random"))
+    assert a.p_deploy_aligned == pytest.approx(p_deploy_aligned, abs=1e-12)
+    assert a.expected_runs == pytest.approx(runs, abs=1e-12)
+    assert a.base_rate == pytest.approx(0.3, abs=1e-12)
+    assert a.p_deploy_aligned == pytest.approx(0.558, abs=5e-4)  # the essay's baseline, as the issue quotes it
+    strategy = make_strategy("random_ideas", sc, ObservationLayout.of(sc, "belief"))
+    assert strategy.regimen() == make_regimen(sc, "R", idea="random")
+
+
+def test_random_ideas_of_one_idea_is_reserve():
+    """With one idea, drawing it at random is choosing it: the regimen is plan R's."""
+    sc = parse_scenario(hand_scenario())
+    assert make_regimen(sc, "R", idea="random") == make_regimen(sc, "R")
 
 
 def test_screen_at_early_checkpoint():

@@ -216,7 +216,7 @@ def test_regimens_agree_with_the_exact_analysis(name):
     for n, reg in enumerate(REGIMENS[name]):
         exact = analyze(sc, reg)
         vec = ProxyAlignmentVectorEnv(EPISODES, sc.model_copy(update={"budget": reg.budget}), observation=mode)
-        returns, last = play_batch(vec, RegimenAgent(reg, vec.layout, reg.budget), seed=1000 + n)
+        returns, last = play_batch(vec, RegimenAgent(reg, vec.layout, reg.budget, seed=n), seed=1000 + n)
         assert not last["invalid_action"].any()
         checks.outcomes(f"{name} [{reg.describe(sc)}]", returns, last, exact.outcomes)
     checks.done()
@@ -229,7 +229,7 @@ def test_world_model_v1_agrees_with_the_exact_analysis():
     for n, (sc, reg) in enumerate(V1_CASES):
         exact = analyze(sc, reg)
         vec = ProxyAlignmentVectorEnv(EPISODES, sc, observation="history")
-        returns, last = play_batch(vec, RegimenAgent(reg, vec.layout, sc.budget), seed=2000 + n)
+        returns, last = play_batch(vec, RegimenAgent(reg, vec.layout, sc.budget, seed=n), seed=2000 + n)
         checks.outcomes(f"{sc.name} [{reg.describe(sc)}]", returns, last, exact.outcomes)
     checks.done()
 
