@@ -198,19 +198,42 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
                 "title": sc.title,
                 "claim": " ".join(sc.claim.split()),
                 "budget": sc.budget,
+                "compute": sc.compute,
                 "phases": len(sc.phases),
                 "proxies": sc.proxy_names,
                 "ideas": sc.idea_names,
+                "persistence": {p.name: p.persistence for p in sc.proxies},
+                "reward": sc.reward.model_dump(),
+                "claims": len(sc.expect),
             }
         )
     if args.json:
         print(json.dumps(rows, indent=2))
+        return 0
+    if args.markdown:
+        print(scenario_markdown(rows), end="")
         return 0
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         shape = f"T={r['phases']} k={len(r['proxies'])} m={len(r['ideas'])} B={r['budget']}"
         print(f"{r['name']:<{width}}  {shape:<18} {r['title']}")
     return 0
+
+
+def scenario_markdown(rows: list[dict]) -> str:
+    """The README's scenario table: each scenario's title, size, budgets, persistence and rewards."""
+    out = [
+        "| scenario | what it shows | phases x proxies x ideas | runs / compute | persistence | reward: aligned, misaligned, abstain, per run | claims |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        runs = f"{r['budget']}" if r["compute"] is None else f"{r['budget']} / {r['compute']}"
+        persistence = ", ".join(f"{v:g}" for v in r["persistence"].values())
+        w = r["reward"]
+        reward = f"{w['aligned']:g}, {w['misaligned']:g}, {w['abstain']:g}, {w['run_cost']:g}"
+        size = f"{r['phases']} x {len(r['proxies'])} x {len(r['ideas'])}"
+        out.append(f"| `{r['name']}` | {r['title']} | {size} | {runs} | {persistence} | {reward} | {r['claims']} |")
+    return "\n".join(out) + "\n"
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
@@ -373,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("scenarios", help="list the shipped scenarios")
     p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("--markdown", action="store_true", help="print the README's scenario table")
     p.set_defaults(func=cmd_scenarios)
 
     p = sub.add_parser("bench", help="every strategy on every scenario, with 95%% intervals and exact values")

@@ -17,6 +17,14 @@ def test_benchmark_table_is_what_the_command_prints():
     assert format_markdown(run_bench(scenarios, strategies, episodes=2000, seed=0)) == table
 
 
+def test_scenario_table_is_what_the_command_prints():
+    table = re.search(r"<!-- scenario-table:start -->\n(.*?)<!-- scenario-table:end -->", README, re.S).group(1)
+    out = run_cli("scenarios", "--markdown")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == table
+    assert table.count("\n| `") == len(run_cli("scenarios", "--json").stdout.split('"name"')) - 1  # a row per scenario
+
+
 def test_analysis_example_is_what_the_command_prints():
     block = README.split("proxygym analyze sticky_values --plan T,R,R --compare R")[1]
     shown = re.search(r"ends with:\n\n```\n(.*?)```", block, re.S).group(1)
