@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import math
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -16,6 +17,7 @@ from matplotlib.patches import Patch
 from proxygym.agents.bench import BenchResult, best_index
 from proxygym.agents.report import percent, usage_cell
 from proxygym.agents.summary import PolicySummary
+from proxygym.agents.sweep import winner_grid
 from proxygym.envs.regimen import ANTI, RESERVE, TRAIN, USAGE_LETTERS, USAGE_NAMES
 from proxygym.envs.scenario import Scenario
 
@@ -51,6 +53,84 @@ def bench_plot(results: list[BenchResult], fmt: str = "png") -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=90)
     return buf.getvalue()
+
+
+def _figure_bytes(fig: Figure, fmt: str) -> bytes:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=90)
+    return buf.getvalue()
+
+
+def sweep_plot(rows: list[dict], axes, texts: list[str], metric: str, flip_points=(), terms=None, fmt: str = "png") -> bytes:
+    """A sweep as a picture (``fmt``: png, pdf or svg). One parameter: ``metric`` of each regimen (and
+    the optimum, if swept) against it, the flip points as dashed lines. Two parameters: the winning
+    regimen at each grid point and, beside it, ``terms`` (0: the base rate, 1: the likelihood ratio,
+    -1: undefined), which of the two log impacts decided between the two best regimens."""
+    names = list(texts) + (["optimal"] if any(r["plan"] == "optimal" for r in rows) else [])
+    if len(axes) == 1:
+        fig = Figure(figsize=(7, 4.2))
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        path = axes[0].path
+        for name in names:
+            pts = sorted((r["params"][path], r[metric]) for r in rows if r["plan"] == name and r.get(metric) is not None)
+            if pts:
+                ax.plot(*zip(*pts), label=name, linestyle=":" if name == "optimal" else "-")
+        for value, _, _ in flip_points:
+            ax.axvline(value, color="grey", linestyle="--", linewidth=0.8)
+            ax.annotate(f"{value:.4g}", (value, 1.0), xycoords=("data", "axes fraction"), fontsize=7, ha="center", va="bottom")
+        ax.set_xlabel(path)
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=8)
+        return _figure_bytes(fig, fmt)
+    wins = winner_grid(rows, axes, texts, metric)
+    fig = Figure(figsize=(11, 4.4))
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    extent = [axes[1].values[0], axes[1].values[-1], axes[0].values[0], axes[0].values[-1]]
+    cmap = matplotlib.colormaps["tab10"]
+    left.imshow(np.where(wins >= 0, wins, np.nan), origin="lower", aspect="auto", extent=extent, cmap=cmap, vmin=0, vmax=9,
+                interpolation="nearest")
+    left.legend(handles=[Patch(color=cmap(i), label=t) for i, t in enumerate(texts)], fontsize=7, loc="best")
+    left.set_title(f"best regimen by {metric}", fontsize=10)
+    if terms is not None:
+        term_cmap = matplotlib.colors.ListedColormap(["tab:green", "tab:purple"])
+        right.imshow(np.where(terms >= 0, terms, np.nan), origin="lower", aspect="auto", extent=extent, cmap=term_cmap,
+                     vmin=0, vmax=1, interpolation="nearest")
+        right.legend(handles=[Patch(color="tab:green", label="base rate"), Patch(color="tab:purple", label="likelihood ratio")],
+                     fontsize=7, loc="best")
+        right.set_title("which log impact is larger (best two)", fontsize=10)
+    else:
+        right.axis("off")
+    for ax in (left, right):
+        ax.set_xlabel(axes[1].path, fontsize=8)
+        ax.set_ylabel(axes[0].path, fontsize=8)
+    return _figure_bytes(fig, fmt)
+
+
+def flips_plot(results, first: str, second: str, metric: str, fmt: str = "png") -> bytes:
+    """A tornado chart: per parameter (the nearest flip on top), the range of the margin of ``first`` over
+    ``second`` on ``metric`` as the parameter moves over its window; a bar that crosses zero is a flip,
+    labelled with the flip points."""
+    shown = [r for r in results if r.span is not None][:25]
+    fig = Figure(figsize=(8, 0.32 * len(shown) + 1.6))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for i, r in enumerate(reversed(shown)):
+        low, high = r.span
+        ax.barh(i, high - low, left=low, color="tab:orange" if r.flips else "tab:blue", height=0.6)
+        if r.margins[2] is not None:
+            ax.plot(r.margins[2], i, marker="|", color="black", markersize=9)  # the margin at the scenario's values
+        if r.flips:
+            ax.annotate(", ".join(f"{f:.4g}" for f in r.flips), (max(low, high), i), fontsize=7, va="center",
+                        xytext=(3, 0), textcoords="offset points")
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(shown)))
+    ax.set_yticklabels([f"{r.path} ({r.value:g})" for r in reversed(shown)], fontsize=7)
+    ax.set_xlabel(f"{metric}: {first} minus {second}, over each parameter's range", fontsize=8)
+    ax.set_title("orange: the winner flips within the range (flip points beside); |: the scenario's own margin", fontsize=9)
+    return _figure_bytes(fig, fmt)
 
 
 #: Colours of the usages in the heatmap; a cell is their mix weighted by the usage shares,

@@ -163,11 +163,14 @@ def program_outcomes(endings: RunEndings, regimen: Regimen, spent_by_checkpoint)
     after that discard, the fallback decides: ``deploy`` plays the run on to the end, its
     later tests ignored, and deploys it; ``abstain`` discards it and nothing is deployed.
     Runs are independent given the base rate, so the program is a recursion over (compute
-    left, runs started), evaluated from the states nearest the end.
+    left, runs started), evaluated from the states nearest the end; without a compute budget it
+    sums in closed form (:func:`_closed_forms`).
     """
     full_run = spent_by_checkpoint[-1]
     spent = {d: spent_by_checkpoint[d] for d in endings.fail}
     budget, compute = regimen.budget, regimen.compute
+    if compute is None:
+        return _closed_forms(endings, regimen, spent, full_run)
 
     def startable(left: int, used: int) -> bool:
         return can_start(used, left, budget, compute, full_run)
@@ -203,6 +206,27 @@ def program_outcomes(endings: RunEndings, regimen: Regimen, spent_by_checkpoint)
                 used_compute = used_compute + fail * spent[d]
         value[(left, used)] = ProgramOutcomes(da, dm, ab, runs, used_compute)
     return value[start]
+
+
+def _closed_forms(endings: RunEndings, regimen: Regimen, spent: dict[int, int], full_run: int) -> ProgramOutcomes:
+    """The recursion of :func:`program_outcomes` summed in closed form when only runs are counted
+    (docs/model.md, "Without a compute budget: the closed forms"): run ``n + 1`` starts when the first
+    ``n`` all failed, with probability ``phi^n``, and the ``B``-th run is the last chance."""
+    B = regimen.budget
+    phi = sum(endings.fail.values(), np.zeros_like(endings.pass_aligned))  # P(one tested run fails)
+    powers = phi[..., None] ** np.arange(B)  # phi^n, n = 0..B-1
+    before_last, last = powers[..., : B - 1].sum(-1), powers[..., B - 1]
+    runs = powers.sum(-1)
+    tested = endings.pass_aligned + endings.pass_misaligned  # P(a tested run passes)
+    x = tested * full_run + sum((fail * spent[d] for d, fail in endings.fail.items()), np.zeros_like(phi))
+    if regimen.fallback == "deploy":  # the B-th run ships whatever it shows
+        da = endings.pass_aligned * before_last + last * endings.aligned
+        dm = endings.pass_misaligned * before_last + last * endings.misaligned
+        ab, compute = np.zeros_like(da), x * before_last + last * full_run
+    else:
+        da, dm = endings.pass_aligned * runs, endings.pass_misaligned * runs
+        ab, compute = last * phi, x * runs
+    return ProgramOutcomes(da, dm, ab, runs, compute)
 
 
 def analyze(scenario: Scenario, regimen: Regimen) -> Analysis:

@@ -20,7 +20,7 @@ from proxygym.agents.solver import MAX_MEMORY, estimate_size, optimum, parse_siz
 from proxygym.envs.analysis import analyze, compare, trajectory, what_moved
 from proxygym.envs.errors import ProxyGymError, ScenarioError
 from proxygym.envs.regimen import make_regimen, plan_text
-from proxygym.envs.scenario import load_scenario, shipped_scenarios
+from proxygym.envs.scenario import METRICS, load_scenario, shipped_scenarios
 
 DESCRIPTIONS = {
     "base_rate": "P(aligned at the final checkpoint)",
@@ -275,11 +275,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 solve(sc, max_memory=limit)
             optimum(sc, max_memory=limit)
     # Every output is checked before the benchmark runs, so a bad path costs nothing.
-    plot_format = None
-    if args.plot:
-        plot_format = Path(args.plot).suffix.lstrip(".").lower() or "png"
-        if plot_format not in PLOT_FORMATS:
-            raise ProxyGymError(f"--plot {args.plot!r}: the file must end in " + ", ".join(f".{f}" for f in PLOT_FORMATS))
+    plot_format = _plot_format(args.plot)
     for path in (args.json, args.csv, args.markdown, args.plot):
         if path:
             check_writable(path)
@@ -298,6 +294,116 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         write_bytes_atomic(args.plot, bench_plot(results, plot_format))
     for label, path in (("json", args.json), ("csv", args.csv), ("markdown", args.markdown), ("plot", args.plot)):
+        if path:
+            print(f"wrote {label}: {path}")
+    return 0
+
+
+def _plot_format(path: str | None) -> str | None:
+    """The image format a --plot file's extension names (png without one), or a one-line error."""
+    if not path:
+        return None
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    if fmt not in PLOT_FORMATS:
+        raise ProxyGymError(f"--plot {path!r}: the file must end in " + ", ".join(f".{f}" for f in PLOT_FORMATS))
+    return fmt
+
+
+def _check_outputs(*paths: str | None) -> None:
+    """Fail in one line, before any work, if an output file cannot be written."""
+    for path in paths:
+        if path:
+            check_writable(path)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from proxygym.agents.sweep import parse_vary, sweep, sweep_flip_points, terms_grid, winner_grid
+
+    scenario = load_scenario(args.scenario)
+    fmt = _plot_format(args.plot)
+    axes = [parse_vary(scenario, v) for v in args.vary]
+    texts = list(args.plans or [])
+    _check_outputs(args.json, args.csv, args.plot)
+    rows = sweep(scenario, axes, texts, optimal=args.optimal, progress=not args.no_progress and sys.stderr.isatty(),
+                 workers=args.workers)
+    console = Console(width=160)
+    names = texts + (["optimal"] if args.optimal else [])
+    points = len(rows) // max(1, len(names))
+    wins = winner_grid(rows, axes, texts, args.metric) if texts else None
+    console.print(f"{scenario.name}: {points} grid points x {len(names)} ({', '.join(names)}), exact; best by {args.metric}")
+    flip_points = []
+    if len(axes) == 1:
+        table = Table(axes[0].path, *names, "best", box=None)
+        by = {(r["params"][axes[0].path], r["plan"]): r.get(args.metric) for r in rows}
+        for i, v in enumerate(axes[0].values):
+            cells = [_fmt(by.get((v, n))) for n in names]
+            table.add_row(f"{v:g}", *cells, texts[wins[i]] if wins is not None and wins[i] >= 0 else "-")
+        console.print(table)
+        if texts:
+            flip_points = sweep_flip_points(scenario, rows, axes[0], texts, args.metric)
+            for value, before, after in flip_points:
+                console.print(f"flip at {axes[0].path} = {value:.6g}: {before} -> {after}")
+    elif wins is not None:
+        for i, t in enumerate(texts):
+            console.print(f"{t} is best at {int((wins == i).sum())} of {wins.size} points")
+    if args.json:
+        write_text_atomic(args.json, json.dumps(rows, indent=1) + "\n")
+    if args.csv:
+        write_text_atomic(args.csv, _sweep_csv(rows, [a.path for a in axes]))
+    if args.plot:
+        from proxygym.agents.plots import sweep_plot  # loads matplotlib: only when a plot is asked for
+
+        terms = terms_grid(rows, axes, texts, args.metric) if len(axes) == 2 else None
+        write_bytes_atomic(args.plot, sweep_plot(rows, axes, texts, args.metric, flip_points, terms, fmt))
+    for label, path in (("json", args.json), ("csv", args.csv), ("plot", args.plot)):
+        if path:
+            print(f"wrote {label}: {path}")
+    return 0
+
+
+def _sweep_csv(rows: list[dict], paths: list[str]) -> str:
+    import csv
+    import io
+
+    keys = list(dict.fromkeys(k for r in rows for k in r if k not in ("params", "plan", "compare")))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*paths, "plan", *keys])
+    for r in rows:
+        writer.writerow([*(r["params"][p] for p in paths), r["plan"], *("" if r.get(k) is None else r[k] for k in keys)])
+    return buf.getvalue()
+
+
+def cmd_flips(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from proxygym.agents.sweep import flips
+
+    scenario = load_scenario(args.scenario)
+    fmt = _plot_format(args.plot)
+    _check_outputs(args.json, args.plot)
+    results = flips(scenario, args.plan, args.than, args.metric, progress=not args.no_progress and sys.stderr.isatty())
+    console = Console(width=160)
+    now = results[0].margins[2] if results else None
+    lead = "ties with" if now is None or abs(now) <= 1e-12 else ("beats" if now > 0 else "loses to")
+    console.print(f"{scenario.name}: {args.plan} {lead} {args.than} on {args.metric} (margin {_fmt(now)});"
+                  " where each parameter alone would flip that, nearest first:")
+    table = Table("parameter", "value", "range searched", "flips at", box=None)
+    for r in results:
+        flips_text = ", ".join(f"{f:.6g}" for f in r.flips) or "-"
+        table.add_row(r.path, f"{r.value:g}", f"[{r.window[0]:g}, {r.window[1]:g}]", flips_text)
+    console.print(table)
+    if args.json:
+        write_text_atomic(args.json, json.dumps([r.to_dict() for r in results], indent=1) + "\n")
+    if args.plot:
+        from proxygym.agents.plots import flips_plot  # loads matplotlib: only when a plot is asked for
+
+        write_bytes_atomic(args.plot, flips_plot(results, args.plan, args.than, args.metric, fmt))
+    for label, path in (("json", args.json), ("plot", args.plot)):
         if path:
             print(f"wrote {label}: {path}")
     return 0
@@ -416,6 +522,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print value, seconds, states, the outcomes and the first run's policy (first_run) as JSON")
     p.add_argument("--max-memory", metavar="SIZE", default=None, help=MAX_MEMORY_HELP)
     p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("sweep", help="exact analyses of regimens over a grid of one or two parameters")
+    p.add_argument("scenario", metavar="SCENARIO", help="a shipped scenario's name or a path to a YAML file")
+    p.add_argument("--vary", action="append", required=True, metavar="PATH=LO:HI:N",
+                   help="a parameter and its grid, e.g. proxies.cot_monitor.steer=0:1:21 (once or twice)")
+    p.add_argument("--plans", nargs="+", metavar="REGIMEN", default=[],
+                   help="regimens: plans such as T,R,R or mappings such as '{plan: R, test: none}'")
+    p.add_argument("--optimal", action="store_true", help="also solve the exact optimum at every point (in parallel)")
+    p.add_argument("--workers", type=int, default=None, help="processes for --optimal (default: every local core)")
+    p.add_argument("--metric", default="expected_return", choices=METRICS, help="what decides the best (default expected_return)")
+    p.add_argument("--json", metavar="FILE", default=None, help="write every row as JSON")
+    p.add_argument("--csv", metavar="FILE", default=None, help="write every row as CSV")
+    p.add_argument("--plot", metavar="FILE", default=None, help="draw the sweep (.png, .pdf or .svg)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("flips", help="for every parameter, where the better of two regimens flips")
+    p.add_argument("scenario", metavar="SCENARIO", help="a shipped scenario's name or a path to a YAML file")
+    p.add_argument("--plan", required=True, metavar="REGIMEN", help="the first regimen (a plan or a mapping)")
+    p.add_argument("--than", required=True, metavar="REGIMEN", help="the second regimen")
+    p.add_argument("--metric", default="expected_return", choices=METRICS, help="what decides the better (default expected_return)")
+    p.add_argument("--json", metavar="FILE", default=None, help="write the flips as JSON")
+    p.add_argument("--plot", metavar="FILE", default=None, help="a tornado chart (.png, .pdf or .svg)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_flips)
 
     p = sub.add_parser("claims", help="check the scenarios' expect claims (exact analysis, else the benchmark)")
     p.add_argument("scenario", nargs="*", metavar="SCENARIO", help="default: every shipped scenario")

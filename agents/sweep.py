@@ -1,0 +1,307 @@
+"""Where the answer flips: exact analyses over a grid of parameter values, and the flip points of two regimens.
+
+:func:`sweep` analyses every regimen at every point of a grid of one or two parameters
+(paths of :mod:`proxygym.envs.parameters`), and optionally solves the exact optimum there.
+:func:`flips` takes two regimens and, for every numeric parameter of the scenario, finds
+where within the parameter's range the better of the two changes while the others stay at
+the scenario's values: a scan of the range brackets each change of sign of the margin, and
+bisection on the exact analysis narrows it to ``FLIP_TOLERANCE``.
+
+A regimen is written as on the command line or in a scenario's ``expect``: a plan
+(``"T,R,R"``) or a mapping (``"{plan: R, test: none, screen: {1: honeypot}}"``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import yaml
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from proxygym.envs.analysis import Analysis, analyze, compare
+from proxygym.envs.errors import ProxyGymError, ScenarioError
+from proxygym.envs.parameters import Parameter, check_value, parameter, parameters, with_parameters
+from proxygym.envs.regimen import PLAN_PATTERN, Regimen, make_regimen, regimen_from_spec
+from proxygym.envs.scenario import LOWER_IS_BETTER, METRICS, RegimenSpec, Scenario
+
+#: Bisection narrows a flip point to this width (in the parameter's own units).
+FLIP_TOLERANCE = 1e-4
+#: Points of the scan that brackets flips, per parameter (a flip and its return closer than
+#: the spacing of this scan can be missed).
+SCAN_POINTS = 65
+#: The most exact analyses one sweep may ask for (grid points x regimens), and the most grid
+#: points with ``--optimal`` (each is a solve).
+MAX_ANALYSES = 1_000_000
+MAX_OPTIMAL_POINTS = 10_000
+#: The margin below which two regimens count as tied (no winner).
+TIE = 1e-12
+
+
+def parse_regimen_text(scenario: Scenario, text: str) -> Regimen:
+    """A regimen from a plan (``"T,R,R"``) or a YAML mapping of a regimen (``"{plan: R, test: none}"``)."""
+    text = text.strip()
+    if PLAN_PATTERN.match(text):
+        return make_regimen(scenario, text)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict):
+        raise ScenarioError(
+            f"regimen {text!r}: give a plan such as 'T,R,R' or a mapping such as '{{plan: R, test: none, screen: {{1: NAME}}}}'"
+        )
+    try:
+        spec = RegimenSpec.model_validate(data)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ScenarioError(f"regimen {text!r}: {where}: {first['msg']}") from None
+    return regimen_from_spec(scenario, spec)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One swept parameter: its path and the values of the grid."""
+
+    path: str
+    values: tuple[float, ...]
+
+
+def parse_vary(scenario: Scenario, text: str) -> Axis:
+    """``PATH=LO:HI:N`` into an :class:`Axis` of N evenly spaced values (rounded for a whole-number field)."""
+    try:
+        path, spec = text.split("=", 1)
+        lo_s, hi_s, n_s = spec.split(":")
+        lo, hi, n = float(lo_s), float(hi_s), int(n_s)
+    except ValueError:
+        raise ProxyGymError(f"--vary {text!r}: write PATH=LO:HI:N, e.g. proxies.cot_monitor.steer=0:1:21") from None
+    if n < 1 or (n == 1 and lo != hi):
+        raise ProxyGymError(f"--vary {text!r}: N must be at least 2 (or 1 with LO = HI), got {n}")
+    p = parameter(scenario, path.strip())
+    for v in (lo, hi):
+        check_value(scenario, p.path, v)
+    values = np.linspace(lo, hi, n)
+    if p.whole:
+        values = np.unique(np.round(values))
+    return Axis(p.path, tuple(float(v) for v in values))
+
+
+def _margin(a: Analysis, b: Analysis, metric: str) -> float | None:
+    """How much better ``a`` is than ``b`` on ``metric`` (positive: a wins), or None where undefined."""
+    x, y = getattr(a, metric), getattr(b, metric)
+    if x is None or y is None:
+        return None
+    return (y - x) if metric in LOWER_IS_BETTER else (x - y)
+
+
+def _regimens_at(scenario: Scenario, texts: list[str]) -> list[Regimen]:
+    return [parse_regimen_text(scenario, t) for t in texts]
+
+
+def analyses_at(scenario: Scenario, values: dict[str, float], texts: list[str]) -> tuple[Scenario, list[Analysis]]:
+    """The scenario with ``values`` set, and the analysis of each regimen there."""
+    sc = with_parameters(scenario, values)
+    return sc, [analyze(sc, r) for r in _regimens_at(sc, texts)]
+
+
+def _solve_value(args) -> float:
+    """The exact optimum's value at one grid point (run in a worker process)."""
+    from proxygym.agents.solver import solve
+
+    scenario, values = args
+    return solve(with_parameters(scenario, values)).value
+
+
+def sweep(scenario: Scenario, axes: list[Axis], texts: list[str], optimal: bool = False, progress: bool = False,
+          workers: int | None = None) -> list[dict]:
+    """Every regimen analysed exactly at every grid point: rows ``{"params": {...}, "plan": TEXT, **analysis}``;
+    with ``optimal``, also a row ``{"params", "plan": "optimal", "expected_return": value}`` per point,
+    solved in parallel on ``workers`` processes (default: every local core)."""
+    if not 1 <= len(axes) <= 2:
+        raise ProxyGymError(f"--vary: give one or two parameters, got {len(axes)}")
+    if len({a.path for a in axes}) != len(axes):
+        raise ProxyGymError("--vary: the two parameters must differ")
+    if not texts and not optimal:
+        raise ProxyGymError("give at least one regimen (--plans) or --optimal")
+    points = [dict(zip([a.path for a in axes], combo)) for combo in _grid(axes)]
+    if len(points) * max(1, len(texts)) > MAX_ANALYSES:
+        raise ProxyGymError(f"the grid asks for {len(points) * len(texts):,} analyses; the limit is {MAX_ANALYSES:,}")
+    if optimal and len(points) > MAX_OPTIMAL_POINTS:
+        raise ProxyGymError(f"--optimal solves every grid point: {len(points):,} points; the limit is {MAX_OPTIMAL_POINTS:,}")
+    _regimens_at(scenario, texts)  # a bad regimen fails before any work
+    rows = []
+    for values in tqdm(points, disable=not progress, unit="point", file=sys.stderr, desc="analyses"):
+        _, results = analyses_at(scenario, values, texts)
+        rows += [{"params": dict(values), "plan": t, **a.to_dict()} for t, a in zip(texts, results)]
+    if optimal:
+        with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            jobs = pool.map(_solve_value, [(scenario, v) for v in points])
+            for values, value in tqdm(zip(points, jobs), total=len(points), disable=not progress, unit="point",
+                                      file=sys.stderr, desc="optimum"):
+                rows.append({"params": dict(values), "plan": "optimal", "expected_return": value})
+    return rows
+
+
+def _grid(axes: list[Axis]):
+    if len(axes) == 1:
+        return [(v,) for v in axes[0].values]
+    return [(x, y) for x in axes[0].values for y in axes[1].values]
+
+
+def winner_grid(rows: list[dict], axes: list[Axis], texts: list[str], metric: str = "expected_return") -> np.ndarray:
+    """The index of the best regimen at each grid point, shape ``(len(axes[0].values), len(axes[1].values))``
+    (one row for one axis); ties go to the first regimen, and -1 where the metric is undefined."""
+    shape = tuple(len(a.values) for a in axes)
+    out = np.full(shape, -1, dtype=np.int64)
+    best = np.full(shape, -np.inf)
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    where = {a.path: {v: i for i, v in enumerate(a.values)} for a in axes}
+    for row in rows:
+        if row["plan"] not in texts or row.get(metric) is None:
+            continue
+        at = tuple(where[a.path][row["params"][a.path]] for a in axes)
+        score = sign * row[metric]
+        if score > best[at] + TIE:
+            best[at], out[at] = score, texts.index(row["plan"])
+    return out
+
+
+def terms_grid(rows: list[dict], axes: list[Axis], texts: list[str], metric: str = "expected_return") -> np.ndarray:
+    """At each point of a two-parameter grid, which term decided between the two best regimens there:
+    0 the base rate, 1 the likelihood ratio (the larger of the two log impacts of
+    :func:`proxygym.envs.analysis.compare`), -1 where undefined or fewer than two regimens."""
+    shape = tuple(len(a.values) for a in axes)
+    out = np.full(shape, -1, dtype=np.int64)
+    if len(texts) < 2:
+        return out
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    by_point: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row["plan"] in texts and row.get(metric) is not None:
+            by_point.setdefault(tuple(row["params"][a.path] for a in axes), []).append(row)
+    where = [{v: i for i, v in enumerate(a.values)} for a in axes]
+    for key, point in by_point.items():
+        if len(point) < 2:
+            continue
+        best, second = sorted(point, key=lambda r: -sign * r[metric])[:2]
+        c = compare(Analysis(**_analysis_keys(best)), Analysis(**_analysis_keys(second)))
+        b, lik = c["base_rate_log_impact"], c["likelihood_log_impact"]
+        if b is not None and lik is not None:
+            out[tuple(w[v] for w, v in zip(where, key))] = 0 if abs(b) >= abs(lik) else 1
+    return out
+
+
+def _analysis_keys(row: dict) -> dict:
+    return {k: row[k] for k in Analysis.__dataclass_fields__ if k in row and k != "compare"}
+
+
+def sweep_flip_points(scenario: Scenario, rows: list[dict], axis: Axis, texts: list[str],
+                      metric: str = "expected_return") -> list[tuple[float, str, str]]:
+    """Along a one-parameter sweep, where the best regimen changes: ``(value, from, to)``, each narrowed by
+    bisection between the two grid points that bracket it."""
+    wins = winner_grid(rows, [axis], texts, metric)
+    p = parameter(scenario, axis.path)
+    out = []
+    for i in range(1, len(axis.values)):
+        a, b = wins[i - 1], wins[i]
+        if a >= 0 and b >= 0 and a != b:
+            pair = [texts[a], texts[b]]
+            out.append((_bisect(scenario, p, pair, metric, axis.values[i - 1], axis.values[i], 1), texts[a], texts[b]))
+    return out
+
+
+# -- flips ----------------------------------------------------------------------------------------
+@dataclass
+class Flips:
+    """Where the better of two regimens changes as one parameter moves (the others at the scenario's values).
+
+    ``margins``: the margin of the first regimen over the second at the window's two ends and at
+    the scenario's value (positive: the first wins); ``span``: the least and the greatest margin the
+    scan met (None if it is undefined everywhere).
+    """
+
+    path: str
+    value: float
+    window: tuple[float, float]
+    flips: list[float]
+    margins: tuple[float | None, float | None, float | None]
+    span: tuple[float, float] | None = None
+
+    @property
+    def distance(self) -> float:
+        """How far the nearest flip is from the scenario's value, as a share of the window (inf: none)."""
+        if not self.flips:
+            return math.inf
+        width = max(self.window[1] - self.window[0], 1e-300)
+        return min(abs(f - self.value) for f in self.flips) / width
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "value": self.value, "flips": self.flips, "window": list(self.window),
+                "margin_at_low": self.margins[0], "margin_at_high": self.margins[1], "margin_now": self.margins[2],
+                "margin_range": None if self.span is None else list(self.span)}
+
+
+def _margin_at(scenario: Scenario, path: str, value: float, texts: list[str], metric: str) -> float | None:
+    try:
+        _, (a, b) = analyses_at(scenario, {path: value}, texts)
+    except ScenarioError:
+        return None  # a value the schema refuses in combination with the rest (say, compute below one run)
+    return _margin(a, b, metric)
+
+
+def _sign(m: float | None) -> int:
+    return 0 if m is None or abs(m) <= TIE else (1 if m > 0 else -1)
+
+
+def flips_of(scenario: Scenario, p: Parameter, texts: list[str], metric: str = "expected_return") -> Flips:
+    """The flip points of parameter ``p`` within its window (see the module's docstring)."""
+    lo, hi = p.window()
+    if p.whole:
+        grid = np.unique(np.round(np.linspace(lo, hi, min(SCAN_POINTS, int(hi - lo) + 1))))
+    else:
+        grid = np.linspace(lo, hi, SCAN_POINTS)
+    margins = [_margin_at(scenario, p.path, float(v), texts, metric) for v in grid]
+    found = []
+    last_v, last_s = None, 0
+    for v, m in zip(grid, margins):
+        s = _sign(m)
+        if s == 0:
+            continue
+        if last_s and s != last_s:
+            found.append(_bisect(scenario, p, texts, metric, float(last_v), float(v), last_s))
+        last_v, last_s = v, s
+    now = _margin_at(scenario, p.path, p.value, texts, metric)
+    seen = [m for m in margins + [now] if m is not None]
+    span = (min(seen), max(seen)) if seen else None
+    return Flips(p.path, p.value, (float(lo), float(hi)), found, (margins[0], margins[-1], now), span)
+
+
+def _bisect(scenario, p: Parameter, texts, metric, a: float, b: float, sign_a: int) -> float:
+    """The point in (a, b] where the margin's sign leaves ``sign_a``: to FLIP_TOLERANCE, or the first whole number."""
+    while (b - a) > (1.0 if p.whole else FLIP_TOLERANCE):
+        mid = math.floor((a + b) / 2) if p.whole else (a + b) / 2
+        if mid in (a, b):
+            break
+        s = _sign(_margin_at(scenario, p.path, mid, texts, metric))
+        if s == sign_a or s == 0:
+            a = mid
+        else:
+            b = mid
+    return float(b) if p.whole else round((a + b) / 2, 6)
+
+
+def flips(scenario: Scenario, first: str, second: str, metric: str = "expected_return", progress: bool = False) -> list[Flips]:
+    """For every numeric parameter, where the better of two regimens flips; the nearest flips first."""
+    if metric not in METRICS:
+        raise ProxyGymError(f"unknown metric {metric!r}; metrics are {', '.join(METRICS)}")
+    texts = [first, second]
+    _regimens_at(scenario, texts)
+    out = [flips_of(scenario, p, texts, metric)
+           for p in tqdm(list(parameters(scenario).values()), disable=not progress, unit="parameter", file=sys.stderr)]
+    return sorted(out, key=lambda f: (f.distance, f.path))

@@ -1,0 +1,158 @@
+"""A scenario's numeric parameters by dotted path, their allowed ranges, and a scenario with some of them set.
+
+A path names one number of a scenario file: ``budget``, ``compute``, ``reward.misaligned``,
+``phases.rl.plasticity``, ``ideas.default.drift``, ``ideas.default.base_rate`` (a known base
+rate, not a prior), ``proxies.cot_monitor.steer``, ``proxies.cot_monitor.transfer.probe``.
+The allowed range of each is the scenario schema's (:mod:`proxygym.envs.scenario`), read from
+its field constraints, so there is one definition of what a field may hold; a scenario with
+new values is validated by the schema like a file (a cross-field rule, such as a compute
+budget below one full run, is a one-line :class:`ScenarioError`).
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from dataclasses import dataclass
+
+import annotated_types
+from pydantic.fields import FieldInfo
+
+from proxygym.envs.errors import ScenarioError
+from proxygym.envs.scenario import Idea, Phase, Proxy, Reward, Scenario, parse_scenario
+
+#: Where a field has no bound on a side, the search for a flip looks this far from the value.
+UNBOUNDED_SPAN = 10.0
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One numeric parameter: its path, its value in the scenario, its allowed range and whether it is whole.
+
+    ``lo``/``hi`` are the schema's bounds (``-inf``/``inf`` where it has none); ``open_lo`` says the
+    lower bound itself is not allowed (a ``gt`` constraint). :meth:`window` is the finite range a
+    search covers.
+    """
+
+    path: str
+    value: float
+    lo: float
+    hi: float
+    whole: bool
+    open_lo: bool = False
+
+    def window(self) -> tuple[float, float]:
+        """The range searched for flips: the allowed range, or ``value -+ UNBOUNDED_SPAN`` on an unbounded side."""
+        lo = self.value - UNBOUNDED_SPAN if math.isinf(self.lo) else self.lo
+        hi = self.value + UNBOUNDED_SPAN if math.isinf(self.hi) else self.hi
+        if self.open_lo:
+            lo = lo + (1 if self.whole else 1e-6) * max(1.0, abs(lo))
+        return lo, hi
+
+    def allowed(self) -> str:
+        """The allowed range in words, for error messages."""
+        lo = "-inf" if math.isinf(self.lo) else f"{self.lo:g}"
+        hi = "inf" if math.isinf(self.hi) else f"{self.hi:g}"
+        kind = "a whole number" if self.whole else "a number"
+        return f"{kind} in {'(' if self.open_lo else '['}{lo}, {hi}]"
+
+
+def _bounds(info: FieldInfo | None, annotation) -> tuple[float, float, bool, bool]:
+    """(lo, hi, open_lo, whole) from a field's constraints, looking inside Optional/Annotated/Union."""
+    lo, hi, open_lo = -math.inf, math.inf, False
+    whole = annotation is int
+    metadata = list(info.metadata) if info is not None else []
+    for arg in typing.get_args(annotation):  # Union[Annotated[float, Field(...)], None] and the like
+        for inner in typing.get_args(arg) or ():
+            if isinstance(inner, FieldInfo):
+                metadata += inner.metadata
+        if typing.get_args(arg)[:1] == (int,) or arg is int:
+            whole = True
+    for m in metadata:
+        if isinstance(m, annotated_types.Ge):
+            lo = max(lo, float(m.ge))
+        elif isinstance(m, annotated_types.Gt):
+            lo, open_lo = max(lo, float(m.gt)), True
+        elif isinstance(m, annotated_types.Le):
+            hi = min(hi, float(m.le))
+        elif isinstance(m, annotated_types.Lt):
+            hi = min(hi, float(m.lt))
+    return lo, hi, open_lo, whole
+
+
+def _param(model: type, field: str, path: str, value) -> Parameter:
+    info = model.model_fields[field]
+    lo, hi, open_lo, whole = _bounds(info, info.annotation)
+    if field == "transfer":  # dict[name, Unit]: the bounds are the value type's
+        lo, hi, open_lo, whole = _bounds(None, typing.Union[typing.get_args(info.annotation)[1], None])
+    return Parameter(path, float(value), lo, hi, whole, open_lo)
+
+
+def parameters(scenario: Scenario) -> dict[str, Parameter]:
+    """Every numeric parameter of ``scenario`` by path, in file order (a prior over a base rate and an unset
+    ``obfuscation_difficulty`` are not numbers and are left out; ``proximity_aligned`` shows its effective value)."""
+    out: list[Parameter] = [_param(Scenario, "budget", "budget", scenario.budget)]
+    if scenario.compute is not None:
+        out.append(_param(Scenario, "compute", "compute", scenario.compute))
+    for key in Reward.model_fields:
+        out.append(_param(Reward, key, f"reward.{key}", getattr(scenario.reward, key)))
+    for ph in scenario.phases:
+        out += [_param(Phase, f, f"phases.{ph.name}.{f}", getattr(ph, f)) for f in ("capability", "plasticity", "cost")]
+    for idea in scenario.ideas:
+        if not hasattr(idea.base_rate, "values"):
+            out.append(_param(Idea, "base_rate", f"ideas.{idea.name}.base_rate", idea.base_rate))
+        out.append(_param(Idea, "drift", f"ideas.{idea.name}.drift", idea.drift))
+    for px in scenario.proxies:
+        for f in Proxy.model_fields:
+            if f in ("name", "transfer"):
+                continue
+            value = px.aligned_proximity if f == "proximity_aligned" else getattr(px, f)
+            if value is not None:
+                out.append(_param(Proxy, f, f"proxies.{px.name}.{f}", value))
+        for other, w in px.transfer.items():
+            out.append(_param(Proxy, "transfer", f"proxies.{px.name}.transfer.{other}", w))
+    return {p.path: p for p in out}
+
+
+def parameter(scenario: Scenario, path: str) -> Parameter:
+    """The parameter at ``path``; an unknown path is a one-line error listing the valid ones."""
+    known = parameters(scenario)
+    if path not in known:
+        raise ScenarioError(f"{scenario.source}: unknown parameter {path!r}; the parameters are {', '.join(known)}")
+    return known[path]
+
+
+def check_value(scenario: Scenario, path: str, value: float) -> Parameter:
+    """The parameter at ``path``, after checking that ``value`` is allowed there (one line naming the range if not)."""
+    p = parameter(scenario, path)
+    ok = (p.lo < value if p.open_lo else p.lo <= value) and value <= p.hi and math.isfinite(value)
+    if not ok or (p.whole and not float(value).is_integer()):
+        raise ScenarioError(f"{scenario.source}: {path} = {value:g} is outside its allowed range: {p.allowed()}")
+    return p
+
+
+def with_parameters(scenario: Scenario, values: dict[str, float]) -> Scenario:
+    """A copy of ``scenario`` with the parameters at the paths of ``values`` set (its claims dropped:
+    they name regimens of the original). Each value is checked against its range, then the whole
+    scenario by the schema."""
+    data = scenario.model_dump()
+    data["expect"] = []
+    index = {
+        "phases": {ph["name"]: ph for ph in data["phases"]},
+        "ideas": {i["name"]: i for i in data["ideas"]},
+        "proxies": {px["name"]: px for px in data["proxies"]},
+    }
+    for path, value in values.items():
+        p = check_value(scenario, path, value)
+        number = int(value) if p.whole else float(value)
+        parts = path.split(".")
+        if len(parts) == 1:
+            data[parts[0]] = number
+        elif parts[0] == "reward":
+            data["reward"][parts[1]] = number
+        elif len(parts) == 4:  # proxies.NAME.transfer.OTHER
+            index["proxies"][parts[1]]["transfer"][parts[3]] = number
+        else:
+            index[parts[0]][parts[1]][parts[2]] = number
+    out = parse_scenario(data, source=scenario.source)
+    return out

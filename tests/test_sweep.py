@@ -1,0 +1,133 @@
+"""Sweeps and flip points against hand-worked values (test_analysis.py's one-phase case), and their CLI's bad input.
+
+The hand case, budget 2 and the second run deployed whatever it shows, run cost 0.1:
+plan R deploys an aligned model with 0.526 and a misaligned one with 0.474 in 1.39 runs;
+plan T (base rate 0.52, P(pass | A) = s + (1 - s) 0.9, P(pass | M) = s + (1 - s) 0.2 with
+s = 0.5 sigmoid(1)) deploys an aligned one with pA + f 0.52, where pA = 0.52 P(pass | A),
+pM = 0.48 P(pass | M) and f = 1 - pA - pM, in 1 + f runs. With the aligned reward 1 and the
+misaligned reward x, each return is P(deploy A) + x P(deploy M) - 0.1 runs, so T and R swap
+where those two lines cross.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from proxygym.agents.sweep import flips, parse_vary, sweep, sweep_flip_points
+from proxygym.envs.errors import ScenarioError
+from proxygym.envs.parameters import parameters, with_parameters
+from proxygym.envs.scenario import parse_scenario
+from tests.helpers import SIG1, hand_scenario, run_cli
+
+
+def hand_outcomes():
+    """((P(deploy A), P(deploy M), runs) of R, the same of T), from the formulas of the module docstring."""
+    s = 0.5 * SIG1
+    pa, pm = 0.52 * (s + (1 - s) * 0.9), 0.48 * (s + (1 - s) * 0.2)
+    f = 1 - pa - pm
+    t = (pa + f * 0.52, pm + f * 0.48, 1 + f)
+    return (0.526, 0.474, 1.39), t
+
+
+def crossing() -> float:
+    """The misaligned reward x at which T's and R's returns are equal."""
+    (ra, rm, rr), (ta, tm, tr) = hand_outcomes()
+    return -((ta - ra) - 0.1 * (tr - rr)) / (tm - rm)
+
+
+@pytest.fixture(scope="module")
+def hand():
+    return parse_scenario(hand_scenario())
+
+
+def test_parameters_and_their_ranges(hand):
+    ps = parameters(hand)
+    assert (ps["proxies.ask.steer"].lo, ps["proxies.ask.steer"].hi, ps["proxies.ask.steer"].value) == (-1.0, 1.0, 0.4)
+    assert ps["budget"].whole and (ps["budget"].lo, ps["budget"].hi) == (1.0, 1000.0)
+    assert ps["phases.only.cost"].whole and ps["phases.only.cost"].lo == 1.0
+    assert ps["proxies.ask.sharpness"].open_lo and ps["proxies.ask.sharpness"].lo == 0.0
+    assert ps["reward.misaligned"].window() == (-11.0, 9.0)  # unbounded: the value -+ 10
+    assert "ideas.idea.base_rate" in ps and "compute" not in ps  # no compute budget in this scenario
+    moved = with_parameters(hand, {"proxies.ask.steer": -0.5, "budget": 3})
+    assert moved.proxies[0].steer == -0.5 and moved.budget == 3 and hand.proxies[0].steer == 0.4
+
+
+def test_sweep_rows_are_the_hand_worked_returns(hand):
+    axis = parse_vary(hand, "reward.misaligned=-1:0:2")
+    rows = sweep(hand, [axis], ["R", "T"])
+    by = {(r["params"]["reward.misaligned"], r["plan"]): r["expected_return"] for r in rows}
+    (ra, rm, rr), (ta, tm, tr) = hand_outcomes()
+    assert by[(-1.0, "R")] == pytest.approx(-0.087)
+    assert by[(0.0, "R")] == pytest.approx(0.526 - 0.139)
+    assert by[(-1.0, "T")] == pytest.approx(ta - tm - 0.1 * tr)
+    assert len(rows) == 4 and all(set(r) >= {"params", "plan", "likelihood_ratio", "base_rate"} for r in rows)
+
+
+def test_flip_points_are_where_the_hand_worked_lines_cross(hand):
+    x = crossing()
+    assert -1.0 < x < 2.0  # T wins at x = -1 (more aligned deployments), R wins past x
+    out = {f.path: f for f in flips(hand, "T", "R")}
+    (flip,) = out["reward.misaligned"].flips
+    assert flip == pytest.approx(x, abs=1e-4)
+    axis = parse_vary(hand, "reward.misaligned=-1:3:9")
+    (point, before, after), = sweep_flip_points(hand, sweep(hand, [axis], ["T", "R"]), axis, ["T", "R"])
+    assert point == pytest.approx(x, abs=1e-4) and (before, after) == ("T", "R")
+    # steer: T's edge comes from pulling values toward alignment; with steer low enough R wins
+    assert out["proxies.ask.steer"].flips and out["proxies.ask.steer"].flips[0] < 0.4
+    ranked = flips(hand, "T", "R")
+    assert [f.distance for f in ranked] == sorted(f.distance for f in ranked)
+
+
+def test_optimal_dominates_every_fixed_regimen(hand):
+    axis = parse_vary(hand, "proxies.ask.steer=-0.5:0.5:3")
+    rows = sweep(hand, [axis], ["R", "T", "A"], optimal=True, workers=2)
+    for v in axis.values:
+        at = {r["plan"]: r["expected_return"] for r in rows if r["params"]["proxies.ask.steer"] == v}
+        assert at["optimal"] >= max(at["R"], at["T"], at["A"]) - 1e-9
+
+
+def test_cli_sweep_and_flips_write_what_they_print(tmp_path):
+    path = tmp_path / "hand.yaml"
+    path.write_text(yaml.safe_dump(hand_scenario()))
+    out = run_cli("flips", str(path), "--plan", "T", "--than", "R", "--json", str(tmp_path / "f.json"),
+                  "--plot", str(tmp_path / "f.pdf"))
+    assert out.returncode == 0, out.stderr
+    rows = json.loads((tmp_path / "f.json").read_text())
+    by = {r["path"]: r for r in rows}
+    assert by["reward.misaligned"]["flips"][0] == pytest.approx(crossing(), abs=1e-4)
+    assert (tmp_path / "f.pdf").read_bytes()[:4] == b"%PDF"
+    out = run_cli("sweep", str(path), "--vary", "reward.misaligned=-1:3:5", "--vary", "proxies.ask.steer=0:1:3",
+                  "--plans", "T", "R", "{plan: R, test: none}", "--json", str(tmp_path / "s.json"),
+                  "--csv", str(tmp_path / "s.csv"), "--plot", str(tmp_path / "s.png"))
+    assert out.returncode == 0, out.stderr
+    rows = json.loads((tmp_path / "s.json").read_text())
+    assert len(rows) == 5 * 3 * 3 and {r["plan"] for r in rows} == {"T", "R", "{plan: R, test: none}"}
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == 1 + 45
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["sweep", "--vary", "proxies.ask.stir=0:1:3", "--plans", "R"], "unknown parameter 'proxies.ask.stir'; the parameters are budget"),
+    (["sweep", "--vary", "proxies.ask.steer=0:2:3", "--plans", "R"], "outside its allowed range: a number in [-1, 1]"),
+    (["sweep", "--vary", "budget=1:1000:1000", "--vary", "proxies.ask.steer=-1:1:1001", "--plans", "R", "T"], "the limit is 1,000,000"),
+    (["sweep", "--vary", "proxies.ask.steer=0:1", "--plans", "R"], "write PATH=LO:HI:N"),
+    (["sweep", "--vary", "proxies.ask.steer=0:1:3", "--plans", "{plan: Q}"], "plan 'Q' must be groups"),
+    (["flips", "--plan", "T", "--than", "X,Y"], "give a plan such as"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, words):
+    path = tmp_path / "hand.yaml"
+    path.write_text(yaml.safe_dump(hand_scenario()))
+    out_file = tmp_path / "out.json"
+    out = run_cli(args[0], str(path), *args[1:], "--json", str(out_file))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert words in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not out_file.exists()
+
+
+def test_a_value_the_schema_refuses_in_combination_is_a_one_line_error(hand):
+    sc = parse_scenario(hand_scenario(compute=3, phases=[{"name": "only", "capability": 0.0, "plasticity": 0.5, "cost": 2}]))
+    with pytest.raises(ScenarioError, match="less than one full run"):
+        with_parameters(sc, {"phases.only.cost": 4})
