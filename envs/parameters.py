@@ -90,7 +90,12 @@ def _param(model: type, field: str, path: str, value) -> Parameter:
 
 def parameters(scenario: Scenario) -> dict[str, Parameter]:
     """Every numeric parameter of ``scenario`` by path, in file order (a prior over a base rate and an unset
-    ``obfuscation_difficulty`` are not numbers and are left out; ``proximity_aligned`` shows its effective value)."""
+    ``obfuscation_difficulty`` are not numbers and are left out; ``proximity_aligned`` shows its effective value).
+    Computed once per scenario object."""
+    return scenario.cached("parameters", _parameters)
+
+
+def _parameters(scenario: Scenario) -> dict[str, Parameter]:
     out: list[Parameter] = [_param(Scenario, "budget", "budget", scenario.budget)]
     if scenario.compute is not None:
         out.append(_param(Scenario, "compute", "compute", scenario.compute))
