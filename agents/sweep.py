@@ -293,7 +293,7 @@ def _bisect(scenario, p: Parameter, texts, metric, a: float, b: float, sign_a: i
             a = mid
         else:
             b = mid
-    return float(b) if p.whole else round((a + b) / 2, 6)
+    return float(b) if p.whole else round((a + b) / 2, 4) + 0.0  # + 0.0: no "-0"
 
 
 def flips(scenario: Scenario, first: str, second: str, metric: str = "expected_return", progress: bool = False) -> list[Flips]:

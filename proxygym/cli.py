@@ -409,6 +409,19 @@ def cmd_flips(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_advise(args: argparse.Namespace) -> int:
+    from proxygym.agents.advice import advice_text, advise
+
+    scenario = load_scenario(args.scenario)
+    _check_outputs(args.json)
+    adv = advise(scenario, with_optimal=not args.no_optimal, progress=not args.no_progress and sys.stderr.isatty())
+    print(advice_text(adv), end="")
+    if args.json:
+        write_text_atomic(args.json, json.dumps(adv.to_dict(), indent=1) + "\n")
+        print(f"wrote json: {args.json}")
+    return 0
+
+
 def _exact_outcomes(o) -> dict:
     """The exact outcomes under the analysis' names (``proxygym solve --json``)."""
     return dict(p_deploy_aligned=o.p_deploy_aligned, p_deploy_misaligned=o.p_deploy_misaligned, p_abstain=o.p_abstain,
@@ -547,6 +560,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE", default=None, help="a tornado chart (.png, .pdf or .svg)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_flips)
+
+    p = sub.add_parser("advise", help="what to do with each proxy in each phase, the margin, and what would flip it")
+    p.add_argument("scenario", metavar="SCENARIO", help="a shipped scenario's name or a path to a YAML file")
+    p.add_argument("--no-optimal", action="store_true", help="skip the exact optimal policy (the solver)")
+    p.add_argument("--json", metavar="FILE", default=None, help="also write the advice as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_advise)
 
     p = sub.add_parser("claims", help="check the scenarios' expect claims (exact analysis, else the benchmark)")
     p.add_argument("scenario", nargs="*", metavar="SCENARIO", help="default: every shipped scenario")

@@ -228,3 +228,19 @@ def scenarios(draw, max_phases: int = 3, max_proxies: int = 2, max_ideas: int = 
         "proxies": proxies,
     }
     return parse_scenario(data)
+
+
+def hand_outcomes():
+    """((P(deploy A), P(deploy M), runs) of plan R, the same of plan T) in the hand case (hand_scenario,
+    budget 2), from the formulas worked in tests/test_sweep.py's docstring."""
+    s = 0.5 * SIG1
+    pa, pm = 0.52 * (s + (1 - s) * 0.9), 0.48 * (s + (1 - s) * 0.2)
+    f = 1 - pa - pm
+    t = (pa + f * 0.52, pm + f * 0.48, 1 + f)
+    return (0.526, 0.474, 1.39), t
+
+
+def crossing() -> float:
+    """The misaligned reward x at which T's and R's returns are equal."""
+    (ra, rm, rr), (ta, tm, tr) = hand_outcomes()
+    return -((ta - ra) - 0.1 * (tr - rr)) / (tm - rm)

@@ -20,22 +20,7 @@ from proxygym.agents.sweep import flips, parse_vary, sweep, sweep_flip_points
 from proxygym.envs.errors import ScenarioError
 from proxygym.envs.parameters import parameters, with_parameters
 from proxygym.envs.scenario import parse_scenario
-from tests.helpers import SIG1, hand_scenario, run_cli
-
-
-def hand_outcomes():
-    """((P(deploy A), P(deploy M), runs) of R, the same of T), from the formulas of the module docstring."""
-    s = 0.5 * SIG1
-    pa, pm = 0.52 * (s + (1 - s) * 0.9), 0.48 * (s + (1 - s) * 0.2)
-    f = 1 - pa - pm
-    t = (pa + f * 0.52, pm + f * 0.48, 1 + f)
-    return (0.526, 0.474, 1.39), t
-
-
-def crossing() -> float:
-    """The misaligned reward x at which T's and R's returns are equal."""
-    (ra, rm, rr), (ta, tm, tr) = hand_outcomes()
-    return -((ta - ra) - 0.1 * (tr - rr)) / (tm - rm)
+from tests.helpers import crossing, hand_outcomes, hand_scenario, run_cli
 
 
 @pytest.fixture(scope="module")
