@@ -45,12 +45,13 @@ class BenchResult:
         return dict(
             scenario=self.scenario, strategy=self.strategy, episodes=o.episodes, mean_return=o.mean_return, ci95=o.ci95,
             p_deploy_aligned=o.p_deploy_aligned, p_deploy_misaligned=o.p_deploy_misaligned, p_abstain=o.p_abstain,
-            mean_runs=o.mean_runs, exact_return=self.exact_return,
+            mean_runs=o.mean_runs, exact_return=self.exact_return, optimal_return=self.optimal_return,
+            optimality_gap=self.optimality_gap,
         )
 
 
 JSON_KEYS = ("scenario", "strategy", "episodes", "mean_return", "ci95", "p_deploy_aligned", "p_deploy_misaligned",
-             "p_abstain", "mean_runs", "exact_return")
+             "p_abstain", "mean_runs", "exact_return", "optimal_return", "optimality_gap")
 
 
 def pair_seed(seed: int, scenario: str, strategy: str) -> int:

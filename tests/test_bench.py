@@ -21,7 +21,7 @@ FIXED = [name for name in STRATEGIES if make_strategy(name, load_scenario("stick
 BENCH_KEYS = {
     "scenario": str, "strategy": str, "episodes": int, "mean_return": float, "ci95": float,
     "p_deploy_aligned": float, "p_deploy_misaligned": float, "p_abstain": float, "mean_runs": float,
-    "exact_return": (float, type(None)),
+    "exact_return": (float, type(None)), "optimal_return": float, "optimality_gap": float,
 }
 
 
@@ -85,6 +85,10 @@ def test_bench_json_csv_plot_and_determinism(tmp_path):
         for key, kind in BENCH_KEYS.items():
             assert isinstance(row[key], kind), (key, row[key])
         assert row["episodes"] == 300
+    for row in rows:  # the gap the tables show: the optimum less the mean return
+        assert row["optimality_gap"] == pytest.approx(row["optimal_return"] - row["mean_return"], abs=1e-12)
+    optimal_row = next(r for r in rows if r["strategy"] == "optimal" and r["scenario"] == "sticky_values")
+    assert optimal_row["optimal_return"] == optimal_row["exact_return"]
     fixed = {r["strategy"]: r for r in rows if r["scenario"] == "sticky_values" and r["exact_return"] is not None}
     assert set(fixed) == set(FIXED) | {"optimal"}  # the optimum is exact too (proxygym.agents.solver)
     # the table marks one best strategy per scenario
