@@ -14,6 +14,14 @@ from proxygym.envs.regimen import usage_letters
 from proxygym.envs.scenario import Scenario, load_scenario
 
 
+#: The colours of :meth:`ProxyAlignmentEnv.image` (RGB), and of a usage by its code (reserve, train, anti).
+COLOURS = {
+    "pass": (40, 160, 60), "fail": (150, 20, 20), "discarded": (0, 0, 0), "deployed": (230, 180, 0),
+    "under way": (255, 255, 255), "not run": (255, 255, 255), "aligned": (40, 160, 60),
+}
+USAGE_COLOURS = ((200, 200, 200), (40, 90, 200), (210, 60, 50))
+
+
 class ProxyAlignmentEnv(gym.Env):
     """
     ## Description
@@ -89,7 +97,8 @@ class ProxyAlignmentEnv(gym.Env):
     - ``scenario="sticky_values"``: a shipped scenario's name, a path to a YAML file, or
       a loaded :class:`proxygym.envs.scenario.Scenario`.
     - ``observation="history"``: ``"history"`` or ``"belief"``.
-    - ``render_mode=None``: ``"ansi"`` returns a small text table of the program.
+    - ``render_mode=None``: ``"ansi"`` returns a small text table of the program;
+      ``"rgb_array"`` an image of it (:meth:`render`), for videos and TensorBoard.
 
     ## References
     - "When is it Better to Train on the Alignment Proxy?" (LessWrong, 2025-03-11).
@@ -101,7 +110,10 @@ class ProxyAlignmentEnv(gym.Env):
       behaviour, so every v0 scenario plays exactly as before.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    #: The image of ``rgb_array``: the latest runs shown, and the side of one cell in pixels.
+    IMAGE_RUNS = 16
+    CELL = 12
 
     def __init__(
         self,
@@ -110,7 +122,7 @@ class ProxyAlignmentEnv(gym.Env):
         render_mode: str | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+            raise ValueError(f"render_mode must be None, 'ansi' or 'rgb_array', got {render_mode!r}")
         self.scenario = load_scenario(scenario)
         self.program = Program(self.scenario, observation)
         self.dynamics = self.program.dynamics
@@ -143,7 +155,7 @@ class ProxyAlignmentEnv(gym.Env):
         if len(values) != len(nvec) or not all(0 <= a < n for a, n in zip(values, nvec)):
             raise ValueError(f"action {np.asarray(action).tolist()} is outside the action space {self.action_space}")
         pg = self.program
-        if self.render_mode == "ansi" and nearest_allowed(values[0], pg.checkpoint, self.n_phases) == DISCARD:
+        if self.render_mode is not None and nearest_allowed(values[0], pg.checkpoint, self.n_phases) == DISCARD:
             self._history.append(self._run_summary("discarded"))
         reward, invalid, deployed, aligned, abstained = pg.step(values[0], values[1:-1], values[-1])
         info = self._info(invalid)
@@ -151,6 +163,8 @@ class ProxyAlignmentEnv(gym.Env):
         if terminated:
             self._ended = True
             info.update(deployed=deployed, aligned=aligned, abstained=abstained)
+            if self.render_mode is not None and deployed:
+                self._history.append(self._run_summary("deployed"))
         return pg.obs.copy(), reward, terminated, False, info
 
     def action_masks(self) -> np.ndarray:
@@ -158,6 +172,9 @@ class ProxyAlignmentEnv(gym.Env):
         return self.program.masks()
 
     def render(self):
+        """``ansi``: a text table of the program; ``rgb_array``: :meth:`image`; else None."""
+        if self.render_mode == "rgb_array":
+            return self.image()
         if self.render_mode != "ansi":
             return None
         sc, pg = self.scenario, self.program
@@ -169,7 +186,7 @@ class ProxyAlignmentEnv(gym.Env):
         ]
         for run in self._history:
             lines.append(f"  run {run['run']} ({run['idea']}): {run['summary']} -> {run['end']}")
-        if d > 0:
+        if d > 0 and not self._ended:
             lines.append(f"  run {pg.runs_used} (idea {sc.idea_names[pg.idea]}), under way:")
             width = max(len(p.name) for p in sc.phases)
             lines.append("    " + "phase".ljust(width) + "  " + "  ".join(n.ljust(max(len(n), 9)) for n in names))
@@ -187,6 +204,34 @@ class ProxyAlignmentEnv(gym.Env):
             lines.append(f"  P(aligned | history) = {pg.p_aligned:.3f}")
         return "\n".join(lines) + "\n"
 
+    def image(self) -> np.ndarray:
+        """The program as an ``(H, W, 3)`` uint8 image of a fixed size for a scenario.
+
+        A row per run (the latest ``IMAGE_RUNS``, the one under way at the bottom), a column per
+        phase and proxy: the cell's upper half is the usage (grey reserve, blue train, red anti),
+        its lower half the checkpoint's result (green pass, dark red fail); a phase not run is
+        white. The first column says how a finished run ended (black discarded, gold deployed).
+        The strip on top is P(aligned | history) of the run under way, as a green bar.
+        """
+        T, k, c = self.n_phases, self.n_proxies, self.CELL
+        width = c * (1 + T * k) + (T + 1)  # a one-pixel gap before each phase
+        out = np.full((c * (1 + self.IMAGE_RUNS), width, 3), 255, dtype=np.uint8)
+        pg = self.program
+        under_way = pg.checkpoint > 0 and not self._ended
+        current = [self._run_summary("under way")] if under_way else []
+        runs = (self._history + current)[-self.IMAGE_RUNS:]
+        if under_way:
+            out[2 : c - 2, 1 : 1 + round(pg.p_aligned * (width - 2))] = COLOURS["aligned"]
+        for row, run in enumerate(runs):
+            y = c * (1 + row)
+            out[y : y + c - 1, 0 : c - 1] = COLOURS.get(run["end"], COLOURS["not run"])
+            for t in range(run["done"]):
+                for j in range(k):
+                    x = c * (1 + t * k + j) + t + 1
+                    out[y : y + c // 2, x : x + c - 1] = USAGE_COLOURS[run["usage"][t][j]]
+                    out[y + c // 2 : y + c - 1, x : x + c - 1] = COLOURS["pass" if run["results"][t][j] else "fail"]
+        return out
+
     # -- read-outs ---------------------------------------------------------------
     def _run_summary(self, how: str) -> dict:
         """The current run, as render() lists a finished one."""
@@ -197,7 +242,10 @@ class ProxyAlignmentEnv(gym.Env):
             for t in range(done)
         )
         idea = self.scenario.idea_names[pg.idea]
-        return {"run": pg.runs_used, "idea": idea, "summary": summary, "end": how}
+        usage = [[int(u) for u in pg.usage[t]] for t in range(done)]
+        results = [[bool(r) for r in pg.results[t]] for t in range(done)]
+        return {"run": pg.runs_used, "idea": idea, "summary": summary, "end": how, "done": done, "usage": usage,
+                "results": results}
 
     def _info(self, invalid: bool) -> dict:
         return self.program.info(invalid)

@@ -166,6 +166,45 @@ def test_render_shows_the_program():
     assert ProxyAlignmentEnv("sticky_values").render() is None
 
 
+def test_rgb_array_draws_each_run_and_its_ending():
+    """The hand case (one phase, one proxy, budget 2). Run 1 trains and is discarded whatever it shows, run 2
+    reserves and is deployed: read back pixel by pixel against the documented layout (a cell of 12 pixels,
+    the usage in its upper half, the result in its lower half, the ending in the first column)."""
+    from proxygym.envs.proxy_alignment import COLOURS, USAGE_COLOURS
+
+    env = ProxyAlignmentEnv(parse_scenario(hand_scenario()), render_mode="rgb_array")
+    env.reset(seed=3)
+    c = env.CELL
+    blank = env.render()
+    assert blank.shape == (c * (1 + env.IMAGE_RUNS), c * 2 + 2, 3) and blank.dtype == np.uint8 and (blank == 255).all()
+    results = []
+    for usage, verdict in ((1, DISCARD), (0, DEPLOY)):
+        obs, *_ = env.step(np.array([CONTINUE, usage, 0]))
+        results.append(bool(obs[env.layout.slices["results"]][0] > 0.5))
+        frame = env.render()
+        assert frame.shape == blank.shape
+        env.step(np.array([verdict, 0, 0]))
+    frame = env.render()
+    for row, (usage, end) in enumerate(((1, "discarded"), (0, "deployed"))):
+        y, x = c * (1 + row), c + 1  # the run's row; its one cell
+        assert tuple(frame[y + 1, x + 1]) == USAGE_COLOURS[usage]
+        assert tuple(frame[y + c // 2 + 1, x + 1]) == COLOURS["pass" if results[row] else "fail"]
+        assert tuple(frame[y + 1, 1]) == COLOURS[end]
+    assert (frame[c * 3 :] == 255).all()  # no third run
+
+
+def test_sb3_make_vec_env_renders_rgb_arrays():
+    """SB3's make_vec_env asks for render_mode='rgb_array' by default; the env takes it and its VecEnv renders."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    venv = make_vec_env("ProxyAlignment-v0", n_envs=2, env_kwargs={"scenario": "sticky_values"})
+    venv.reset()
+    venv.step(np.zeros((2, 3), dtype=np.int64))
+    image = venv.render()
+    assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+    venv.close()
+
+
 def test_bad_observation_mode_is_refused():
     with pytest.raises(ValueError, match="history, belief"):
         ProxyAlignmentEnv("sticky_values", observation="full")
