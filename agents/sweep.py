@@ -39,6 +39,9 @@ SCAN_POINTS = 65
 #: points with ``--optimal`` (each is a solve).
 MAX_ANALYSES = 1_000_000
 MAX_OPTIMAL_POINTS = 10_000
+#: A grid of at least this many points is analysed on every local core, in chunks of CHUNK_POINTS.
+PARALLEL_POINTS = 400
+CHUNK_POINTS = 500
 #: The margin below which two regimens count as tied (no winner).
 TIE = 1e-12
 
@@ -104,10 +107,29 @@ def _regimens_at(scenario: Scenario, texts: list[str]) -> list[Regimen]:
     return [parse_regimen_text(scenario, t) for t in texts]
 
 
-def analyses_at(scenario: Scenario, values: dict[str, float], texts: list[str]) -> tuple[Scenario, list[Analysis]]:
-    """The scenario with ``values`` set, and the analysis of each regimen there."""
+#: Paths whose value a regimen reads (its default budget and compute): the regimens are rebuilt where these vary.
+REGIMEN_PATHS = ("budget", "compute")
+
+
+def analyses_at(scenario: Scenario, values: dict[str, float], texts: list[str],
+                regimens: list[Regimen] | None = None) -> tuple[Scenario, list[Analysis]]:
+    """The scenario with ``values`` set, and the analysis of each regimen there (``regimens``, when given,
+    are those regimens already built, valid while no path of REGIMEN_PATHS varies)."""
     sc = with_parameters(scenario, values)
-    return sc, [analyze(sc, r) for r in _regimens_at(sc, texts)]
+    if regimens is None or any(p in values for p in REGIMEN_PATHS):
+        regimens = _regimens_at(sc, texts)
+    return sc, [analyze(sc, r) for r in regimens]
+
+
+def _analyse_chunk(args) -> list[dict]:
+    """The rows of some grid points (run in a worker process for a large grid)."""
+    scenario, points, texts = args
+    regimens = _regimens_at(scenario, texts)
+    rows = []
+    for values in points:
+        _, results = analyses_at(scenario, values, texts, regimens)
+        rows += [{"params": dict(values), "plan": t, **a.to_dict()} for t, a in zip(texts, results)]
+    return rows
 
 
 def _solve_value(args) -> float:
@@ -120,9 +142,9 @@ def _solve_value(args) -> float:
 
 def sweep(scenario: Scenario, axes: list[Axis], texts: list[str], optimal: bool = False, progress: bool = False,
           workers: int | None = None) -> list[dict]:
-    """Every regimen analysed exactly at every grid point: rows ``{"params": {...}, "plan": TEXT, **analysis}``;
-    with ``optimal``, also a row ``{"params", "plan": "optimal", "expected_return": value}`` per point,
-    solved in parallel on ``workers`` processes (default: every local core)."""
+    """Every regimen analysed exactly at every grid point: rows ``{"params": {...}, "plan": TEXT, **analysis}``
+    in grid order; with ``optimal``, also a row ``{"params", "plan": "optimal", "expected_return": value}``
+    per point. Large grids and the optimum run on ``workers`` processes (default: every local core)."""
     if not 1 <= len(axes) <= 2:
         raise ProxyGymError(f"--vary: give one or two parameters, got {len(axes)}")
     if len({a.path for a in axes}) != len(axes):
@@ -135,12 +157,21 @@ def sweep(scenario: Scenario, axes: list[Axis], texts: list[str], optimal: bool 
     if optimal and len(points) > MAX_OPTIMAL_POINTS:
         raise ProxyGymError(f"--optimal solves every grid point: {len(points):,} points; the limit is {MAX_OPTIMAL_POINTS:,}")
     _regimens_at(scenario, texts)  # a bad regimen fails before any work
+    workers = workers or os.cpu_count() or 1
     rows = []
-    for values in tqdm(points, disable=not progress, unit="point", file=sys.stderr, desc="analyses"):
-        _, results = analyses_at(scenario, values, texts)
-        rows += [{"params": dict(values), "plan": t, **a.to_dict()} for t, a in zip(texts, results)]
+    if texts and workers > 1 and len(points) >= PARALLEL_POINTS:
+        chunks = [points[i : i + CHUNK_POINTS] for i in range(0, len(points), CHUNK_POINTS)]
+        with ProcessPoolExecutor(max_workers=workers) as pool, tqdm(
+            total=len(points), disable=not progress, unit="point", file=sys.stderr, desc="analyses"
+        ) as bar:
+            for chunk, done in zip(chunks, pool.map(_analyse_chunk, [(scenario, c, texts) for c in chunks])):
+                rows += done
+                bar.update(len(chunk))
+    elif texts:
+        rows = _analyse_chunk((scenario, tqdm(points, disable=not progress, unit="point", file=sys.stderr,
+                                              desc="analyses"), texts))
     if optimal:
-        with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
             jobs = pool.map(_solve_value, [(scenario, v) for v in points])
             for values, value in tqdm(zip(points, jobs), total=len(points), disable=not progress, unit="point",
                                       file=sys.stderr, desc="optimum"):

@@ -8,7 +8,7 @@ of :mod:`proxygym.envs.dynamics` (docs/model.md, "Exact analysis").
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -48,10 +48,14 @@ class Analysis:
         return exact(self.expected_return, self.p_deploy_aligned, self.p_deploy_misaligned, self.p_abstain, self.expected_runs)
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        if out["compare"] is None:
-            del out["compare"]
+        out = {name: getattr(self, name) for name in ANALYSIS_KEYS}
+        if self.compare is not None:
+            out["compare"] = dict(self.compare)
         return out
+
+
+#: The keys of an analysis (its fields but ``compare``), in order.
+ANALYSIS_KEYS = tuple(name for name in Analysis.__dataclass_fields__ if name != "compare")
 
 
 def _ratio(num: float, den: float) -> float | None:

@@ -134,43 +134,34 @@ class Dynamics:
 
     def _build_pass_prob(self) -> np.ndarray:
         # docs/model.md, "Checkpoint tests": shaped passes; else a lasting disposition or a fresh draw
-        T, S, k = self.n_phases, self.n_states, self.n_proxies
-        out = np.empty((T, T + 1, S, k))
         a = self.aligned.astype(np.int64)
-        for t in range(T):
-            pi = self.unshaped_pass[a, t + 1]  # (S, T+1, k)
-            for j in range(k):
-                unshaped = pi[:, :, j].T  # (T+1, S)
-                if j in self.persistent:
-                    b = self.disposed[:, int(np.flatnonzero(self.persistent == j)[0])]
-                    unshaped = self.kappa[j] * b[None, :] + (1.0 - self.kappa[j]) * unshaped
-                out[t, :, :, j] = np.where(self.shaped[None, :, j], 1.0, unshaped)
-        return out
+        unshaped = self.unshaped_pass[a, 1:].transpose(1, 2, 0, 3).copy()  # (T, T+1, S, k): checkpoint t+1, n, state, proxy
+        for q, j in enumerate(self.persistent):
+            b = self.disposed[:, q]
+            unshaped[..., j] = self.kappa[j] * b[None, None, :] + (1.0 - self.kappa[j]) * unshaped[..., j]
+        return np.where(self.shaped[None, None, :, :], 1.0, unshaped)
 
     def _build_values(self) -> np.ndarray:
-        """P(a' | s), docs/model.md, "Phase step 1: values"."""
+        """P(a' | s), docs/model.md, "Phase step 1: values" (every usage and idea of a phase at once)."""
         sc = self.scenario
         T, C, m, S = self.n_phases, self.n_usages, self.n_ideas, self.n_states
         steer = np.array([p.steer for p in sc.proxies])
         gate = np.array([p.gate for p in sc.proxies])
-        # psi[s, j]: the chance a misaligned model in state s passes j at the phase's start (the gate's input)
+        drift = np.array([idea.drift for idea in sc.ideas])
+        trained = self.usages == TRAIN  # (C, k)
         out = np.empty((T, C, m, S, 2))
-        misaligned = ~self.aligned
+        misaligned = self.aligned[None, None, :] == 0  # (1, 1, S)
         for t, phase in enumerate(sc.phases):
             p = phase.plasticity
+            # psi[s, j]: the chance a misaligned model in state s passes j at the phase's start (the gate's input)
             psi = np.where(self.shaped, 1.0, self._disposition_or(self.unshaped_pass[0, t, 0][None, :]))  # (S, k)
-            for c in range(C):
-                trained = self.usages[c] == TRAIN
-                keep_m = np.prod(
-                    np.where(trained[None, :], 1.0 - p * np.maximum(steer, 0.0)[None, :] * (1.0 - gate[None, :] * psi), 1.0),
-                    axis=1,
-                )  # (S,)
-                keep_a_train = np.prod(np.where(trained, 1.0 - p * np.maximum(-steer, 0.0), 1.0))
-                up = 1.0 - keep_m
-                for i, idea in enumerate(sc.ideas):
-                    down = 1.0 - (1.0 - p * idea.drift) * keep_a_train
-                    out[t, c, i, :, 0] = np.where(misaligned, 1.0 - up, down)
-                    out[t, c, i, :, 1] = np.where(misaligned, up, 1.0 - down)
+            pull = 1.0 - p * np.maximum(steer, 0.0)[None, :] * (1.0 - gate[None, :] * psi)  # (S, k)
+            keep_m = np.prod(np.where(trained[:, None, :], pull[None, :, :], 1.0), axis=2)  # (C, S)
+            keep_a_train = np.prod(np.where(trained, 1.0 - p * np.maximum(-steer, 0.0)[None, :], 1.0), axis=1)  # (C,)
+            up = (1.0 - keep_m)[:, None, :]  # (C, 1, S)
+            down = (1.0 - (1.0 - p * drift)[None, :] * keep_a_train[:, None])[:, :, None]  # (C, m, 1)
+            out[t, :, :, :, 0] = np.where(misaligned, 1.0 - up, down)
+            out[t, :, :, :, 1] = np.where(misaligned, up, 1.0 - down)
         return out
 
     def _disposition_or(self, pi: np.ndarray) -> np.ndarray:
@@ -181,27 +172,36 @@ class Dynamics:
         return out
 
     def _build_shaping(self) -> np.ndarray:
-        """P(h_j' | h_j, a'), docs/model.md, "Phase step 2: shaping"."""
+        """P(h_j' | h_j, a'), docs/model.md, "Phase step 2: shaping" (every phase, usage and proxy at once)."""
         sc = self.scenario
         T, C, k = self.n_phases, self.n_usages, self.n_proxies
-        out = np.empty((T, C, k, 2, 2, 2))
         names = sc.proxy_names
-        for c in range(C):
-            u = self.usages[c]
-            term = np.array([p.incentive * (u[l] == TRAIN) - p.anti_strength * (u[l] == ANTI) for l, p in enumerate(sc.proxies)])
-            for j, proxy in enumerate(sc.proxies):
-                pressure = proxy.native + proxy.incentive * (u[j] == TRAIN) - proxy.anti_strength * (u[j] == ANTI)
-                for other, weight in proxy.transfer.items():
-                    pressure = pressure + weight * term[names.index(other)]
-                for t, phase in enumerate(sc.phases):
-                    onset = 1.0 if proxy.obfuscation_difficulty is None else float(
-                        sigmoid(proxy.sharpness * (phase.capability - proxy.obfuscation_difficulty))
-                    )
-                    for a2, proximity in ((0, proxy.proximity), (1, proxy.aligned_proximity)):
-                        faking = (1.0 - phase.plasticity) ** proxy.faking_when_set if a2 == 0 else 1.0
-                        on = proximity * sigmoid(pressure) * faking * onset
-                        off = proximity * sigmoid(-pressure) * proxy.wash_out
-                        out[t, c, j, a2] = [[1.0 - on, on], [off, 1.0 - off]]
+        incentive = np.array([p.incentive for p in sc.proxies])
+        anti = np.array([p.anti_strength for p in sc.proxies])
+        # term[c, l]: proxy l's own pressure from its usage; weight[j, l]: the share of l's that acts on j (1 on j itself)
+        term = incentive[None, :] * (self.usages == TRAIN) - anti[None, :] * (self.usages == ANTI)  # (C, k)
+        pressure = np.array([p.native for p in sc.proxies])[None, :] + term  # (C, k)
+        for j, proxy in enumerate(sc.proxies):
+            for other, weight in proxy.transfer.items():
+                pressure[:, j] = pressure[:, j] + weight * term[:, names.index(other)]
+        capability = np.array([ph.capability for ph in sc.phases])  # (T,)
+        plasticity = np.array([ph.plasticity for ph in sc.phases])
+        onset = np.ones((T, k))
+        for j, proxy in enumerate(sc.proxies):
+            if proxy.obfuscation_difficulty is not None:
+                onset[:, j] = sigmoid(proxy.sharpness * (capability - proxy.obfuscation_difficulty))
+        gamma = np.array([p.faking_when_set for p in sc.proxies])
+        faking = np.stack([(1.0 - plasticity[:, None]) ** gamma[None, :], np.ones((T, k))], axis=0)  # (2, T, k) by a'
+        proximity = np.array([[p.proximity for p in sc.proxies], [p.aligned_proximity for p in sc.proxies]])  # (2, k)
+        wash = np.array([p.wash_out for p in sc.proxies])
+        rise, fall = sigmoid(pressure), sigmoid(-pressure)  # (C, k)
+        # (T, C, k, a') in the order of the formula: proximity * sigmoid(pressure) * faking * onset
+        on = (proximity.T[None, None, :, :] * rise[None, :, :, None]) * faking.transpose(1, 2, 0)[:, None, :, :] \
+            * onset[:, None, :, None]
+        off = np.broadcast_to((proximity.T[None, :, :] * fall[:, :, None]) * wash[None, :, None], on.shape)
+        out = np.empty((T, C, k, 2, 2, 2))
+        out[..., 0, 0], out[..., 0, 1] = 1.0 - on, on
+        out[..., 1, 0], out[..., 1, 1] = off, 1.0 - off
         return out
 
     def _build_dispositions(self) -> np.ndarray:
@@ -235,23 +235,19 @@ class Dynamics:
 
     def _build_transition(self) -> np.ndarray:
         """The dense ``S x S`` matrices: step 1 times the product of the per-proxy steps 2 and 3."""
-        T, C, m, S, k = self.n_phases, self.n_usages, self.n_ideas, self.n_states, self.n_proxies
-        out = np.empty((T, C, m, S, S))
-        a_from, a_to = self.aligned.astype(int)[:, None], self.aligned.astype(int)[None, :]
+        S, k = self.n_states, self.n_proxies
+        a_to = self.aligned.astype(int)
         h_from, h_to = self.shaped[:, None, :].astype(int), self.shaped[None, :, :].astype(int)
-        b_from, b_to = self.disposed[:, None, :].astype(int), self.disposed[None, :, :].astype(int)
         jj = np.arange(k)[None, None, :]
-        for t in range(T):
-            for c in range(C):
-                part = np.prod(self.shaping[t, c][jj, a_to[..., None], h_from, h_to], axis=-1)  # (S, S)
-                if len(self.persistent):
-                    u = self.usages[c][self.persistent]
-                    qq = np.arange(len(self.persistent))[None, None, :]
-                    d = self.dispositions[t, u[None, None, :], 0, qq, a_from[..., None], a_to[..., None], b_from, b_to]
-                    part = part * np.prod(d, axis=-1)
-                for i in range(m):
-                    out[t, c, i] = self.values[t, c, i][np.arange(S)[:, None], a_to] * part
-        return out
+        part = np.prod(self.shaping[:, :, jj, a_to[None, :, None], h_from, h_to], axis=-1)  # (T, C, S, S)
+        if len(self.persistent):
+            a_from = self.aligned.astype(int)[:, None, None]
+            b_from, b_to = self.disposed[:, None, :].astype(int), self.disposed[None, :, :].astype(int)
+            u = self.usages[:, self.persistent]  # (C, q)
+            qq = np.arange(len(self.persistent))[None, None, :]
+            d = self.dispositions[:, u[:, None, None, :], 0, qq, a_from, a_to[None, :, None], b_from, b_to]  # (T, C, S, S, q)
+            part = part * np.prod(d, axis=-1)
+        return self.values[:, :, :, np.arange(S)[:, None], a_to[None, :]] * part[:, :, None]
 
     # -- queries -----------------------------------------------------------------
     def usage_code(self, usage):

@@ -136,10 +136,43 @@ def check_value(scenario: Scenario, path: str, value: float) -> Parameter:
     return p
 
 
+#: Paths whose value takes part in a rule across fields (a compute budget of at least one full run):
+#: a scenario with one of these set is validated whole by the schema.
+CROSS_FIELD = ("compute", ".cost")
+
+
 def with_parameters(scenario: Scenario, values: dict[str, float]) -> Scenario:
     """A copy of ``scenario`` with the parameters at the paths of ``values`` set (its claims dropped:
-    they name regimens of the original). Each value is checked against its range, then the whole
-    scenario by the schema."""
+    they name regimens of the original). Each value is checked against its range; where a value
+    takes part in a rule across fields (CROSS_FIELD), the whole scenario is validated by the schema."""
+    checked = {path: check_value(scenario, path, value) for path, value in values.items()}
+    if any(path.endswith(CROSS_FIELD) for path in values):
+        return _validated(scenario, values, checked)
+    update: dict = {"expect": []}
+    phases, ideas, proxies = list(scenario.phases), list(scenario.ideas), list(scenario.proxies)
+    reward = {}
+    for path, value in values.items():
+        number = int(value) if checked[path].whole else float(value)
+        parts = path.split(".")
+        if len(parts) == 1:
+            update[parts[0]] = number
+        elif parts[0] == "reward":
+            reward[parts[1]] = number
+        else:
+            items = {"phases": phases, "ideas": ideas, "proxies": proxies}[parts[0]]
+            i = [x.name for x in items].index(parts[1])
+            if len(parts) == 4:  # proxies.NAME.transfer.OTHER
+                items[i] = items[i].model_copy(update={"transfer": {**items[i].transfer, parts[3]: number}})
+            else:
+                items[i] = items[i].model_copy(update={parts[2]: number})
+    update.update(phases=phases, ideas=ideas, proxies=proxies)
+    if reward:
+        update["reward"] = scenario.reward.model_copy(update=reward)
+    return scenario.model_copy(update=update)
+
+
+def _validated(scenario: Scenario, values: dict[str, float], checked: dict[str, Parameter]) -> Scenario:
+    """:func:`with_parameters` by way of the schema: the scenario's data with the values set, parsed like a file."""
     data = scenario.model_dump()
     data["expect"] = []
     index = {
@@ -148,16 +181,14 @@ def with_parameters(scenario: Scenario, values: dict[str, float]) -> Scenario:
         "proxies": {px["name"]: px for px in data["proxies"]},
     }
     for path, value in values.items():
-        p = check_value(scenario, path, value)
-        number = int(value) if p.whole else float(value)
+        number = int(value) if checked[path].whole else float(value)
         parts = path.split(".")
         if len(parts) == 1:
             data[parts[0]] = number
         elif parts[0] == "reward":
             data["reward"][parts[1]] = number
-        elif len(parts) == 4:  # proxies.NAME.transfer.OTHER
+        elif len(parts) == 4:
             index["proxies"][parts[1]]["transfer"][parts[3]] = number
         else:
             index[parts[0]][parts[1]][parts[2]] = number
-    out = parse_scenario(data, source=scenario.source)
-    return out
+    return parse_scenario(data, source=scenario.source)

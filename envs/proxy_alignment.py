@@ -13,7 +13,6 @@ from proxygym.envs.core import Program
 from proxygym.envs.regimen import usage_letters
 from proxygym.envs.scenario import Scenario, load_scenario
 
-
 #: The colours of :meth:`ProxyAlignmentEnv.image` (RGB), and of a usage by its code (reserve, train, anti).
 COLOURS = {
     "pass": (40, 160, 60), "fail": (150, 20, 20), "discarded": (0, 0, 0), "deployed": (230, 180, 0),
