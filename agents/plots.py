@@ -1,6 +1,7 @@
-"""Pictures: the benchmark as bars, and a trained policy as a heatmap of phases x proxies.
+"""Pictures: the benchmark as bars, sweeps, a trained policy as a heatmap of phases x proxies, and
+the trajectory of one run (base rate and each proxy's recall per checkpoint) of one or two plans.
 
-Both draw on matplotlib's object API with the Agg canvas (no global pyplot state, no display).
+All draw on matplotlib's object API with the Agg canvas (no global pyplot state, no display).
 """
 
 from __future__ import annotations
@@ -200,3 +201,63 @@ def heatmap(summary: PolicySummary, scenario: "Scenario | None" = None) -> np.nd
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+# -- the trajectory of one run ----------------------------------------------------------------
+#: Colours of the regimens in the trajectory plot (first, second).
+SIDE_COLOURS = ("tab:blue", "tab:orange")
+#: Line styles of the proxies in the recall panel, in scenario order.
+PROXY_STYLES = ("-", "--", ":", "-.")
+
+
+def trajectory_series(points: list[dict], proxy: str) -> dict[str, list[float]]:
+    """What the trajectory plot draws for one regimen, read off :func:`proxygym.envs.analysis.trajectory`:
+    ``base_rate`` (P(aligned)) and ``recall`` (1 - P(pass | misaligned) of ``proxy``) at checkpoints
+    1..T; a recall that is undefined (no misaligned mass) is NaN, drawn as a gap."""
+    recall = []
+    for point in points:
+        ppm = point["proxies"][proxy]["p_pass_misaligned"]
+        recall.append(math.nan if ppm is None else 1.0 - ppm)
+    return {"base_rate": [point["base_rate"] for point in points], "recall": recall}
+
+
+def trajectory_figure(scenario: Scenario, sides: list[tuple[str, list[dict]]]) -> Figure:
+    """Two panels over the checkpoints: P(aligned), and each proxy's recall, one line per regimen.
+
+    ``sides`` is one or two ``(label, trajectory)`` pairs. The panels' lines are, in order: the
+    base rate of each side (left), then for each side each proxy's recall (right); their y data
+    are :func:`trajectory_series` exactly.
+    """
+    T = len(scenario.phases)
+    x = np.arange(1, T + 1)
+    fig = Figure(figsize=(10.0, 4.0), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_b, ax_r = fig.subplots(1, 2, sharex=True)
+    several = len(scenario.proxy_names) > 1
+    for s, (label, points) in enumerate(sides):
+        colour = SIDE_COLOURS[s % len(SIDE_COLOURS)]
+        ax_b.plot(x, trajectory_series(points, scenario.proxy_names[0])["base_rate"], marker="o", color=colour, label=label)
+    for s, (label, points) in enumerate(sides):
+        colour = SIDE_COLOURS[s % len(SIDE_COLOURS)]
+        for j, proxy in enumerate(scenario.proxy_names):
+            ax_r.plot(x, trajectory_series(points, proxy)["recall"], marker="o", color=colour,
+                      linestyle=PROXY_STYLES[j % len(PROXY_STYLES)], label=f"{label}: {proxy}" if several else label)
+    ticks = [f"{t}\n{phase.name}" for t, phase in zip(x, scenario.phases)]
+    proxy_text = scenario.proxy_names[0] if not several else "each proxy"
+    for ax, title in ((ax_b, "base rate: P(aligned)"), (ax_r, f"recall of {proxy_text}: 1 - P(pass | misaligned)")):
+        ax.set_xticks(x)
+        ax.set_xticklabels(ticks, fontsize=8)
+        ax.set_xlabel("checkpoint (after the phase)", fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{scenario.name}: one run of each plan, played to the end with no test applied", fontsize=10)
+    return fig
+
+
+def trajectory_plot(scenario: Scenario, sides: list[tuple[str, list[dict]]], fmt: str = "png") -> bytes:
+    """:func:`trajectory_figure` as a picture in ``fmt`` (png, pdf or svg)."""
+    buf = io.BytesIO()
+    trajectory_figure(scenario, sides).savefig(buf, format=fmt)
+    return buf.getvalue()

@@ -19,7 +19,7 @@ from proxygym.agents.report import PLOT_FORMATS, bench_csv, bench_json, describe
 from proxygym.agents.solver import MAX_MEMORY, estimate_size, optimum, parse_size, solve
 from proxygym.envs.analysis import analyze, compare, trajectory, what_moved
 from proxygym.envs.errors import ProxyGymError, ScenarioError
-from proxygym.envs.regimen import make_regimen, plan_text
+from proxygym.envs.regimen import idea_text, make_regimen, plan_text
 from proxygym.envs.scenario import METRICS, load_scenario, shipped_scenarios
 
 DESCRIPTIONS = {
@@ -106,7 +106,21 @@ def _print_trajectory(scenario, regimen, points: list[dict]) -> None:
             lead = " " * len(lead)
 
 
+def _plot_labels(scenario, regimens) -> list[str]:
+    """The legend of each regimen in the trajectory plot: its plan (and idea, when there are several);
+    two that would read the same are told apart as first and second."""
+    labels = [
+        f"plan {plan_text(r.plan)}" + (f", idea {idea_text(scenario, r.idea)}" if len(scenario.ideas) > 1 else "")
+        for r in regimens
+    ]
+    if len(labels) == 2 and labels[0] == labels[1]:
+        labels = [f"{labels[0]} (first)", f"{labels[1]} (second)"]
+    return labels
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
+    plot_format = _plot_format(args.plot)  # checked before any work, so a bad path costs nothing
+    _check_outputs(args.plot)
     scenario = load_scenario(args.scenario)
     regimen = make_regimen(
         scenario,
@@ -124,8 +138,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         other_regimen = _second_regimen(scenario, args)
         other = analyze(scenario, other_regimen)
         result.compare = compare(result, other)
-    path = trajectory(scenario, regimen) if args.trajectory else None
-    other_path = trajectory(scenario, other_regimen) if args.trajectory and other is not None else None
+    path = trajectory(scenario, regimen) if args.trajectory or args.plot else None
+    other_path = trajectory(scenario, other_regimen) if path is not None and other is not None else None
+    if args.plot:
+        from proxygym.agents.plots import trajectory_plot  # loads matplotlib: only when a plot is asked for
+
+        regimens = [regimen] if other is None else [regimen, other_regimen]
+        sides = list(zip(_plot_labels(scenario, regimens), [path] if other is None else [path, other_path]))
+        write_bytes_atomic(args.plot, trajectory_plot(scenario, sides, plot_format))
+    if not args.trajectory:  # drawn, not printed
+        path = other_path = None
     # JSON: the analysis keys; with a comparison or a trajectory also each side's regimen, the
     # second side's every key ("second") and the log-impact split ("compare")
     full = other is not None or args.trajectory
@@ -185,6 +207,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if other_path is not None:
             print()
             _print_trajectory(scenario, other_regimen, other_path)
+    if args.plot:
+        print(f"\nwrote plot: {args.plot}")
     return 0
 
 
@@ -491,6 +515,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also read one run of the plan, played to the end with no test, at every checkpoint: P(aligned) and,"
         " per proxy, P(pass | aligned), P(pass | misaligned), P(shaped) (JSON: key 'trajectory')",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="FILE",
+        default=None,
+        help="draw that trajectory (of both regimens, with a comparison) to FILE (.png, .pdf or .svg): P(aligned)"
+        " and each proxy's recall, 1 - P(pass | misaligned), at every checkpoint",
     )
     g = p.add_argument_group(
         "comparison with a second regimen",
