@@ -66,15 +66,42 @@ def fresh_observation(layout: ObservationLayout, dynamics: Dynamics) -> np.ndarr
     )[0]
 
 
+def row_blocks(a: np.ndarray, columns: slice) -> np.ndarray:
+    """``(N,)`` a view of the ``columns`` of each row of a C-contiguous 2-d array as one element (a void scalar
+    of their bytes): a block written into many rows is then a 1-d fancy assignment, several times cheaper for
+    numpy than assigning ``a[rows, columns]``. ``as_blocks`` gives the values to write."""
+    start, stop, _ = columns.indices(a.shape[1])
+    block = np.dtype((np.void, (stop - start) * a.itemsize))
+    return np.ndarray((a.shape[0],), dtype=block, buffer=a, offset=start * a.itemsize, strides=(a.strides[0],))
+
+
+def as_blocks(values: np.ndarray) -> np.ndarray:
+    """``(R,)`` the rows of ``values`` ``(R, c)`` as elements of :func:`row_blocks` over ``c`` columns of an array of
+    ``values``' dtype (a table to gather blocks from)."""
+    values = np.ascontiguousarray(values)
+    return values.view(np.dtype((np.void, values.shape[1] * values.itemsize))).reshape(-1)
+
+
 def count_at_most(cum: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``(cum <= x[:, None]).sum(axis=1)`` for ``cum`` ``(n, S)``: column by column when S is small (a
-    reduction along a short axis costs numpy more than S additions)."""
-    if cum.shape[1] > 16:
+    """``(cum <= x[:, None]).sum(axis=1)`` for ``cum`` ``(n, S)`` (int64). Up to 8 columns, the S booleans of a row
+    are read as one unsigned integer of S bytes, each 0 or 1, whose multiple by 0x0101...01 holds their sum in its
+    top byte (a sum along a short axis costs numpy more than a few whole-array operations); up to 16 columns,
+    column by column."""
+    S = cum.shape[1]
+    if S in _BYTE_SUMS:
+        word, ones = _BYTE_SUMS[S]
+        at_most = np.less_equal(cum, x[:, None], order="C")  # (C order: a row's S bytes side by side)
+        return (at_most.view(word)[:, 0] * ones >> word(8 * S - 8)).astype(np.int64)
+    if S > 16:
         return (cum <= x[:, None]).sum(axis=1)
     out = (cum[:, 0] <= x).astype(np.int64)
-    for j in range(1, cum.shape[1]):
+    for j in range(1, S):
         out += cum[:, j] <= x
     return out
+
+
+#: count_at_most's S booleans as one word: S -> (the unsigned integer of S bytes, 0x0101...01 in it)
+_BYTE_SUMS = {S: (word, word(int("01" * S, 16))) for S, word in ((2, np.uint16), (4, np.uint32), (8, np.uint64))}
 
 
 @dataclass
@@ -156,6 +183,7 @@ class Programs:
         self.idea = np.full(N, -1, dtype=np.int64)
         self.state = np.full(N, -1, dtype=np.int64)
         self.branches = np.zeros((N, T), dtype=np.int64)
+        self._branches_at = self.branches.reshape(-1)  # [program * T + phase] (a view)
         self.compute_left = np.zeros(N, dtype=np.int64)  # with a compute budget: not yet spent
         # each idea's record (and posterior) by flat row program * m + idea (views)
         self._idea_runs_at, self._weights_at = self.idea_runs.reshape(-1), self.weights_id.reshape(-1)
@@ -180,17 +208,22 @@ class Programs:
         self._obs_flat = self.obs.reshape(-1)  # a view: obs[i, c] is _obs_flat[i * size + c]
         # the same from a slot's first column: obs[i, slot.start + c] is _from[slot][i * size + c]
         self._from = {name: self._obs_flat[sl.start:] for name, sl in self.layout.slices.items()}
-        # the run under way's slots (two blocks: the checkpoint; idea, usage, results), a fresh run's values
-        self._run_fresh = [self._fresh_obs[block] for block in self.layout.run_slots]
-        # the columns a phase sets to 1.0, by (phase t, usage code, result code): the checkpoint t+1 one-hot,
-        # each proxy's usage one-hot at phase t and its (pass, fail) one-hot at checkpoint t+1
+        # Blocks of columns written whole (row_blocks): each row, a fresh program's row; the run under way's
+        # slots (two blocks: the checkpoint; idea, usage, results) and a fresh run's values; the checkpoint
+        # one-hot, by checkpoint.
+        fresh = self._fresh_obs[None]
+        self._obs_rows, self._fresh_row = row_blocks(self.obs, slice(None)), as_blocks(fresh)[0]
+        self._run_fresh = [(row_blocks(self.obs, block), as_blocks(fresh[:, block])[0]) for block in self.layout.run_slots]
+        self._checkpoint_rows = row_blocks(self.obs, self.layout.slices["checkpoint"])
+        self._checkpoint_one_hot = as_blocks(np.eye(T + 1, dtype=np.float32))
+        # the other columns a phase sets to 1.0, by (phase t, usage code, result code): each proxy's usage
+        # one-hot at phase t and its (pass, fail) one-hot at checkpoint t+1
         R = 2**k
-        self._phase_ones = np.array([
-            [[columns["checkpoint"][t + 1], *columns["usage"][t, np.arange(k), d.usages[c]],
+        self._phase_ones_t = np.array([
+            [[*columns["usage"][t, np.arange(k), d.usages[c]],
               *columns["results"][t, np.arange(k), (~d.results[r]).astype(np.int64)]] for r in range(R)]
             for t in range(T) for c in range(d.n_usages)
-        ]).reshape(T * d.n_usages * R, 1 + 2 * k)
-        self._phase_ones_t = np.ascontiguousarray(self._phase_ones.T)
+        ]).reshape(T * d.n_usages * R, 2 * k).T.copy()
         self._code_weights = d.usage_weights.tolist()  # Dynamics.usage_code's
 
     @property
@@ -223,7 +256,7 @@ class Programs:
         self.compute_left[rows] = self.compute or 0
         self._next_run(rows, write_obs=False)
         self.weights_id[rows] = np.arange(m)
-        self.obs[rows] = self._fresh_obs
+        self._obs_rows[rows] = self._fresh_row
         self._belief_moved = True
 
     def step(self, actions: np.ndarray, live: np.ndarray) -> StepOutcome:
@@ -286,8 +319,8 @@ class Programs:
         self.state[rows] = -1
         self.belief_id[rows] = NO_RUN  # (branches are written phase by phase and read below the checkpoint)
         if write_obs:
-            for block, fresh in zip(self.layout.run_slots, self._run_fresh):
-                self.obs[rows, block] = fresh
+            for blocks, fresh in self._run_fresh:
+                blocks[rows] = fresh
 
     def _start_run(self, rows: np.ndarray, idea: np.ndarray) -> None:
         """Start a run of each program's ``idea`` (given for every program, read at ``rows``)."""
@@ -335,13 +368,12 @@ class Programs:
         for j in range(1, k):
             result_code += results[:, j].astype(np.int64) << j
         branch = code * R + result_code
-        self.branches[rows, t] = branch
+        self._branches_at[rows * self.n_phases + t] = branch  # (flat: a 2-d fancy assignment costs more)
         self.belief_id[rows] = table.child(ids, branch, t, code, before, n_anti, results)
-        self.checkpoint[rows] = t + 1
+        self.checkpoint[rows] = t = t + 1
         # the checkpoint's one-hot moves on; the phase's usage and (pass, fail) one-hots are set
-        base = rows * self.layout.size
-        self._from["checkpoint"][base + t] = 0.0
-        key, flat = tc * R + result_code, self._obs_flat  # the row of _phase_ones
+        self._checkpoint_rows[rows] = self._checkpoint_one_hot.take(t)
+        base, key, flat = rows * self.layout.size, tc * R + result_code, self._obs_flat  # key: the row of _phase_ones_t
         for cols in self._phase_ones_t:  # column by column (a short last axis costs numpy more than a loop)
             flat[base + cols.take(key)] = 1.0
         self._belief_moved = True
