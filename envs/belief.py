@@ -193,9 +193,10 @@ class RunTable:
     posterior ``W_i`` (a *weights id*; ids ``0 .. m-1`` are the ideas' priors) and each distinct belief
     of a run under way (a *belief id*; id 0, :data:`NO_RUN`, stands for no run under way: its
     ``p_aligned`` and ``p_shaped`` are 0), and keeps, per belief id: the joint ``(V, S)``, ``p_aligned``,
-    ``p_shaped`` ``(k,)``, the idea's posterior mean base rate ``base_rate``, the ``idea``, and the run's
-    anti-trained phases ``n_anti`` and passes ``passes`` so far per proxy ``(k,)`` (a belief id is one run
-    history: these are its counts, read by the owner where it would count them itself); per
+    ``p_shaped`` ``(k,)``, the idea's posterior mean base rate ``base_rate``, the ``idea``, and counts of the
+    run's history (a belief id is one history): its anti-trained phases so far per proxy ``n_anti`` ``(k,)``
+    and its ``record`` ``(1 + 2k,)``, what it adds to its idea's record if it ends now (1 run, its passes per
+    proxy, its fails per proxy); per
     weights id: the ``weights`` ``(V,)``, their ``mean`` base rate and the ``idea``. The way between
     them is looked up: the belief at a run's start (:meth:`start`), after a phase and its results
     (:meth:`child`, by branch ``usage code * 2^k + result code``) and the idea's posterior once the run
@@ -210,7 +211,7 @@ class RunTable:
     """
 
     MAX_BYTES = 256 * 2**20
-    _PER_ID = ("joint", "p_aligned", "p_shaped", "base_rate", "idea", "n_anti", "passes")  # the arrays by belief id
+    _PER_ID = ("joint", "p_aligned", "p_shaped", "base_rate", "idea", "n_anti", "record")  # the arrays by belief id
 
     def __init__(self, dynamics: Dynamics, max_bytes: int = MAX_BYTES, min_ids: int = 4096):
         self.dyn = d = dynamics
@@ -218,7 +219,7 @@ class RunTable:
         self.n_ideas, width = self.values.shape
         self.fan = d.n_usages * 2**d.n_proxies
         k, S = d.n_proxies, d.n_states
-        per_id = width * S * 8 + self.fan * 8 + (3 * k + 4) * 8
+        per_id = width * S * 8 + self.fan * 8 + (4 * k + 5) * 8
         self.max_ids = max(int(max_bytes) // per_id, int(min_ids))
         self.compactions = 0
         self._cap = 0
@@ -236,7 +237,7 @@ class RunTable:
         self.base_rate = np.zeros(self._cap)
         self.idea = np.zeros(self._cap, dtype=np.int64)
         self.n_anti = np.zeros((self._cap, d.n_proxies), dtype=np.int64)
-        self.passes = np.zeros((self._cap, d.n_proxies), dtype=np.int64)
+        self.record = np.zeros((self._cap, 1 + 2 * d.n_proxies), dtype=np.int64)
         self.children = np.full(self._cap * self.fan, -1, dtype=np.int64)  # [id * fan + branch]
         self.ends = np.full(self._cap, -1, dtype=np.int64)
         self.n_ids = 1  # NO_RUN: a zero joint, zero read-outs
@@ -324,7 +325,8 @@ class RunTable:
             ideas = self.weights_idea[new]
             f.weights[np.arange(len(new)), ideas] = self.weights[new]
             f.start_run(ideas)
-            self.starts[new] = self._add(f)  # (nothing anti-trained or passed yet: their counts are 0)
+            self.starts[new] = ids = self._add(f)  # (nothing anti-trained yet: n_anti 0)
+            self.record[ids, 0] = 1
             ids = self.starts[weights]
         return ids
 
@@ -344,7 +346,10 @@ class RunTable:
             f.observe(phase[rows], n_after[rows], results[rows])
             self.children[keys] = new = self._add(f)
             self.n_anti[new] = n_after[rows]
-            self.passes[new] = self.passes[ids[rows]] + results[rows]
+            k = self.dyn.n_proxies
+            self.record[new] = self.record[ids[rows]]
+            self.record[new, 1 : 1 + k] += results[rows]
+            self.record[new, 1 + k :] += ~results[rows]
             out = self.children[flat]
         return out
 

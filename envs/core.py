@@ -158,6 +158,7 @@ class Programs:
         self.weights_id = np.tile(np.arange(m), (N, 1))  # each idea's posterior
         self.rng: np.random.Generator | None = None
         self._support_values, self._support_probs = padded_support(d)
+        self._known_rho = as_blocks(self._support_values[None, :, 0])[0]  # every idea's base rate, where each has one value
         self._proxies = np.arange(k)
         # What a step does, by one look-up at [checkpoint * 3 + verdict]: the verdict carried out
         # (actions.nearest_allowed; at a run's start every verdict starts it) and whether it was not allowed;
@@ -176,9 +177,15 @@ class Programs:
 
         self.rho = np.zeros((N, m))
         self.runs_used = np.zeros(N, dtype=np.int64)
-        self.idea_runs = np.zeros((N, m), dtype=np.int64)
-        self.idea_passes = np.zeros((N, m, k), dtype=np.int64)
-        self.idea_fails = np.zeros((N, m, k), dtype=np.int64)
+        # each idea's record of finished runs, (runs, passes per proxy, fails per proxy) side by side (views of them
+        # by name), and the same by flat row program * m + idea; each program's records as one block (row_blocks)
+        self._records = np.zeros((N, m, 1 + 2 * k), dtype=np.int64)
+        self.idea_runs, self.idea_passes, self.idea_fails = (
+            self._records[:, :, 0], self._records[:, :, 1 : 1 + k], self._records[:, :, 1 + k :])
+        self._records_at = self._records.reshape(N * m, 1 + 2 * k)
+        self._record_rows = row_blocks(self._records_at, slice(None))
+        self._program_records = row_blocks(self._records.reshape(N, -1), slice(None))
+        self._no_records = as_blocks(np.zeros((1, m * (1 + 2 * k)), dtype=np.int64))[0]
         self.checkpoint = np.zeros(N, dtype=np.int64)
         self.idea = np.full(N, -1, dtype=np.int64)
         self.state = np.full(N, -1, dtype=np.int64)
@@ -186,8 +193,10 @@ class Programs:
         self._branches_at = self.branches.reshape(-1)  # [program * T + phase] (a view)
         self.compute_left = np.zeros(N, dtype=np.int64)  # with a compute budget: not yet spent
         # each idea's record (and posterior) by flat row program * m + idea (views)
-        self._idea_runs_at, self._weights_at = self.idea_runs.reshape(-1), self.weights_id.reshape(-1)
-        self._idea_passes_at, self._idea_fails_at = self.idea_passes.reshape(-1, k), self.idea_fails.reshape(-1, k)
+        self._weights_at = self.weights_id.reshape(-1)
+        # each program's base rates, and its ideas' posteriors, as one block (row_blocks); the priors' block
+        self._rho_rows, self._weights_rows = row_blocks(self.rho, slice(None)), row_blocks(self.weights_id, slice(None))
+        self._prior_weights = as_blocks(np.arange(m)[None])[0]
 
         # The observations, kept up to date in place by the rules below (each writes the slots
         # it changes, as ObservationLayout.history would encode them), and a fresh program's row.
@@ -215,6 +224,13 @@ class Programs:
         self._obs_rows, self._fresh_row = row_blocks(self.obs, slice(None)), as_blocks(fresh)[0]
         self._run_fresh = [(row_blocks(self.obs, block), as_blocks(fresh[:, block])[0]) for block in self.layout.run_slots]
         self._checkpoint_rows = row_blocks(self.obs, self.layout.slices["checkpoint"])
+        # an idea's record in the observation: each count's divisor, and its columns by idea (one idea: a block)
+        self._record_scale = np.array([B] + [B * T] * (2 * k), dtype=np.int64)
+        self._record_cols = np.concatenate(
+            [columns["idea_runs"][:, None], columns["idea_passes"], columns["idea_fails"]], axis=1)  # (m, 1 + 2k)
+        first = int(self._record_cols[0, 0])
+        side_by_side = m == 1 and np.array_equal(self._record_cols[0], np.arange(first, first + 1 + 2 * k))
+        self._obs_record = row_blocks(self.obs, slice(first, first + 1 + 2 * k)) if side_by_side else None
         self._checkpoint_one_hot = as_blocks(np.eye(T + 1, dtype=np.float32))
         # the other columns a phase sets to 1.0, by (phase t, usage code, result code): each proxy's usage
         # one-hot at phase t and its (pass, fail) one-hot at checkpoint t+1
@@ -245,25 +261,22 @@ class Programs:
         m = self.n_ideas
         u = self.rng.random((n, m))  # drawn even where every base rate is known, as one program draws them
         if self._support_probs.shape[1] == 1:
-            self.rho[rows] = self._support_values[:, 0]
+            self._rho_rows[rows] = self._known_rho
         else:
             drawn = sample_rows(np.broadcast_to(self._support_probs, (n,) + self._support_probs.shape), u)
-            self.rho[rows] = self._support_values[np.arange(m), drawn]
+            self._rho_rows[rows] = as_blocks(self._support_values[np.arange(m), drawn])
         self.runs_used[rows] = 0
-        self.idea_runs[rows] = 0
-        self.idea_passes[rows] = 0
-        self.idea_fails[rows] = 0
+        self._program_records[rows] = self._no_records
         self.compute_left[rows] = self.compute or 0
         self._next_run(rows, write_obs=False)
-        self.weights_id[rows] = np.arange(m)
+        self._weights_rows[rows] = self._prior_weights
         self._obs_rows[rows] = self._fresh_row
         self._belief_moved = True
 
     def step(self, actions: np.ndarray, live: np.ndarray) -> StepOutcome:
         """Apply one action to each program where ``live`` (the others are left as they are)."""
         if self.table.needs_room(self.num_envs):
-            self.belief_id, self.weights_id = self.table.compact(self.belief_id, self.weights_id)
-            self._weights_at = self.weights_id.reshape(-1)
+            self.belief_id[:], self.weights_id[:] = self.table.compact(self.belief_id, self.weights_id)  # (in place: views)
         verdict, usage, idea = self.actions.decode(actions)
         at = np.where(live, self.checkpoint * 3, self._idle_at) + verdict
         kind = self._kind.take(at)
@@ -379,25 +392,19 @@ class Programs:
         self._belief_moved = True
 
     def _end_run(self, rows: np.ndarray) -> None:
-        # the run's passes are counted by its history (its belief id); its fails are the rest of the checkpoints it reached
+        """The runs end: each joins its idea's record (the run, its passes and fails, read from its history's
+        belief id) and the idea's posterior takes in its evidence."""
         idea, ids = self.idea.take(rows), self.belief_id.take(rows)
-        passes = self.table.passes.take(ids, axis=0)  # (n, k), a copy
-        fails = self.checkpoint.take(rows)[:, None] - passes
         at = rows * self.n_ideas + idea if self.n_ideas > 1 else rows  # (program, idea) as a flat row
-        runs = self._idea_runs_at.take(at) + 1
-        passes += self._idea_passes_at.take(at, axis=0)
-        fails += self._idea_fails_at.take(at, axis=0)
-        self._idea_runs_at[at] = runs
-        self._idea_passes_at[at] = passes
-        self._idea_fails_at[at] = fails
+        record = self._records_at.take(at, axis=0) + self.table.record.take(ids, axis=0)
+        self._record_rows[at] = as_blocks(record)
         self._weights_at[at] = self.table.end(ids)
         self.belief_id[rows] = NO_RUN
-        B, T, k = self.budget, self.n_phases, self.n_proxies
-        base = rows * self.layout.size
-        self._from["idea_runs"][base + idea] = runs / B
-        per_proxy = (base + idea * k)[:, None] + self._proxies  # (program, idea, proxy) less the slot's start
-        self._from["idea_passes"][per_proxy] = passes / (B * T)
-        self._from["idea_fails"][per_proxy] = fails / (B * T)
+        shown = record / self._record_scale  # (runs / B, passes and fails / (B T), as one program divides them)
+        if self._obs_record is not None:  # one idea: its slots are side by side in the observation
+            self._obs_record[rows] = as_blocks(shown.astype(np.float32))
+        else:
+            self._obs_flat[(rows * self.layout.size)[:, None] + self._record_cols.take(idea, axis=0)] = shown
         self._belief_moved = True
 
     # -- read-outs (every program) -----------------------------------------------------
