@@ -134,8 +134,9 @@ class Programs:
     only: a new run overwrites them phase by phase; both are read from ``branches`` ``(N, T)``, each
     phase's usage code * 2^k + result code), and per idea the runs, passes and fails of finished runs.
     ``rng`` is the owner's generator (the env's ``np_random``), set before use. What the run under way
-    has anti-trained and passed so far is a function of its history, so of its belief id: it is read
-    from ``table`` (:class:`proxygym.envs.belief.RunTable`'s ``n_anti`` and ``passes``).
+    has anti-trained so far, and what it adds to its idea's record when it ends, are functions of its
+    history, so of its belief id: they are read from ``table`` (:class:`proxygym.envs.belief.RunTable`'s
+    ``n_anti`` and ``record``).
 
     ``obs`` ``(N, n)`` holds every program's observation, written in place by each rule as it
     changes the state (what :meth:`encode` would compute from scratch); the filter's read-outs
@@ -192,7 +193,7 @@ class Programs:
         self.branches = np.zeros((N, T), dtype=np.int64)
         self._branches_at = self.branches.reshape(-1)  # [program * T + phase] (a view)
         self.compute_left = np.zeros(N, dtype=np.int64)  # with a compute budget: not yet spent
-        # each idea's record (and posterior) by flat row program * m + idea (views)
+        # each idea's posterior by flat row program * m + idea (a view)
         self._weights_at = self.weights_id.reshape(-1)
         # each program's base rates, and its ideas' posteriors, as one block (row_blocks); the priors' block
         self._rho_rows, self._weights_rows = row_blocks(self.rho, slice(None)), row_blocks(self.weights_id, slice(None))
@@ -362,7 +363,7 @@ class Programs:
         # (row gathers with take: numpy's fancy indexing of a 2-d array by rows costs several times more)
         t, ids, n = self.checkpoint.take(rows), self.belief_id.take(rows), len(rows)
         before = table.n_anti.take(ids, axis=0)  # the run's anti-trained phases so far, by its history
-        tc = t * d.n_usages + code  # (phase, usage code): the leading axes of the transition rows and _phase_ones
+        tc = t * d.n_usages + code  # (phase, usage code): the leading axes of the transition rows and of _phase_ones_t's
         if self._trans_cum is not None:  # sample_rows over the transition rows, their cumulative sums made once
             at = tc * self.n_ideas + self.idea.take(rows) if self.n_ideas > 1 else tc
             cum = self._trans_cum.take(at * S + self.state.take(rows), axis=0)
