@@ -193,7 +193,10 @@ class RunTable:
     posterior ``W_i`` (a *weights id*; ids ``0 .. m-1`` are the ideas' priors) and each distinct belief
     of a run under way (a *belief id*; id 0, :data:`NO_RUN`, stands for no run under way: its
     ``p_aligned`` and ``p_shaped`` are 0), and keeps, per belief id: the joint ``(V, S)``, ``p_aligned``,
-    ``p_shaped`` ``(k,)``, the idea's posterior mean base rate ``base_rate`` and the ``idea``; per
+    ``p_shaped`` ``(k,)``, the idea's posterior mean base rate ``base_rate``, the ``idea``, and counts of the
+    run's history (a belief id is one history): its anti-trained phases so far per proxy ``n_anti`` ``(k,)``
+    and its ``record`` ``(1 + 2k,)``, what it adds to its idea's record if it ends now (1 run, its passes per
+    proxy, its fails per proxy); per
     weights id: the ``weights`` ``(V,)``, their ``mean`` base rate and the ``idea``. The way between
     them is looked up: the belief at a run's start (:meth:`start`), after a phase and its results
     (:meth:`child`, by branch ``usage code * 2^k + result code``) and the idea's posterior once the run
@@ -208,6 +211,7 @@ class RunTable:
     """
 
     MAX_BYTES = 256 * 2**20
+    _PER_ID = ("joint", "p_aligned", "p_shaped", "base_rate", "idea", "n_anti", "record")  # the arrays by belief id
 
     def __init__(self, dynamics: Dynamics, max_bytes: int = MAX_BYTES, min_ids: int = 4096):
         self.dyn = d = dynamics
@@ -215,7 +219,7 @@ class RunTable:
         self.n_ideas, width = self.values.shape
         self.fan = d.n_usages * 2**d.n_proxies
         k, S = d.n_proxies, d.n_states
-        per_id = width * S * 8 + self.fan * 8 + (k + 4) * 8
+        per_id = width * S * 8 + self.fan * 8 + (4 * k + 5) * 8
         self.max_ids = max(int(max_bytes) // per_id, int(min_ids))
         self.compactions = 0
         self._cap = 0
@@ -232,6 +236,8 @@ class RunTable:
         self.p_shaped = np.zeros((self._cap, d.n_proxies))
         self.base_rate = np.zeros(self._cap)
         self.idea = np.zeros(self._cap, dtype=np.int64)
+        self.n_anti = np.zeros((self._cap, d.n_proxies), dtype=np.int64)
+        self.record = np.zeros((self._cap, 1 + 2 * d.n_proxies), dtype=np.int64)
         self.children = np.full(self._cap * self.fan, -1, dtype=np.int64)  # [id * fan + branch]
         self.ends = np.full(self._cap, -1, dtype=np.int64)
         self.n_ids = 1  # NO_RUN: a zero joint, zero read-outs
@@ -247,7 +253,7 @@ class RunTable:
     def _grow(self, n: int) -> None:
         while self.n_ids + n > self._cap:
             cap = self._cap * 2
-            for name in ("joint", "p_aligned", "p_shaped", "base_rate", "idea"):
+            for name in self._PER_ID:
                 old = getattr(self, name)
                 new = np.zeros((cap,) + old.shape[1:], dtype=old.dtype)
                 new[: self._cap] = old
@@ -296,7 +302,7 @@ class RunTable:
         them renumbered (same shapes). Everything else is forgotten (and recomputed if met again)."""
         beliefs, weights = np.asarray(beliefs), np.asarray(weights)
         live = np.union1d(beliefs, [NO_RUN])  # sorted, NO_RUN first
-        kept = {name: getattr(self, name)[live].copy() for name in ("joint", "p_aligned", "p_shaped", "base_rate", "idea")}
+        kept = {name: getattr(self, name)[live].copy() for name in self._PER_ID}
         live_w = np.unique(weights)
         kept_w = [(int(self.weights_idea[w]), self.weights[w].copy()) for w in live_w]
         self.clear()
@@ -312,14 +318,15 @@ class RunTable:
     def start(self, weights: np.ndarray) -> np.ndarray:
         """Belief ids at the start of runs whose idea's posterior is ``weights`` (weights ids)."""
         ids = self.starts.take(weights)
-        miss = ids < 0
-        if miss.any():
+        if ids.min(initial=0) < 0:  # (one reduction: the misses are rare once the table is warm)
+            miss = ids < 0
             new = np.unique(weights[miss])
             f = BatchBeliefFilter(self.dyn, len(new))
             ideas = self.weights_idea[new]
             f.weights[np.arange(len(new)), ideas] = self.weights[new]
             f.start_run(ideas)
-            self.starts[new] = self._add(f)
+            self.starts[new] = ids = self._add(f)  # (nothing anti-trained yet: n_anti 0)
+            self.record[ids, 0] = 1
             ids = self.starts[weights]
         return ids
 
@@ -329,23 +336,28 @@ class RunTable:
         ``usage_code * 2^k`` + the results' code."""
         flat = ids * self.fan + branch
         out = self.children.take(flat)
-        miss = out < 0
-        if miss.any():
+        if out.min(initial=0) < 0:
+            miss = out < 0
             keys, first = np.unique(flat[miss], return_index=True)
             rows = np.flatnonzero(miss)[first]
             f = BatchBeliefFilter(self.dyn, len(rows))
             f.idea[:], f.joint[:] = self.idea[ids[rows]], self.joint[ids[rows]]
             f.advance(phase[rows], usage_code[rows], n_anti=n_before[rows])
             f.observe(phase[rows], n_after[rows], results[rows])
-            self.children[keys] = self._add(f)
+            self.children[keys] = new = self._add(f)
+            self.n_anti[new] = n_after[rows]
+            k = self.dyn.n_proxies
+            self.record[new] = self.record[ids[rows]]
+            self.record[new, 1 : 1 + k] += results[rows]
+            self.record[new, 1 + k :] += ~results[rows]
             out = self.children[flat]
         return out
 
     def end(self, ids: np.ndarray) -> np.ndarray:
         """Weights ids of the ideas' posteriors once the runs at belief ``ids`` end there."""
         out = self.ends.take(ids)
-        miss = out < 0
-        if miss.any():
+        if out.min(initial=0) < 0:
+            miss = out < 0
             new = np.unique(ids[miss])
             f = BatchBeliefFilter(self.dyn, len(new))
             ideas = self.idea[new]

@@ -66,15 +66,42 @@ def fresh_observation(layout: ObservationLayout, dynamics: Dynamics) -> np.ndarr
     )[0]
 
 
+def row_blocks(a: np.ndarray, columns: slice) -> np.ndarray:
+    """``(N,)`` a view of the ``columns`` of each row of a C-contiguous 2-d array as one element (a void scalar
+    of their bytes): a block written into many rows is then a 1-d fancy assignment, several times cheaper for
+    numpy than assigning ``a[rows, columns]``. ``as_blocks`` gives the values to write."""
+    start, stop, _ = columns.indices(a.shape[1])
+    block = np.dtype((np.void, (stop - start) * a.itemsize))
+    return np.ndarray((a.shape[0],), dtype=block, buffer=a, offset=start * a.itemsize, strides=(a.strides[0],))
+
+
+def as_blocks(values: np.ndarray) -> np.ndarray:
+    """``(R,)`` the rows of ``values`` ``(R, c)`` as elements of :func:`row_blocks` over ``c`` columns of an array of
+    ``values``' dtype (a table to gather blocks from)."""
+    values = np.ascontiguousarray(values)
+    return values.view(np.dtype((np.void, values.shape[1] * values.itemsize))).reshape(-1)
+
+
 def count_at_most(cum: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``(cum <= x[:, None]).sum(axis=1)`` for ``cum`` ``(n, S)``: column by column when S is small (a
-    reduction along a short axis costs numpy more than S additions)."""
-    if cum.shape[1] > 16:
+    """``(cum <= x[:, None]).sum(axis=1)`` for ``cum`` ``(n, S)`` (int64). Up to 8 columns, the S booleans of a row
+    are read as one unsigned integer of S bytes, each 0 or 1, whose multiple by 0x0101...01 holds their sum in its
+    top byte (a sum along a short axis costs numpy more than a few whole-array operations); up to 16 columns,
+    column by column."""
+    S = cum.shape[1]
+    if S in _BYTE_SUMS:
+        word, ones = _BYTE_SUMS[S]
+        at_most = np.less_equal(cum, x[:, None], order="C")  # (C order: a row's S bytes side by side)
+        return (at_most.view(word)[:, 0] * ones >> word(8 * S - 8)).astype(np.int64)
+    if S > 16:
         return (cum <= x[:, None]).sum(axis=1)
     out = (cum[:, 0] <= x).astype(np.int64)
-    for j in range(1, cum.shape[1]):
+    for j in range(1, S):
         out += cum[:, j] <= x
     return out
+
+
+#: count_at_most's S booleans as one word: S -> (the unsigned integer of S bytes, 0x0101...01 in it)
+_BYTE_SUMS = {S: (word, word(int("01" * S, 16))) for S, word in ((2, np.uint16), (4, np.uint32), (8, np.uint64))}
 
 
 @dataclass
@@ -92,6 +119,11 @@ class StepOutcome:
         return self.deployed | self.abstained
 
 
+#: What a step does to one program of a batch (:class:`Programs`): start a run (and run its first phase), run
+#: the next phase, deploy, discard, or nothing (a program that is not live).
+_START, _PHASE, _DEPLOY, _DISCARD, _IDLE = range(5)
+
+
 class Programs:
     """N programs of one scenario, stepped at once.
 
@@ -99,8 +131,12 @@ class Programs:
     the current model, -1 at a run's start). Observable: ``checkpoint`` (the decision point
     d of the current run, 0 at its start), ``runs_used``, the current run's ``idea``,
     ``usage`` and ``results`` of its phases so far (``(N, T, k)``, meaningful below ``checkpoint``
-    only: a new run overwrites them phase by phase), and per idea the runs, passes and fails of
-    finished runs. ``rng`` is the owner's generator (the env's ``np_random``), set before use.
+    only: a new run overwrites them phase by phase; both are read from ``branches`` ``(N, T)``, each
+    phase's usage code * 2^k + result code), and per idea the runs, passes and fails of finished runs.
+    ``rng`` is the owner's generator (the env's ``np_random``), set before use. What the run under way
+    has anti-trained so far, and what it adds to its idea's record when it ends, are functions of its
+    history, so of its belief id: they are read from ``table`` (:class:`proxygym.envs.belief.RunTable`'s
+    ``n_anti`` and ``record``).
 
     ``obs`` ``(N, n)`` holds every program's observation, written in place by each rule as it
     changes the state (what :meth:`encode` would compute from scratch); the filter's read-outs
@@ -114,32 +150,54 @@ class Programs:
         self.actions = ActionLayout.of(scenario)
         self.num_envs = N = int(num_envs)
         self.n_phases, self.n_proxies, self.n_ideas = T, k, m = d.n_phases, d.n_proxies, d.n_ideas
-        self.budget = scenario.budget
+        self.budget = B = scenario.budget
         self.compute, self.full_run = scenario.compute, scenario.full_run_compute
         self.costs = np.array([p.cost for p in scenario.phases], dtype=np.int64)
-        self.reward = scenario.reward
+        self.reward = r = scenario.reward
         self.table = RunTable(d, min_ids=8 * N)
         self.belief_id = np.full(N, NO_RUN, dtype=np.int64)  # the run under way's belief, in ``table``
         self.weights_id = np.tile(np.arange(m), (N, 1))  # each idea's posterior
         self.rng: np.random.Generator | None = None
         self._support_values, self._support_probs = padded_support(d)
+        self._known_rho = as_blocks(self._support_values[None, :, 0])[0]  # every idea's base rate, where each has one value
         self._proxies = np.arange(k)
-        # nearest_allowed as one look-up: [checkpoint, verdict] -> the verdict carried out
-        self._nearest_flat = NEAREST[decision_kind(np.arange(T + 1), T)].reshape(-1)  # [checkpoint * 3 + verdict]
+        # What a step does, by one look-up at [checkpoint * 3 + verdict]: the verdict carried out
+        # (actions.nearest_allowed; at a run's start every verdict starts it) and whether it was not allowed;
+        # a program that is not live reads the block past the last checkpoint's (_IDLE, allowed).
+        carried = NEAREST[decision_kind(np.arange(T + 1), T)]  # [checkpoint, verdict]
+        kind_of = {CONTINUE: _PHASE, DEPLOY: _DEPLOY, DISCARD: _DISCARD}
+        kinds = [[_START if c == 0 else kind_of[v] for v in row] for c, row in enumerate(carried.tolist())]
+        self._kind = np.array(kinds + [[_IDLE] * 3], dtype=np.int64).reshape(-1)
+        self._invalid = np.append((carried != np.arange(3)).reshape(-1), np.zeros(3, dtype=bool))
+        self._idle_at = 3 * (T + 1)
+        # the rewards a step pays, each to programs whose reward was still 0.0 (as 0.0 + reward, to the bit)
+        self._start_reward, self._abstain_reward = 0.0 - r.run_cost, 0.0 + r.abstain
+        self._aligned_reward, self._misaligned_reward = 0.0 + r.aligned, 0.0 + r.misaligned
+        self._anti_by_code = (d.usages == ANTI).astype(np.int64)  # [usage code, proxy]: anti-trained
+        self._runs_left = (B - np.arange(B + 1)) / B  # the runs_left slot's value by runs used
 
         self.rho = np.zeros((N, m))
         self.runs_used = np.zeros(N, dtype=np.int64)
-        self.idea_runs = np.zeros((N, m), dtype=np.int64)
-        self.idea_passes = np.zeros((N, m, k), dtype=np.int64)
-        self.idea_fails = np.zeros((N, m, k), dtype=np.int64)
+        # each idea's record of finished runs, (runs, passes per proxy, fails per proxy) side by side (views of them
+        # by name), and the same by flat row program * m + idea; each program's records as one block (row_blocks)
+        self._records = np.zeros((N, m, 1 + 2 * k), dtype=np.int64)
+        self.idea_runs, self.idea_passes, self.idea_fails = (
+            self._records[:, :, 0], self._records[:, :, 1 : 1 + k], self._records[:, :, 1 + k :])
+        self._records_at = self._records.reshape(N * m, 1 + 2 * k)
+        self._record_rows = row_blocks(self._records_at, slice(None))
+        self._program_records = row_blocks(self._records.reshape(N, -1), slice(None))
+        self._no_records = as_blocks(np.zeros((1, m * (1 + 2 * k)), dtype=np.int64))[0]
         self.checkpoint = np.zeros(N, dtype=np.int64)
         self.idea = np.full(N, -1, dtype=np.int64)
         self.state = np.full(N, -1, dtype=np.int64)
-        self.usage = np.zeros((N, T, k), dtype=np.int64)
-        self.results = np.zeros((N, T, k), dtype=bool)
-        self.n_anti = np.zeros((N, k), dtype=np.int64)
-        self.run_passes = np.zeros((N, k), dtype=np.int64)  # the run under way's passes so far
+        self.branches = np.zeros((N, T), dtype=np.int64)
+        self._branches_at = self.branches.reshape(-1)  # [program * T + phase] (a view)
         self.compute_left = np.zeros(N, dtype=np.int64)  # with a compute budget: not yet spent
+        # each idea's posterior by flat row program * m + idea (a view)
+        self._weights_at = self.weights_id.reshape(-1)
+        # each program's base rates, and its ideas' posteriors, as one block (row_blocks); the priors' block
+        self._rho_rows, self._weights_rows = row_blocks(self.rho, slice(None)), row_blocks(self.weights_id, slice(None))
+        self._prior_weights = as_blocks(np.arange(m)[None])[0]
 
         # The observations, kept up to date in place by the rules below (each writes the slots
         # it changes, as ObservationLayout.history would encode them), and a fresh program's row.
@@ -149,7 +207,6 @@ class Programs:
         # Each slot's columns in an observation: a phase's usage (t, j, usage) and result (t, j, pass/fail)
         # one-hots are single 1.0s written into columns that were 0.0 (a phase is run once per run).
         columns = self.layout.decode(np.arange(self.layout.size))
-        self._checkpoint_cols = columns["checkpoint"]
         self._belief_moved = True  # the filter changed since its read-outs were last computed
         self._p_aligned = np.zeros(N)
         # Look-ups by flat index (one gather where a multi-index would cost several): each transition row's
@@ -159,31 +216,42 @@ class Programs:
         self._trans_cum = None if d.transition is None else np.cumsum(d.transition, axis=-1).reshape(-1, S)
         self._pass_flat = d.pass_prob.reshape(-1)
         self._obs_flat = self.obs.reshape(-1)  # a view: obs[i, c] is _obs_flat[i * size + c]
-        # the run under way's slots (two blocks: the checkpoint; idea, usage, results), a fresh run's values
-        self._run_fresh = [self._fresh_obs[block] for block in self.layout.run_slots]
-        # the columns a phase sets to 1.0, by (phase t, usage code, result code): the checkpoint t+1 one-hot,
-        # each proxy's usage one-hot at phase t and its (pass, fail) one-hot at checkpoint t+1
+        # the same from a slot's first column: obs[i, slot.start + c] is _from[slot][i * size + c]
+        self._from = {name: self._obs_flat[sl.start:] for name, sl in self.layout.slices.items()}
+        # Blocks of columns written whole (row_blocks): each row, a fresh program's row; the run under way's
+        # slots (two blocks: the checkpoint; idea, usage, results) and a fresh run's values; the checkpoint
+        # one-hot, by checkpoint.
+        fresh = self._fresh_obs[None]
+        self._obs_rows, self._fresh_row = row_blocks(self.obs, slice(None)), as_blocks(fresh)[0]
+        self._run_fresh = [(row_blocks(self.obs, block), as_blocks(fresh[:, block])[0]) for block in self.layout.run_slots]
+        self._checkpoint_rows = row_blocks(self.obs, self.layout.slices["checkpoint"])
+        # an idea's record in the observation: each count's divisor, and its columns by idea (one idea: a block)
+        self._record_scale = np.array([B] + [B * T] * (2 * k), dtype=np.int64)
+        self._record_cols = np.concatenate(
+            [columns["idea_runs"][:, None], columns["idea_passes"], columns["idea_fails"]], axis=1)  # (m, 1 + 2k)
+        first = int(self._record_cols[0, 0])
+        side_by_side = m == 1 and np.array_equal(self._record_cols[0], np.arange(first, first + 1 + 2 * k))
+        self._obs_record = row_blocks(self.obs, slice(first, first + 1 + 2 * k)) if side_by_side else None
+        self._checkpoint_one_hot = as_blocks(np.eye(T + 1, dtype=np.float32))
+        # the other columns a phase sets to 1.0, by (phase t, usage code, result code): each proxy's usage
+        # one-hot at phase t and its (pass, fail) one-hot at checkpoint t+1
         R = 2**k
-        self._phase_ones = np.array([
-            [[columns["checkpoint"][t + 1], *columns["usage"][t, np.arange(k), d.usages[c]],
+        self._phase_ones_t = np.array([
+            [[*columns["usage"][t, np.arange(k), d.usages[c]],
               *columns["results"][t, np.arange(k), (~d.results[r]).astype(np.int64)]] for r in range(R)]
             for t in range(T) for c in range(d.n_usages)
-        ]).reshape(T * d.n_usages * R, 1 + 2 * k)
-        self._phase_ones_t = np.ascontiguousarray(self._phase_ones.T)
+        ]).reshape(T * d.n_usages * R, 2 * k).T.copy()
         self._code_weights = d.usage_weights.tolist()  # Dynamics.usage_code's
 
-    def _groups(self, live: np.ndarray, mapped: np.ndarray) -> tuple[np.ndarray, ...]:
-        """The live programs at a run's start, and those whose verdict ``mapped`` is continue, deploy, discard
-        (``mapped`` is overwritten: -1 where a program is not live)."""
-        carried_out = mapped
-        carried_out[~live] = -1
-        continuing = np.flatnonzero(carried_out == CONTINUE)
-        return (
-            continuing[self.checkpoint.take(continuing) == 0],  # at a run's start every verdict stands for continue
-            continuing,
-            np.flatnonzero(carried_out == DEPLOY),
-            np.flatnonzero(carried_out == DISCARD),
-        )
+    @property
+    def usage(self) -> np.ndarray:
+        """``(N, T, k)`` each phase's usage of each proxy (meaningful below ``checkpoint``)."""
+        return self.dynamics.usages[self.branches >> self.n_proxies]
+
+    @property
+    def results(self) -> np.ndarray:
+        """``(N, T, k)`` each checkpoint's test results, True: pass (meaningful below ``checkpoint``)."""
+        return self.dynamics.results[self.branches & (2**self.n_proxies - 1)]
 
     # -- the rules (each over the programs ``rows``) ---------------------------------
     def reset(self, rows: np.ndarray) -> None:
@@ -194,60 +262,61 @@ class Programs:
         m = self.n_ideas
         u = self.rng.random((n, m))  # drawn even where every base rate is known, as one program draws them
         if self._support_probs.shape[1] == 1:
-            self.rho[rows] = self._support_values[:, 0]
+            self._rho_rows[rows] = self._known_rho
         else:
             drawn = sample_rows(np.broadcast_to(self._support_probs, (n,) + self._support_probs.shape), u)
-            self.rho[rows] = self._support_values[np.arange(m), drawn]
+            self._rho_rows[rows] = as_blocks(self._support_values[np.arange(m), drawn])
         self.runs_used[rows] = 0
-        self.idea_runs[rows] = 0
-        self.idea_passes[rows] = 0
-        self.idea_fails[rows] = 0
+        self._program_records[rows] = self._no_records
         self.compute_left[rows] = self.compute or 0
         self._next_run(rows, write_obs=False)
-        self.weights_id[rows] = np.arange(m)
-        self.obs[rows] = self._fresh_obs
+        self._weights_rows[rows] = self._prior_weights
+        self._obs_rows[rows] = self._fresh_row
         self._belief_moved = True
 
     def step(self, actions: np.ndarray, live: np.ndarray) -> StepOutcome:
         """Apply one action to each program where ``live`` (the others are left as they are)."""
         if self.table.needs_room(self.num_envs):
-            self.belief_id, self.weights_id = self.table.compact(self.belief_id, self.weights_id)
+            self.belief_id[:], self.weights_id[:] = self.table.compact(self.belief_id, self.weights_id)  # (in place: views)
         verdict, usage, idea = self.actions.decode(actions)
-        mapped = self._nearest_flat.take(self.checkpoint * 3 + verdict)  # actions.nearest_allowed
+        at = np.where(live, self.checkpoint * 3, self._idle_at) + verdict
+        kind = self._kind.take(at)
         N = self.num_envs
         out = StepOutcome(
             reward=np.zeros(N),
-            invalid=live & (mapped != verdict),
+            invalid=self._invalid.take(at),
             deployed=np.zeros(N, dtype=bool),
             aligned=np.zeros(N, dtype=bool),
             abstained=np.zeros(N, dtype=bool),
         )
-        r = self.reward
+        continuing = np.flatnonzero(kind <= _PHASE)  # a run's start runs its first phase too
 
-        starting, continuing, deploying, discarding = self._groups(live, mapped)
-        # checkpoint 0: continue starts a run (charged) and runs phase 1
-        rows = starting
+        rows = np.flatnonzero(kind == _START)  # continue at checkpoint 0 starts a run (charged)
         if len(rows):
-            out.reward[rows] -= r.run_cost
+            out.reward[rows] = self._start_reward
             self._start_run(rows, idea)
         rows = continuing
         if len(rows):
-            self._run_phase(rows, usage.take(rows, axis=0))
+            code = usage[:, 0][rows]  # Dynamics.usage_code, proxy by proxy (k small: cheaper than a product)
+            for j in range(1, self.n_proxies):
+                code += usage[:, j][rows] * self._code_weights[j]
+            self._run_phase(rows, code)
 
-        rows = deploying
+        rows = np.flatnonzero(kind == _DEPLOY)
         if len(rows):
-            truth = self.dynamics.aligned[self.state[rows]]
-            out.reward[rows] += np.where(truth, r.aligned, r.misaligned)
+            truth = self.dynamics.aligned.take(self.state.take(rows))
+            out.reward[rows] = np.where(truth, self._aligned_reward, self._misaligned_reward)
             out.deployed[rows] = True
             out.aligned[rows] = truth
 
-        rows = discarding
+        rows = np.flatnonzero(kind == _DISCARD)
         if len(rows):
             self._end_run(rows)
-            spent = ~self.can_start(rows)
-            out.reward[rows[spent]] += r.abstain
-            out.abstained[rows[spent]] = True
-            self._next_run(rows[~spent])
+            more = self.can_start(rows)
+            spent = rows[~more]
+            out.reward[spent] = self._abstain_reward
+            out.abstained[spent] = True
+            self._next_run(rows[more])
         return out
 
     def can_start(self, rows: np.ndarray) -> np.ndarray:
@@ -262,92 +331,81 @@ class Programs:
         self.checkpoint[rows] = 0
         self.idea[rows] = -1
         self.state[rows] = -1
-        self.belief_id[rows] = NO_RUN
-        self.run_passes[rows] = 0
-        self.n_anti[rows] = 0  # (usage and results are written phase by phase and read below the checkpoint)
+        self.belief_id[rows] = NO_RUN  # (branches are written phase by phase and read below the checkpoint)
         if write_obs:
-            for block, fresh in zip(self.layout.run_slots, self._run_fresh):
-                self.obs[rows, block] = fresh
+            for blocks, fresh in self._run_fresh:
+                blocks[rows] = fresh
 
     def _start_run(self, rows: np.ndarray, idea: np.ndarray) -> None:
         """Start a run of each program's ``idea`` (given for every program, read at ``rows``)."""
         idea = idea[rows]
-        self.runs_used[rows] += 1
+        runs = self.runs_used.take(rows) + 1
+        self.runs_used[rows] = runs
         self.idea[rows] = idea
+        at = rows * self.n_ideas + idea if self.n_ideas > 1 else rows  # (program, idea) as a flat row
         # a ~ Bernoulli(rho), nothing shaped (docs/model.md, "Run start"); then, where the scenario
         # has persistent proxies, their dispositions given a
-        aligned = self.rng.random(len(rows)) < self.rho.take(rows * self.n_ideas + idea)
+        aligned = self.rng.random(len(rows)) < self.rho.take(at)
         if self.dynamics.persistent.size:
             self.state[rows] = sample_rows(self.dynamics.start_given_aligned[aligned.astype(np.int64)], self.rng.random(len(rows)))
         else:
             self.state[rows] = aligned
-        self.belief_id[rows] = self.table.start(self.weights_id.take(rows * self.n_ideas + idea))
-        base, flat, sl = rows * self.layout.size, self._obs_flat, self.layout.slices
-        flat[base + sl["runs_left"].start] = (self.budget - self.runs_used[rows]) / self.budget
-        flat[base + sl["idea"].start + idea] = 1.0  # shown from checkpoint 1, which the run's first phase reaches
+        self.belief_id[rows] = self.table.start(self._weights_at.take(at))
+        base = rows * self.layout.size
+        self._from["runs_left"][base] = self._runs_left.take(runs)
+        self._from["idea"][base + idea] = 1.0  # shown from checkpoint 1, which the run's first phase reaches
         self._belief_moved = True
 
-    def _run_phase(self, rows: np.ndarray, usage: np.ndarray) -> None:
-        """One phase under ``usage`` ``(n, k)``, then the checkpoint's tests."""
-        d = self.dynamics
-        t = self.checkpoint[rows]
-        k, S = self.n_proxies, d.n_states
-        code = usage[:, 0].copy()  # Dynamics.usage_code, proxy by proxy (k small: cheaper than a product)
-        for j in range(1, k):
-            code += usage[:, j] * self._code_weights[j]
+    def _run_phase(self, rows: np.ndarray, code: np.ndarray) -> None:
+        """One phase under usage code ``code`` ``(n,)``, then the checkpoint's tests."""
+        d, table = self.dynamics, self.table
+        k, S, R = self.n_proxies, d.n_states, 2**self.n_proxies
         # (row gathers with take: numpy's fancy indexing of a 2-d array by rows costs several times more)
-        idea, before, n = self.idea[rows], self.n_anti.take(rows, axis=0), len(rows)
+        t, ids, n = self.checkpoint.take(rows), self.belief_id.take(rows), len(rows)
+        before = table.n_anti.take(ids, axis=0)  # the run's anti-trained phases so far, by its history
+        tc = t * d.n_usages + code  # (phase, usage code): the leading axes of the transition rows and of _phase_ones_t's
         if self._trans_cum is not None:  # sample_rows over the transition rows, their cumulative sums made once
-            at = ((t * d.n_usages + code) * self.n_ideas + idea) * S + self.state[rows]
-            cum = self._trans_cum.take(at, axis=0)
+            at = tc * self.n_ideas + self.idea.take(rows) if self.n_ideas > 1 else tc
+            cum = self._trans_cum.take(at * S + self.state.take(rows), axis=0)
             state = count_at_most(cum, self.rng.random(n) * cum[:, -1])
         else:
-            state = sample_rows(d.transition_rows(t, code, idea, before, self.state[rows]), self.rng.random(n))
-        n_anti = before + (usage == ANTI)
+            state = sample_rows(d.transition_rows(t, code, self.idea.take(rows), before, self.state.take(rows)),
+                                self.rng.random(n))
+        n_anti = before + self._anti_by_code.take(code, axis=0)
         p = self._pass_flat.take(((t[:, None] * (self.n_phases + 1) + n_anti) * S + state[:, None]) * k + self._proxies)
         results = self.rng.random((n, k)) < p
         self.state[rows] = state
-        self.n_anti[rows] = n_anti
         if self.compute is not None:
             self.compute_left[rows] -= self.costs[t]
             self._slot["compute_left"][rows, 0] = self.compute_left[rows] / self.compute
-        self.usage[rows, t] = usage
-        self.results[rows, t] = results
-        self.run_passes[rows] += results
         result_code = results[:, 0].astype(np.int64)  # Dynamics.result_code, proxy by proxy
         for j in range(1, k):
             result_code += results[:, j].astype(np.int64) << j
-        branch = code * 2**k + result_code
-        self.belief_id[rows] = self.table.child(self.belief_id[rows], branch, t, code, before, n_anti, results)
-        self.checkpoint[rows] = t + 1
+        branch = code * R + result_code
+        self._branches_at[rows * self.n_phases + t] = branch  # (flat: a 2-d fancy assignment costs more)
+        self.belief_id[rows] = table.child(ids, branch, t, code, before, n_anti, results)
+        self.checkpoint[rows] = t = t + 1
         # the checkpoint's one-hot moves on; the phase's usage and (pass, fail) one-hots are set
-        base = rows * self.layout.size
-        flat = self._obs_flat
-        flat[base + self._checkpoint_cols[t]] = 0.0
+        self._checkpoint_rows[rows] = self._checkpoint_one_hot.take(t)
+        base, key, flat = rows * self.layout.size, tc * R + result_code, self._obs_flat  # key: the row of _phase_ones_t
         for cols in self._phase_ones_t:  # column by column (a short last axis costs numpy more than a loop)
-            flat[base + cols.take(t * (d.n_usages << k) + branch)] = 1.0
+            flat[base + cols.take(key)] = 1.0
         self._belief_moved = True
 
     def _end_run(self, rows: np.ndarray) -> None:
-        # the run's passes are counted as its phases run; its fails are the rest of the checkpoints it reached
-        idea = self.idea[rows]
-        passes = self.run_passes.take(rows, axis=0)  # (n, k), a copy
-        fails = self.checkpoint[rows, None] - passes
-        at = rows * self.n_ideas + idea  # (program, idea) as a flat row
-        runs = self.idea_runs.take(at) + 1
-        passes += self.idea_passes.reshape(-1, self.n_proxies).take(at, axis=0)
-        fails += self.idea_fails.reshape(-1, self.n_proxies).take(at, axis=0)
-        self.idea_runs[rows, idea] = runs
-        self.idea_passes[rows, idea] = passes
-        self.idea_fails[rows, idea] = fails
-        self.weights_id[rows, idea] = self.table.end(self.belief_id[rows])
+        """The runs end: each joins its idea's record (the run, its passes and fails, read from its history's
+        belief id) and the idea's posterior takes in its evidence."""
+        idea, ids = self.idea.take(rows), self.belief_id.take(rows)
+        at = rows * self.n_ideas + idea if self.n_ideas > 1 else rows  # (program, idea) as a flat row
+        record = self._records_at.take(at, axis=0) + self.table.record.take(ids, axis=0)
+        self._record_rows[at] = as_blocks(record)
+        self._weights_at[at] = self.table.end(ids)
         self.belief_id[rows] = NO_RUN
-        B, T, k, sl = self.budget, self.n_phases, self.n_proxies, self.layout.slices
-        base, flat = rows * self.layout.size, self._obs_flat
-        flat[base + sl["idea_runs"].start + idea] = runs / B
-        per_proxy = (base + idea * k)[:, None] + self._proxies  # (program, idea, proxy) less the slot's start
-        flat[per_proxy + sl["idea_passes"].start] = passes / (B * T)
-        flat[per_proxy + sl["idea_fails"].start] = fails / (B * T)
+        shown = record / self._record_scale  # (runs / B, passes and fails / (B T), as one program divides them)
+        if self._obs_record is not None:  # one idea: its slots are side by side in the observation
+            self._obs_record[rows] = as_blocks(shown.astype(np.float32))
+        else:
+            self._obs_flat[(rows * self.layout.size)[:, None] + self._record_cols.take(idea, axis=0)] = shown
         self._belief_moved = True
 
     # -- read-outs (every program) -----------------------------------------------------
