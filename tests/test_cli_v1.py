@@ -210,19 +210,19 @@ def test_the_essay_protocol_against_rejection_sampling():
              "--compare", "R", "--compare-screen", "none", "--json")
     assert set(out) == ANALYSIS_KEYS | {"regimen", "second", "compare"}
     assert set(out["second"]) == ANALYSIS_KEYS | {"regimen"}
-    protocol = Regimen(plan=((RESERVE,), (TRAIN,), (TRAIN,)), test=(0,), screen=((1, (0,)),), idea=0, budget=10, fallback="deploy")
-    plain = Regimen(plan=((RESERVE,),) * 3, test=(0,), screen=(), idea=0, budget=10, fallback="deploy")
+    protocol = Regimen(plan=((RESERVE,), (TRAIN,), (TRAIN,)), test=(0,), screen=((1, (0,)),), idea=0, budget=sc.budget, fallback="deploy")
+    plain = Regimen(plan=((RESERVE,),) * 3, test=(0,), screen=(), idea=0, budget=sc.budget, fallback="deploy")
     first, second = analyze(sc, protocol), analyze(sc, plain)
     _assert_side(out, first)
     _assert_side(out["second"], second)
     _assert_split(out["compare"], first, second)
     assert out["regimen"] == {
         "plan": "R,T,T", "test": ["ask_if_aligned"], "screen": {"1": ["ask_if_aligned"]}, "idea": "summoning_scroll",
-        "budget": 10, "compute": None, "fallback": "deploy", "text": protocol.describe(sc),
+        "budget": sc.budget, "compute": None, "fallback": "deploy", "text": protocol.describe(sc),
     }
     assert out["second"]["regimen"] == {
         "plan": "R,R,R", "test": ["ask_if_aligned"], "screen": {}, "idea": "summoning_scroll",
-        "budget": 10, "compute": None, "fallback": "deploy", "text": plain.describe(sc),
+        "budget": sc.budget, "compute": None, "fallback": "deploy", "text": plain.describe(sc),
     }
     # the claim the scenario makes, read off the output
     assert out["expected_return"] > out["second"]["expected_return"]

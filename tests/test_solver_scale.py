@@ -178,7 +178,7 @@ def test_solve_max_memory_on_the_command_line():
     line = error_line(small.returncode, small.stdout, small.stderr)
     assert "too large" in line and "--max-memory" in line and "the limit is 1e+03 bytes" in line
     assert large.returncode == 0, large.stderr
-    assert '"value": 0.81762896' in large.stdout
+    assert '"value": 0.76369451' in large.stdout
     line = error_line(bad.returncode, bad.stdout, bad.stderr)
     assert "--max-memory 'lots'" in line and "GB" in line
 
