@@ -468,12 +468,14 @@ def test_readme_numbers_come_from_the_commands_it_names():
     out = ok("analyze", "protocol_wins", "--plan", "R,T,T", "--screen", "1:ask_if_aligned", "--compare", "R",
              "--compare-screen", "none")
     assert "proxygym analyze protocol_wins --plan R,T,T --screen 1:ask_if_aligned --compare R --compare-screen none" in section
-    for number in ("6.08x", "+1.361", "+0.445"):
+    for number in ("2.93x", "-0.249", "+1.323"):
         assert number in section and number in out, number
     path = ok("analyze", "protocol_wins", "--plan", "R,T,T", "--trajectory", "--json")["trajectory"]
     shares = [round(100 * p["proxies"]["ask_if_aligned"]["p_pass_misaligned"]) for p in path]
-    assert shares[:2] == [14, 85] and shares[2] >= 99
-    assert "14%" in section and "85%" in section and '"p_pass_misaligned": 0.1399' in section
+    assert shares == [13, 79, 94]
+    assert "13%" in section and "79%" in section and "94%" in section
+    assert f'"p_pass_misaligned": {path[0]["proxies"]["ask_if_aligned"]["p_pass_misaligned"]:.4f}' in section
+    assert f'"base_rate": {path[0]["base_rate"]:.2f}' in section
     solve_section = readme.split("## The optimum")[1]
     point = next(p for p in ok("solve", "budget_of_one", "--json")["first_run"] if p["results"] == [{"red_team_eval": True}])
     assert f'"probability": {point["probability"]:.4f}, "p_aligned": {point["p_aligned"]:.4f}' in solve_section

