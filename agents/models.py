@@ -30,12 +30,14 @@ def save_model_atomic(model, path: "str | Path") -> Path:
 def fitting_observation(observation_space, action_space, scenario: Scenario, algo: str) -> str | None:
     """The observation mode (``"history"`` or ``"belief"``) whose env has these spaces for ``algo``, or None.
 
-    The action space is the one train.py's agents act in (:func:`proxygym.agents.training.make_env`) or,
-    except for DQN, the env's own (a model trained on the bare env, as rl-baselines3-zoo trains)."""
+    The action space is one a model may act in on the scenario (``ActionLayout.fits_model``: the flat one
+    train.py's agents act in, ``MultiDiscrete`` without the one-choice idea as train.py's agents acted in before
+    it, or the env's own, as rl-baselines3-zoo trains); DQN's is the flat one."""
     for mode in OBSERVATION_MODES:
         env = make_env(scenario, algo, mode)
-        acts = (env.action_space,) if algo == "dqn" else (env.action_space, env.unwrapped.action_space)
-        if observation_space == env.observation_space and action_space in acts:
+        actions = env.unwrapped.program.actions
+        fits = action_space == env.action_space if algo == "dqn" else actions.fits_model(action_space)
+        if observation_space == env.observation_space and fits:
             return mode
     return None
 

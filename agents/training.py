@@ -1,11 +1,12 @@
 """Stable-Baselines3 agents on ProxyAlignment-v0: the algorithms, the env each needs, and playing a trained model.
 
 ``train.py`` (the CLI), the TensorBoard summaries and ``proxygym inspect`` all play models
-through this module (:func:`play_model`, batched in the vector env), so an algorithm's
-quirks (DQN's Discrete actions, MaskablePPO's masks, RecurrentPPO's LSTM state) are handled
-in one place. Training itself steps a batch of programs in :mod:`proxygym.agents.vec_env`;
-:func:`make_env` is the single env, for what needs one (SB3's env checker, rl-baselines3-zoo,
-the checks of a saved model's spaces).
+through this module (:func:`play_model`, batched in the vector env), so the action space a model
+acts in (one ``Discrete`` index per action: :func:`model_space`; or the one a saved model has) and an
+algorithm's quirks (MaskablePPO's masks, RecurrentPPO's LSTM state) are handled in one place.
+Training itself steps a batch of programs in :mod:`proxygym.agents.vec_env`; :func:`make_env` is
+the single env, for what needs one (SB3's env checker, rl-baselines3-zoo, the checks of a saved
+model's spaces).
 """
 
 from __future__ import annotations
@@ -43,62 +44,42 @@ def algo_class(name: str):
     return {"ppo": sb3.PPO, "a2c": sb3.A2C, "dqn": sb3.DQN}[name]
 
 
-class FlattenAction(gym.ActionWrapper):
-    """Expose the env's ``MultiDiscrete([3] + [3]*k + [m])`` action as one ``Discrete(3 * 3**k * m)``.
-
-    DQN needs a Discrete action space. Action ``a`` is the mixed-radix number whose digits are
-    (verdict, usage of each proxy, idea), first digit most significant:
-    ``np.unravel_index(a, nvec)`` gives them back. Nothing else changes: the same
-    observations, rewards and info.
-    """
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.actions = env.unwrapped.program.actions
-        self.action_space = spaces.Discrete(self.actions.n_flat)
-
-    def action(self, action) -> np.ndarray:
-        return self.actions.unflatten(int(action))
-
-
 class ModelAction(gym.ActionWrapper):
-    """Show the env's action as a learning agent is given it: ``ActionLayout.model_space()``, the
-    ``MultiDiscrete`` without its one-choice component (the idea, when the scenario has one idea).
+    """Show the env's action as a learning agent is given it: ``ActionLayout.model_space()`` (by default one
+    ``Discrete`` index per distinct action, read as the mixed-radix number whose digits are the verdict, the
+    usage of each proxy and the idea, first digit most significant), or another space a model may act in.
 
-    Such a component only adds an output head to a policy (SB3 builds one categorical per
-    component), so train.py's agents act without it; the env receives it as 0.
-    ``action_masks()`` gives the masks of the components shown.
+    SB3 builds one categorical distribution per component of a ``MultiDiscrete``; a single one over every
+    action is cheaper while there are few (``ActionLayout.FLAT_MAX``), and DQN needs a ``Discrete`` anyway.
+    Nothing else changes: the same observations, rewards and info. ``action_masks()`` gives the masks over
+    the model's choices (``ActionLayout.model_masks``).
     """
 
-    def __init__(self, env: gym.Env):
+    def __init__(self, env: gym.Env, action_space: "spaces.Space | None" = None):
         super().__init__(env)
         self.actions = env.unwrapped.program.actions
-        self.action_space = self.actions.model_space()
+        self.action_space = self.actions.model_space() if action_space is None else action_space
+        if not self.actions.fits_model(self.action_space):
+            raise ValueError(f"{self.action_space} is not an action space a model may act in here")
 
     def action(self, action) -> np.ndarray:
-        return self.actions.from_model(np.asarray(action).reshape(1, -1))[0]
+        return self.actions.from_model(action, self.action_space)[0]
 
     def action_masks(self) -> np.ndarray:
-        return self.actions.model_masks(self.env.unwrapped.action_masks())
+        return self.actions.model_masks(self.env.unwrapped.action_masks(), self.action_space)
+
+
+def model_space(algo: str, layout: ActionLayout) -> spaces.Space:
+    """The action space train.py's agents of ``algo`` act in: ``layout.model_space()``, flat for DQN whatever its size."""
+    return layout.model_space(flat=True if algo == "dqn" else None)
 
 
 def make_env(scenario: "str | Path | Scenario", algo: str, observation: str = "belief", **env_kwargs) -> gym.Env:
-    """One single env for ``algo``, with the action space train.py's agents of ``algo`` act in (DQN's in
-    :class:`FlattenAction`, the others' in :class:`ModelAction` where the scenario has one idea); train.py
-    trains in :func:`proxygym.agents.vec_env.make_vec_env` instead, which batches ``n_envs`` programs."""
+    """One single env for ``algo``, in the action space train.py's agents of ``algo`` act in (:func:`model_space`,
+    through :class:`ModelAction`); train.py trains in :func:`proxygym.agents.vec_env.make_vec_env` instead, which
+    batches ``n_envs`` programs."""
     env = ProxyAlignmentEnv(scenario=scenario, observation=observation, **env_kwargs)
-    if algo == "dqn":
-        return FlattenAction(env)
-    actions = env.program.actions
-    return ModelAction(env) if len(actions.model_nvec) < actions.size else env
-
-
-def model_actions(algo: str, layout: ActionLayout, action, n: int) -> np.ndarray:
-    """A model's actions for ``n`` programs as the env's ``(n, 2 + k)`` MultiDiscrete actions: DQN's flat
-    indexes unflattened, actions in ``layout.model_space()`` given their one-choice component."""
-    if algo == "dqn":
-        return layout.unflatten(np.asarray(action).reshape(n))
-    return layout.from_model(np.asarray(action, dtype=np.int64).reshape(n, -1))
+    return ModelAction(env, model_space(algo, env.program.actions))
 
 
 @dataclass
@@ -179,18 +160,19 @@ class ModelAgent:
     def __init__(self, model, algo: str, env: ProxyAlignmentVectorEnv):
         self.model, self.algo, self.env = model, algo, env
         self.state = None
-        # a model trained in the env's own space (as rl-baselines3-zoo trains) or in the model space
-        self._full = getattr(model.action_space, "nvec", np.zeros(0)).size == env.programs.actions.size
+        # the space the model was saved with: the model space, MultiDiscrete(model_nvec) (large scenarios, and
+        # every model saved before the flat one) or the env's own (trained on the bare env, as rl-baselines3-zoo trains)
+        self.space = model.action_space
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         kwargs = {}
+        actions = self.env.programs.actions
         if self.algo == "maskable_ppo":
-            masks = self.env.action_masks()
-            kwargs["action_masks"] = masks if self._full else self.env.programs.actions.model_masks(masks)
+            kwargs["action_masks"] = actions.model_masks(self.env.action_masks(), self.space)
         if self.algo == "recurrent_ppo":
             kwargs.update(state=self.state, episode_start=self.env.layout.episode_start(obs))
         action, self.state = self.model.predict(obs, deterministic=True, **kwargs)
-        return model_actions(self.algo, self.env.programs.actions, action, len(obs))
+        return actions.from_model(action, self.space)
 
 
 def play_model(model, algo: str, scenario: Scenario, observation: str, episodes: int, seed: int = 0) -> Rollouts:

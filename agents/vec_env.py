@@ -15,13 +15,12 @@ steps them) with SB3's conventions:
 - **infos**: one dict per program, as the single env gives them (``p_aligned``,
   ``runs_used``, ``checkpoint``, ``invalid_action``, ``compute_left`` with a compute budget,
   and at an episode's end ``deployed``, ``aligned``, ``abstained``), as Python scalars.
-- **actions**: the model's action of each program in ``ActionLayout.model_space()`` (the
-  ``MultiDiscrete`` without a one-choice idea component, as the single env's ``ModelAction``),
-  or for DQN (``algo="dqn"``) one ``Discrete(3 * 3**k * m)`` index per program, unflattened by
-  :meth:`proxygym.envs.actions.ActionLayout.unflatten` (as the single env's ``FlattenAction``);
-  :func:`proxygym.agents.training.model_actions` turns either into the env's actions.
+- **actions**: the model's action of each program in the space train.py's agents of ``algo`` act in
+  (:func:`proxygym.agents.training.model_space`: one ``Discrete`` index per distinct action, as the
+  single env's ``ModelAction``), or in another space a model may act in (``action_space``: a resumed
+  model's), turned into the env's actions by :meth:`proxygym.envs.actions.ActionLayout.from_model`.
 - **masks**: ``env_method("action_masks")`` (what sb3-contrib's ``MaskablePPO`` calls) gives
-  each program's flat mask over the components of the model's action space.
+  each program's mask over the model's choices (:meth:`~proxygym.envs.actions.ActionLayout.model_masks`).
 - **seeding**: ``seed(s)`` (which SB3 calls with the model's ``seed``) seeds the batch's one
   random stream at the next ``reset()``; the same seed and actions give the same trajectories.
 
@@ -39,7 +38,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
-from proxygym.agents.training import model_actions
+from proxygym.agents.training import model_space
 from proxygym.envs.core import make_programs
 from proxygym.envs.scenario import Scenario, load_scenario
 
@@ -67,6 +66,7 @@ class ProxyAlignmentSB3VecEnv(VecEnv):
         observation: str = "belief",
         render_mode: str | None = None,
         full_actions: bool = False,
+        action_space: spaces.Space | None = None,
     ):
         if render_mode is not None:
             raise ValueError(f"the batched env does not render; render_mode must be None, got {render_mode!r}")
@@ -80,13 +80,13 @@ class ProxyAlignmentSB3VecEnv(VecEnv):
         self.render_mode = None
         self.single_action_space = self.actions.space()  # the env's own action of one program
         self.observation_mode = observation
-        # the model's action space: DQN's flat index; else the model space, or the env's own (``full_actions``:
-        # a model trained on the bare env, as rl-baselines3-zoo trains, or saved before the model space)
-        self.full_actions = full_actions and algo != "dqn"
-        if algo == "dqn":
-            action_space = spaces.Discrete(self.actions.n_flat)
-        else:
-            action_space = self.single_action_space if self.full_actions else self.actions.model_space()
+        # the model's action space: algo's (model_space), or a given one (a resumed model's: ``full_actions`` is the
+        # env's own, for a model trained on the bare env as rl-baselines3-zoo trains)
+        if action_space is None:
+            action_space = self.single_action_space if full_actions else model_space(algo, self.actions)
+        if not self.actions.fits_model(action_space) or (algo == "dqn" and not isinstance(action_space, spaces.Discrete)):
+            raise ValueError(f"{action_space} is not an action space {algo} may act in on scenario {self.scenario.name!r}")
+        self.full_actions = action_space == self.single_action_space
         observation_space = spaces.Box(0.0, 1.0, shape=(self.layout.size,), dtype=np.float32)
         super().__init__(int(num_envs), observation_space, action_space)
         self._actions: np.ndarray | None = None
@@ -113,7 +113,10 @@ class ProxyAlignmentSB3VecEnv(VecEnv):
 
     def step_wait(self):
         pg = self.programs
-        out = pg.step(model_actions(self.algo, self.actions, self._actions, self.num_envs), self._all)
+        actions = self.actions.from_model(self._actions, self.action_space)
+        if len(actions) != self.num_envs:
+            raise ValueError(f"{len(actions)} actions of {self.action_space} for {self.num_envs} programs")
+        out = pg.step(actions, self._all)
         obs = pg.observe()
         dones = out.terminated
         infos = self._infos(out.invalid)
@@ -159,9 +162,8 @@ class ProxyAlignmentSB3VecEnv(VecEnv):
         return [None for _ in range(self.num_envs)]
 
     def action_masks(self) -> np.ndarray:
-        """Each program's allowed choices, over the components of the action space the model is given."""
-        masks = self.programs.masks()
-        return masks if self.full_actions else self.actions.model_masks(masks)
+        """Each program's allowed choices in the action space the model is given (``ActionLayout.model_masks``)."""
+        return self.actions.model_masks(self.programs.masks(), self.action_space)
 
     def _infos(self, invalid: np.ndarray) -> list[dict[str, Any]]:
         """One info dict per program, of Python scalars, as the single env gives them every step."""
@@ -178,7 +180,7 @@ def make_vec_env(
 ) -> VecMonitor:
     """The training env of ``algo``: ``n_envs`` programs in one :class:`ProxyAlignmentSB3VecEnv`, seeded
     with ``seed``, under SB3's ``VecMonitor`` (episode returns and lengths for SB3's logger)."""
-    env = ProxyAlignmentSB3VecEnv(scenario, algo, n_envs, observation, **env_kwargs)  # (full_actions among them)
+    env = ProxyAlignmentSB3VecEnv(scenario, algo, n_envs, observation, **env_kwargs)  # (action_space among them)
     if seed is not None:
         env.seed(seed)
     return VecMonitor(env)

@@ -13,9 +13,10 @@ with the same settings, those of ``agents/hyperparams/ppo.yml``'s ``default`` en
 - ``cartpole``: CartPole-v1 in SB3's ``make_vec_env`` (a DummyVecEnv), the reference;
 - ``spaces``: a do-nothing Gymnasium env (:class:`SpacesOnly`: a constant observation, reward 0,
   an episode every 5 steps) with exactly the observation and action spaces train.py's PPO sees
-  (those of ``agents.training.make_env(scenario, "ppo", "belief")``), in SB3's ``make_vec_env``.
-  It is the ceiling those spaces alone allow: SB3 builds one categorical per MultiDiscrete
-  component and a wider first layer for a longer observation, which cost PPO time whatever
+  (those of the batched env ``agents.vec_env`` builds, the same as ``agents.training.make_env``'s),
+  in SB3's ``make_vec_env``. It is the ceiling those spaces alone allow: a wider first layer for a
+  longer observation, a categorical over the flat action's ``ActionLayout.n_flat`` choices (or, past
+  ``ActionLayout.FLAT_MAX``, one categorical per MultiDiscrete component) cost PPO time whatever
   the env does.
 
 Only ``model.learn`` is timed (no evaluation). The setups are timed in interleaved rounds,
@@ -63,8 +64,11 @@ class SpacesOnly(gym.Env):
 
 
 def spaces_env(scenario: str) -> gym.Env:
-    """A :class:`SpacesOnly` with the spaces of the single env train.py's PPO agents act in."""
-    env = make_env(scenario, "ppo", "belief")
+    """A :class:`SpacesOnly` with the spaces train.py's PPO sees (those of its batched env, ``agents.vec_env``)."""
+    from proxygym.agents.vec_env import ProxyAlignmentSB3VecEnv
+
+    env, single = ProxyAlignmentSB3VecEnv(scenario, "ppo", 1, "belief"), make_env(scenario, "ppo", "belief")
+    assert (env.observation_space, env.action_space) == (single.observation_space, single.action_space)  # the old setup's
     return SpacesOnly(env.observation_space, env.action_space)
 
 

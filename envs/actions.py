@@ -47,10 +47,21 @@ class ActionLayout:
         size: ``2 + k``, the length of one action.
         mask_size: ``3 + 3k + m``, the length of one flat mask (as sb3-contrib's MaskablePPO reads it).
         n_flat: ``3 * 3**k * m``, the number of distinct actions (a Discrete space's size).
-        model_nvec: the components with a choice (``nvec`` without the idea when there is one idea):
-            the action as a learning agent is shown it (:meth:`model_space`), since a
-            one-choice component only costs a policy an output head.
+        model_nvec: the components with a choice (``nvec`` without the idea when there is one idea).
+
+    A learning agent acts in :meth:`model_space`: one ``Discrete(n_flat)`` index per distinct action
+    (:meth:`unflatten` reads it), where ``n_flat <= FLAT_MAX``, else ``MultiDiscrete(model_nvec)``.
+    SB3 builds one categorical distribution per component of a ``MultiDiscrete``, which costs a policy
+    time at every step; one categorical over every action costs less while there are few actions, and
+    learns as well on the shipped scenarios (benchmarks/README.md). :meth:`from_model`,
+    :meth:`to_model` and :meth:`model_masks` translate to and from any space a model may act in
+    (:meth:`fits_model`), the space given.
     """
+
+    #: The largest ``n_flat`` for which :meth:`model_space` is flat: 3 proxies and 9 ideas, or 6 proxies and
+    #: one idea (2187). Past it the policy's one output per action outgrows the rest of a small MLP, and a
+    #: flat action's training steps get slower than ``MultiDiscrete``'s (benchmarks/README.md).
+    FLAT_MAX = 4096
 
     def __init__(self, n_proxies: int, n_ideas: int):
         self.n_proxies, self.n_ideas = int(n_proxies), int(n_ideas)
@@ -63,8 +74,8 @@ class ActionLayout:
         self._mask_table.setflags(write=False)
         self._kept = np.flatnonzero(self.nvec > 1)  # the components with a choice
         self.model_nvec = self.nvec[self._kept]
-        starts = np.concatenate([[0], np.cumsum(self.nvec)])
-        self._kept_mask = np.concatenate([np.arange(starts[c], starts[c + 1]) for c in self._kept])
+        self._starts = np.concatenate([[0], np.cumsum(self.nvec)])  # each component's first column in a mask
+        self._kept_mask = np.concatenate([np.arange(self._starts[c], self._starts[c + 1]) for c in self._kept])
 
     @classmethod
     def of(cls, scenario) -> "ActionLayout":
@@ -96,27 +107,77 @@ class ActionLayout:
         checkpoint = checkpoint if isinstance(checkpoint, int) else np.asarray(checkpoint)
         return self._mask_table.take(decision_kind(checkpoint, n_phases), axis=0)
 
-    def model_space(self) -> spaces.MultiDiscrete:
-        """The action space a learning agent is given: ``MultiDiscrete(model_nvec)``."""
+    def model_space(self, flat: bool | None = None) -> "spaces.Discrete | spaces.MultiDiscrete":
+        """The action space a learning agent is given: ``Discrete(n_flat)``, one index per distinct action, where
+        ``n_flat <= FLAT_MAX`` (or ``flat=True``, as DQN needs); else ``MultiDiscrete(model_nvec)``."""
+        if (self.n_flat <= self.FLAT_MAX) if flat is None else flat:
+            return spaces.Discrete(self.n_flat)
         return spaces.MultiDiscrete(self.model_nvec)
 
-    def from_model(self, actions) -> np.ndarray:
-        """``(N, 2 + k)`` env actions from actions ``(N, len(model_nvec))`` of :meth:`model_space` (a one-choice
-        component is 0); actions already of the env's size are returned as they are."""
+    def fits_model(self, space) -> bool:
+        """Whether ``space`` is one a model may act in here: ``Discrete(n_flat)``, ``MultiDiscrete(model_nvec)`` (the
+        model space of large scenarios, and of every scenario before the flat one) or the env's own :meth:`space`
+        (a model trained on the bare env, as rl-baselines3-zoo trains)."""
+        return space in (spaces.Discrete(self.n_flat), spaces.MultiDiscrete(self.model_nvec), self.space())
+
+    def _form(self, space) -> str:
+        """``"flat"``, ``"model"`` (``MultiDiscrete(model_nvec)``) or ``"env"`` (the env's own) for a model's action space."""
+        if space is None:
+            space = self.model_space()
+        if isinstance(space, spaces.Discrete) and space.n == self.n_flat:
+            return "flat"
+        nvec = getattr(space, "nvec", None)
+        if nvec is not None and np.array_equal(nvec, self.nvec):
+            return "env"
+        if nvec is not None and np.array_equal(nvec, self.model_nvec):
+            return "model"
+        raise ValueError(f"{space} is not an action space of this layout (nvec {self.nvec.tolist()})")
+
+    def from_model(self, actions, space=None) -> np.ndarray:
+        """``(N, 2 + k)`` env actions from ``N`` actions of a model acting in ``space`` (default :meth:`model_space`):
+        flat indexes unflattened (:meth:`unflatten`), ``MultiDiscrete(model_nvec)`` actions given their one-choice
+        component (0), the env's own actions as they are."""
+        form = self._form(space)
+        if form == "flat":
+            return self.unflatten(np.asarray(actions, dtype=np.int64).reshape(-1))
         actions = np.asarray(actions, dtype=np.int64)
-        if actions.shape[-1] == self.size:
-            return actions
-        out = np.zeros(actions.shape[:-1] + (self.size,), dtype=np.int64)
-        out[..., self._kept] = actions
+        if form == "env":
+            return actions.reshape(-1, self.size)
+        out = np.zeros((actions.size // len(self.model_nvec), self.size), dtype=np.int64)
+        out[:, self._kept] = actions.reshape(len(out), -1)
         return out
 
-    def to_model(self, actions) -> np.ndarray:
-        """Env actions ``(..., 2 + k)`` in :meth:`model_space` (their one-choice component, always 0, left out)."""
-        return np.asarray(actions)[..., self._kept]
+    def to_model(self, actions, space=None) -> np.ndarray:
+        """Env actions ``(..., 2 + k)`` as a model acting in ``space`` (default :meth:`model_space`) gives them:
+        flat indexes ``(...)`` (:meth:`flatten`), or without the one-choice component (always 0), or as they are."""
+        form = self._form(space)
+        actions = np.asarray(actions, dtype=np.int64)
+        if form == "flat":
+            return self.flatten(actions)
+        return actions if form == "env" else actions[..., self._kept]
 
-    def model_masks(self, masks) -> np.ndarray:
-        """The columns of flat masks ``(..., mask_size)`` that :meth:`model_space` has."""
-        return np.asarray(masks)[..., self._kept_mask]
+    def model_masks(self, masks, space=None) -> np.ndarray:
+        """Masks ``(..., mask_size)`` over the choices of a model acting in ``space`` (default :meth:`model_space`).
+
+        For ``Discrete(n_flat)``, ``(..., n_flat)``: index ``i`` is allowed where every component of
+        ``unflatten(i)`` is (verdict allowed x every usage x every idea, as the masks stand); for
+        ``MultiDiscrete(model_nvec)``, the columns of the components it has; for the env's own space, the masks.
+        """
+        masks = np.asarray(masks, dtype=bool)
+        form = self._form(space)
+        if form == "env":
+            return masks
+        if form == "model":
+            return masks[..., self._kept_mask]
+        out = np.ones(masks.shape[:-1] + (1,), dtype=bool)
+        for a, b in zip(self._starts[:-1], self._starts[1:]):  # mixed radix: the first component most significant
+            out = (out[..., :, None] & masks[..., None, a:b]).reshape(masks.shape[:-1] + (-1,))
+        return out
+
+    def flatten(self, actions) -> np.ndarray:
+        """The flat index(es) of actions ``(..., 2 + k)``: the inverse of :meth:`unflatten`."""
+        actions = np.asarray(actions, dtype=np.int64)
+        return np.ravel_multi_index(tuple(np.moveaxis(actions, -1, 0)), self.nvec).astype(np.int64)
 
     def unflatten(self, index) -> np.ndarray:
         """The action(s) of flat index(es) ``index``: the mixed-radix digits (verdict, usages, idea), first most significant."""

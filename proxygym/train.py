@@ -31,7 +31,6 @@ from proxygym.agents.models import load_for_scenario, save_model_atomic
 from proxygym.agents.report import comparison_table
 from proxygym.agents.summary import BEST_EPISODES, BEST_SEED, heuristic_results, summarize
 from proxygym.agents.training import ALGOS, HYPERPARAMS_DIR, POLICIES, algo_class
-from proxygym.envs.actions import ActionLayout
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.scenario import load_scenario
 
@@ -157,9 +156,11 @@ def train(args: argparse.Namespace) -> int:
     tb = args.tensorboard_log or None
     try:
         # the n_envs programs in one batched env (agents/vec_env.py), seeded by --seed
-        # a resumed model acts in the action space it was saved with (the env's own, for one trained on the bare env)
-        full = model is not None and getattr(model.action_space, "nvec", np.zeros(0)).size == ActionLayout.of(scenario).size
-        vec_env = make_vec_env(scenario, args.algo, n_envs, observation, seed=args.seed, full_actions=full, **env_kwargs)
+        # a resumed model acts in the action space it was saved with (the env's own, for one trained on the bare env;
+        # MultiDiscrete without the one-choice idea, for one saved before the flat action space)
+        action_space = None if model is None else model.action_space
+        vec_env = make_vec_env(scenario, args.algo, n_envs, observation, seed=args.seed, action_space=action_space,
+                               **env_kwargs)
         if model is not None:
             if model.n_envs != n_envs:  # SB3 continues a model only with the number of envs it was saved with
                 raise ProxyGymError(

@@ -247,41 +247,88 @@ def test_the_observation_kept_in_place_is_the_one_encoded_from_scratch(mode):
             obs, *_ = vec.step(random_valid_actions(rng, vec.action_masks(), vec.single_action_space.nvec))
 
 
-def test_the_model_action_space_leaves_out_the_one_choice_idea():
-    """train.py's agents act in ``ActionLayout.model_space()``: the env's action without a component that has one
-    choice (the idea, in a scenario of one idea); actions and masks map both ways as worked by hand, and the
-    single env for an algorithm (``make_env``) steps exactly as the bare env given idea 0."""
+def test_the_model_action_space_is_one_index_per_action():
+    """train.py's agents act in ``ActionLayout.model_space()``: one Discrete index per distinct action, the mixed-radix
+    number whose digits are (verdict, usages, idea), the verdict most significant; flat masks allow an index exactly
+    where each of its components is allowed. Indexes and masks as worked by hand."""
+    one = ActionLayout(n_proxies=1, n_ideas=1)
+    assert one.model_space() == gym.spaces.Discrete(9) and one.n_flat == 9
+    # (verdict 2, usage 1) is 2 * 3 + 1; (0, 2) is 2; the one idea adds no digit
+    assert one.to_model([[2, 1, 0], [0, 2, 0]]).tolist() == [7, 2]
+    assert one.from_model([7, 2]).tolist() == [[2, 1, 0], [0, 2, 0]]
+    assert one.from_model(np.arange(9)).tolist() == [[v, u, 0] for v in range(3) for u in range(3)]
+    # a run's start: continue only (indexes 0, 1, 2); an early checkpoint: continue or discard (0..5); the final
+    # checkpoint: discard or deploy (3..8)
+    assert one.model_masks(one.masks(0, 3)).tolist() == [True] * 3 + [False] * 6
+    assert one.model_masks(one.masks(1, 3)).tolist() == [True] * 6 + [False] * 3
+    assert one.model_masks(one.masks(3, 3)).tolist() == [False] * 3 + [True] * 6
+
+    many = ActionLayout(n_proxies=2, n_ideas=3)
+    assert many.model_space() == gym.spaces.Discrete(81)
+    # (verdict 1, usages 2 and 0, idea 2): 1 * 27 + 2 * 9 + 0 * 3 + 2 = 47
+    assert many.to_model([1, 2, 0, 2]).tolist() == 47 and many.from_model(47).tolist() == [[1, 2, 0, 2]]
+    # masks that also forbid some usages and ideas (the env's never do): the flat mask is the product of the
+    # components' masks, index by index
+    verdict, first, second, idea = [True, True, False], [True, False, True], [False, True, True], [True, False, True]
+    mask = np.array(verdict + first + second + idea)
+    expected = [verdict[i // 27] and first[i // 9 % 3] and second[i // 3 % 3] and idea[i % 3] for i in range(81)]
+    assert many.model_masks(mask).tolist() == expected and sum(expected) == 16  # 2 * 2 * 2 * 2
+    assert many.model_masks(np.stack([mask, many.masks(0, 3)])).tolist() == [expected, [i < 27 for i in range(81)]]
+
+
+def test_the_multidiscrete_model_spaces_are_kept():
+    """Past ``FLAT_MAX`` actions the model space is the MultiDiscrete without a one-choice component (the idea, in a
+    scenario of one idea), as every scenario's was before the flat one; a model may also act in the env's own space.
+    Each maps both ways as worked by hand."""
+    one = ActionLayout(n_proxies=1, n_ideas=1)
+    multi = gym.spaces.MultiDiscrete([3, 3])
+    assert one.model_space(flat=False) == multi and one.fits_model(multi) and one.fits_model(one.space())
+    assert not one.fits_model(gym.spaces.Discrete(8)) and not one.fits_model(gym.spaces.MultiDiscrete([3, 3, 2]))
+    assert one.from_model([[2, 1], [0, 2]], multi).tolist() == [[2, 1, 0], [0, 2, 0]]
+    assert one.from_model([[2, 1, 0]], one.space()).tolist() == [[2, 1, 0]]  # already the env's action
+    assert one.to_model([[1, 2, 0]], multi).tolist() == [[1, 2]]
+    start = [True, False, False, True, True, True, True]  # continue only; every usage; the one idea
+    assert one.masks(0, 3).tolist() == start and one.model_masks(one.masks(0, 3), multi).tolist() == start[:6]
+    assert one.model_masks(one.masks(0, 3), one.space()).tolist() == start
+    many = ActionLayout(n_proxies=2, n_ideas=3)  # every component has a choice: the MultiDiscrete is the env's
+    assert many.model_space(flat=False) == many.space() == gym.spaces.MultiDiscrete([3, 3, 3, 3])
+    assert many.model_masks(many.masks(1, 3), many.space()).tolist() == many.masks(1, 3).tolist()
+    # 6 proxies and one idea: 3**7 = 2187 actions, flat; 7 proxies: 6561, past FLAT_MAX
+    assert ActionLayout(6, 1).model_space() == gym.spaces.Discrete(2187) and ActionLayout.FLAT_MAX == 4096
+    assert ActionLayout(7, 1).model_space() == gym.spaces.MultiDiscrete([3] * 8)
+    assert ActionLayout(7, 1).model_space(flat=True) == gym.spaces.Discrete(6561)  # DQN's, whatever its size
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_the_single_env_of_an_algorithm_plays_the_bare_env(algo):
+    """``make_env`` (the single env train.py's agents act in, DQN's too) steps exactly as the bare env given the
+    action its flat index stands for, worked out by hand; its masks are the flat ones."""
     from stable_baselines3.common.env_checker import check_env
 
     from proxygym.agents.training import ModelAction, make_env
 
-    one = ActionLayout(n_proxies=1, n_ideas=1)
-    assert one.model_nvec.tolist() == [3, 3] and one.model_space() == gym.spaces.MultiDiscrete([3, 3])
-    assert one.from_model([[2, 1], [0, 2]]).tolist() == [[2, 1, 0], [0, 2, 0]]
-    assert one.from_model([[2, 1, 0]]).tolist() == [[2, 1, 0]]  # already the env's action
-    assert one.to_model([[1, 2, 0]]).tolist() == [[1, 2]]
-    start = [True, False, False, True, True, True, True]  # continue only; every usage; the one idea
-    assert one.masks(0, 3).tolist() == start and one.model_masks(one.masks(0, 3)).tolist() == start[:6]
-    many = ActionLayout(n_proxies=2, n_ideas=3)  # every component has a choice: the model space is the env's
-    assert many.model_nvec.tolist() == many.nvec.tolist() == [3, 3, 3, 3]
-    assert many.model_masks(many.masks(1, 3)).tolist() == many.masks(1, 3).tolist()
-
-    wrapped, bare = make_env("sticky_values", "ppo", "history"), ProxyAlignmentEnv("sticky_values")
-    assert isinstance(wrapped, ModelAction) and not isinstance(make_env(mixed_scenario(), "ppo"), ModelAction)
+    wrapped, bare = make_env("sticky_values", algo, "history"), ProxyAlignmentEnv("sticky_values")
+    assert isinstance(wrapped, ModelAction) and wrapped.action_space == gym.spaces.Discrete(9)
     check_env(wrapped)
     a, _ = wrapped.reset(seed=4)
     b, _ = bare.reset(seed=4)
     rng = np.random.default_rng(4)
     for _ in range(200):
         assert np.array_equal(a, b)
-        assert np.array_equal(wrapped.action_masks(), bare.action_masks()[:6])
-        verdict, usage = int(rng.integers(3)), int(rng.integers(3))
-        a, ra, ta, _, ia = wrapped.step(np.array([verdict, usage]))
-        b, rb, tb, _, ib = bare.step(np.array([verdict, usage, 0]))
+        verdicts = bare.action_masks()[:3]
+        assert wrapped.action_masks().tolist() == [bool(verdicts[i // 3]) for i in range(9)]
+        index = int(rng.integers(9))
+        a, ra, ta, _, ia = wrapped.step(index)
+        b, rb, tb, _, ib = bare.step(np.array([index // 3, index % 3, 0]))
         assert (ra, ta, ia) == (rb, tb, ib)
         if ta:
             a, _ = wrapped.reset()
             b, _ = bare.reset()
+    legacy = ModelAction(ProxyAlignmentEnv("sticky_values"), gym.spaces.MultiDiscrete([3, 3]))
+    legacy.reset(seed=0)
+    assert legacy.action_masks().tolist() == [True, False, False, True, True, True]
+    with pytest.raises(ValueError, match="not an action space"):
+        ModelAction(ProxyAlignmentEnv("sticky_values"), gym.spaces.Discrete(10))
 
 
 def test_a_single_env_with_full_memos_plays_the_same():

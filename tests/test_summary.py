@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -13,7 +14,7 @@ from proxygym.agents.plots import heatmap
 from proxygym.agents.report import format_text
 from proxygym.agents.solver import solve
 from proxygym.agents.summary import summarize
-from proxygym.agents.training import POLICIES, algo_class, make_env
+from proxygym.agents.training import POLICIES, ModelAction, algo_class, make_env
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 from proxygym.envs.scenario import load_scenario
@@ -125,8 +126,8 @@ def _count_by_hand(model, scenario: str, observation: str, episodes: int, seed: 
     done = np.zeros(episodes, dtype=bool)
     while not done.all():
         before = info["checkpoint"]
-        action, _ = model.predict(obs, deterministic=True)  # in the model's action space: the idea left out
-        obs, reward, terminated, truncated, info = env.step(env.programs.actions.from_model(action))
+        action, _ = model.predict(obs, deterministic=True)  # in the model's action space
+        obs, reward, terminated, truncated, info = env.step(env.programs.actions.from_model(action, model.action_space))
         for i in np.flatnonzero(~done):
             d = before[i]
             returns[i] += reward[i]
@@ -165,17 +166,25 @@ def test_inspect_reports_the_usage_the_trained_model_plays(trained, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "scenario,observation,seed,bare",
-    [(SCENARIO, "belief", 3, False), ("loss_landscape", "history", 2, False), (SCENARIO, "history", 0, True)],
+    "scenario,observation,seed,space",
+    [(SCENARIO, "belief", 3, "flat"), ("loss_landscape", "history", 2, "flat"), (SCENARIO, "history", 0, "bare"),
+     ("loss_landscape", "belief", 2, "multi")],
 )
-def test_inspect_reports_the_usage_of_a_mixed_policy(tmp_path, scenario, observation, seed, bare):
+def test_inspect_reports_the_usage_of_a_mixed_policy(tmp_path, scenario, observation, seed, space):
     # Untrained networks with these seeds mix usages within a phase and discard at several
-    # checkpoints, so every share is checked away from 0 and 1. ``bare``: a model made on the env itself,
-    # whose action keeps the one-choice idea (as rl-baselines3-zoo trains), not train.py's model space.
+    # checkpoints, so every share is checked away from 0 and 1. ``space``: train.py's flat action; the env's own
+    # (a model made on the env itself, whose action keeps the one-choice idea, as rl-baselines3-zoo trains); or the
+    # MultiDiscrete without the one-choice idea, which train.py's agents acted in before the flat action.
     from stable_baselines3 import PPO
 
-    env = ProxyAlignmentEnv(scenario, observation=observation) if bare else make_env(scenario, "ppo", observation)
-    assert (len(env.action_space.nvec) == env.unwrapped.program.actions.size) == bare  # one idea: left out unless bare
+    env = make_env(scenario, "ppo", observation)
+    actions = env.unwrapped.program.actions
+    if space == "bare":
+        env = ProxyAlignmentEnv(scenario, observation=observation)
+    elif space == "multi":
+        env = ModelAction(env.unwrapped, gym.spaces.MultiDiscrete(actions.nvec[:-1]))  # one idea: left out
+    assert env.action_space == {"flat": gym.spaces.Discrete(actions.n_flat), "bare": actions.space(),
+                                "multi": gym.spaces.MultiDiscrete([3] * (actions.size - 1))}[space]
     model = PPO("MlpPolicy", env, seed=seed)
     model.save(tmp_path / "m.zip")
     summary = inspect_model(tmp_path / "m.zip", scenario, episodes=40)

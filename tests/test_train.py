@@ -92,21 +92,29 @@ def test_resume_continues_the_step_count(tmp_path, monkeypatch):
     assert algo_class("ppo").load(first).num_timesteps < second.num_timesteps
 
 
-def test_resume_a_model_in_the_envs_own_action_space(tmp_path, capsys):
-    """A model made on the bare env (its action keeps the one-choice idea, as rl-baselines3-zoo trains) resumes:
-    train.py trains it on in that action space and it keeps it."""
+@pytest.mark.parametrize("space", ["bare", "multi"])
+def test_resume_a_model_in_the_action_space_it_was_saved_with(tmp_path, capsys, space):
+    """A model made on the bare env (its action keeps the one-choice idea, as rl-baselines3-zoo trains), or saved
+    with the MultiDiscrete without it (train.py's action before the flat one), resumes: train.py trains it on in
+    that action space and it keeps it."""
+    import gymnasium as gym
     from stable_baselines3 import PPO
 
+    from proxygym.agents.training import ModelAction
     from proxygym.envs.proxy_alignment import ProxyAlignmentEnv
 
-    bare = PPO("MlpPolicy", ProxyAlignmentEnv("sticky_values", observation="belief"), n_steps=64, batch_size=64, seed=0)
-    bare.save(tmp_path / "bare.zip")
-    assert train.main([*QUICK, "--trained-agent", str(tmp_path / "bare.zip"), "--log-folder", str(tmp_path)]) == 2
+    env = ProxyAlignmentEnv("sticky_values", observation="belief")
+    if space == "multi":
+        env = ModelAction(env, gym.spaces.MultiDiscrete([3, 3]))
+    old = PPO("MlpPolicy", env, n_steps=64, batch_size=64, seed=0)
+    old.save(tmp_path / "old.zip")
+    assert train.main([*QUICK, "--trained-agent", str(tmp_path / "old.zip"), "--log-folder", str(tmp_path)]) == 2
     assert "saved with 1 envs; resume it with --n-envs 1, not 8" in capsys.readouterr().err
-    assert train.main([*QUICK, "--trained-agent", str(tmp_path / "bare.zip"), "--n-envs", "1", "--log-folder",
+    assert train.main([*QUICK, "--trained-agent", str(tmp_path / "old.zip"), "--n-envs", "1", "--log-folder",
                        str(tmp_path), "--tensorboard-log", ""]) == 0
     resumed = algo_class("ppo").load(tmp_path / "ppo" / "sticky_values_1" / "model.zip")
-    assert resumed.action_space == bare.action_space and resumed.num_timesteps >= 1024
+    assert resumed.action_space == old.action_space and resumed.num_timesteps >= 1024
+    assert resumed.action_space != gym.spaces.Discrete(9)  # not the flat action train.py's new agents act in
 
 
 def test_ctrl_c_saves_a_loadable_model(tmp_path):

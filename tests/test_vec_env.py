@@ -143,7 +143,7 @@ def test_many_programs_play_the_vector_env_reset_where_episodes_end(name):
     for _ in range(200):
         actions = _actions(rng, ref.action_masks(), ref.single_action_space.nvec)
         assert np.array_equal(np.stack(adapter.env_method("action_masks")), adapter.actions.model_masks(ref.action_masks()))
-        obs, rewards, dones, infos = adapter.step(actions)
+        obs, rewards, dones, infos = adapter.step(adapter.actions.to_model(actions))  # as a model acts
         ref_obs, ref_rewards, terminated, truncated, info = ref.step(actions)
         assert not truncated.any() and np.array_equal(dones, terminated)
         np.testing.assert_array_equal(rewards, ref_rewards.astype(np.float32))
@@ -161,21 +161,55 @@ def test_many_programs_play_the_vector_env_reset_where_episodes_end(name):
     assert ended > 100
 
 
-def test_dqn_steps_with_flat_actions():
-    """algo="dqn": one Discrete index per program, played as its unflattened MultiDiscrete action."""
-    sc = load_scenario("sticky_values")
-    flat, multi = ProxyAlignmentSB3VecEnv(sc, "dqn", 8), ProxyAlignmentSB3VecEnv(sc, "ppo", 8)
-    layout = flat.actions
-    assert flat.action_space.n == layout.n_flat
-    flat.seed(1), multi.seed(1)
-    assert np.array_equal(flat.reset(), multi.reset())
+@pytest.mark.parametrize("algo", ["ppo", "dqn", "maskable_ppo"])
+def test_flat_actions_step_as_the_actions_they_stand_for(algo):
+    """Every algorithm's adapter (DQN's too) takes one Discrete index per program, played as the env's own action
+    that index stands for (worked out digit by digit: verdict, usage of each proxy, idea), with the same masks as
+    the env's own space where each index's components are allowed; so do the MultiDiscrete spaces a resumed model
+    may act in."""
+    sc = mixed_scenario()  # 2 proxies, 3 ideas: 81 actions
+    flat = ProxyAlignmentSB3VecEnv(sc, algo, 8)
+    full = ProxyAlignmentSB3VecEnv(sc, algo, 8, full_actions=True) if algo != "dqn" else None
+    own = ProxyAlignmentSB3VecEnv(sc, "ppo", 8, action_space=flat.single_action_space)
+    assert flat.action_space == gym.spaces.Discrete(81) and own.full_actions and not flat.full_actions
+    assert full is None or full.action_space == own.action_space
+    flat.seed(1), own.seed(1)
+    assert np.array_equal(flat.reset(), own.reset())
     rng = np.random.default_rng(1)
     for _ in range(50):
-        index = rng.integers(layout.n_flat, size=8)
-        a, b = flat.step(index), multi.step(layout.unflatten(index))
+        masks, own_masks = np.stack(flat.env_method("action_masks")), np.stack(own.env_method("action_masks"))
+        for i in range(8):  # the flat mask: index i allowed where its verdict, usages and idea are
+            allowed = [own_masks[i, v] and own_masks[i, 3 + u1] and own_masks[i, 6 + u2] and own_masks[i, 9 + d]
+                       for v in range(3) for u1 in range(3) for u2 in range(3) for d in range(3)]
+            assert masks[i].tolist() == allowed
+        index = rng.integers(81, size=8)
+        digits = np.stack([index // 27, index // 9 % 3, index // 3 % 3, index % 3], axis=1)
+        a, b = flat.step(index), own.step(digits)
         for x, y in zip(a[:3], b[:3]):
             assert np.array_equal(x, y)
         assert [i.get("invalid_action") for i in a[3]] == [i.get("invalid_action") for i in b[3]]
+    if algo == "dqn":
+        with pytest.raises(ValueError, match="not an action space dqn may act in"):
+            ProxyAlignmentSB3VecEnv(sc, "dqn", 2, action_space=flat.single_action_space)
+
+
+def test_a_multidiscrete_model_space_steps_as_the_env_given_idea_0():
+    """A model saved with ``MultiDiscrete`` without the one-choice idea (before the flat space) acts through the
+    adapter as the env's own actions with idea 0, with the masks of its components."""
+    sc = load_scenario("sticky_values")
+    legacy = ProxyAlignmentSB3VecEnv(sc, "ppo", 4, action_space=gym.spaces.MultiDiscrete([3, 3]))
+    own = ProxyAlignmentSB3VecEnv(sc, "ppo", 4, full_actions=True)
+    legacy.seed(2), own.seed(2)
+    assert np.array_equal(legacy.reset(), own.reset())
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        assert np.array_equal(np.stack(legacy.env_method("action_masks")), np.stack(own.env_method("action_masks"))[:, :6])
+        two = rng.integers(3, size=(4, 2))
+        a, b = legacy.step(two), own.step(np.concatenate([two, np.zeros((4, 1), dtype=np.int64)], axis=1))
+        for x, y in zip(a[:3], b[:3]):
+            assert np.array_equal(x, y)
+    with pytest.raises(ValueError, match="not an action space ppo may act in"):
+        ProxyAlignmentSB3VecEnv(sc, "ppo", 4, action_space=gym.spaces.MultiDiscrete([3, 2]))
 
 
 def test_seeding_and_the_rest_of_the_vec_env_api():
@@ -186,7 +220,8 @@ def test_seeding_and_the_rest_of_the_vec_env_api():
         rng = np.random.default_rng(0)
         seen = [env.reset()]
         for _ in range(30):
-            seen.append(env.step(_actions(rng, np.stack(env.env_method("action_masks")), env.action_space.nvec))[0])
+            actions = _actions(rng, env.unwrapped.programs.masks(), env.unwrapped.single_action_space.nvec)
+            seen.append(env.step(env.unwrapped.actions.to_model(actions))[0])
         runs.append(np.stack(seen))
     assert np.array_equal(*runs)
     base = env.unwrapped
@@ -234,7 +269,7 @@ def test_the_adapters_episodes_have_the_exact_outcome_distribution(case):
     episode, total = np.zeros(PROGRAMS, dtype=np.int64), np.zeros(PROGRAMS)
     obs = env.reset()
     while (episode < k).any():
-        obs, rewards, dones, infos = env.step(agent(obs))
+        obs, rewards, dones, infos = env.step(env.actions.to_model(agent(obs)))  # as a model acts
         assert not any(i["invalid_action"] for i in infos)
         total += rewards
         for i in np.flatnonzero(dones & (episode < k)):
@@ -281,36 +316,43 @@ def test_every_algorithm_learns_through_the_adapter(algo):
 
 # -- the batched evaluation (play_model) --------------------------------------------------------------
 class RegimenModel:
-    """A stand-in for a trained model: ``predict`` plays a fixed regimen, in the form ``algo`` acts in (DQN's flat
-    index, the others' model space), and checks what the evaluation hands it (masks of the model space for
-    maskable_ppo; for recurrent_ppo a state carried over and ``episode_start`` exactly where a program's
-    observation is its episode's first)."""
+    """A stand-in for a trained model: ``predict`` plays a fixed regimen, in the action space ``space`` (train.py's
+    flat one, the MultiDiscrete without the one-choice idea models were saved with before it, or the env's own),
+    worked out by hand from the env's actions, and checks what the evaluation hands it (masks over the choices of
+    ``space`` for maskable_ppo; for recurrent_ppo a state carried over and ``episode_start`` exactly where a
+    program's observation is its episode's first)."""
 
-    def __init__(self, algo, agent, venv):
-        self.algo, self.agent, self.venv, self.calls = algo, agent, venv, 0
+    def __init__(self, algo, agent, venv, space):
+        self.algo, self.agent, self.venv, self.calls, self.action_space = algo, agent, venv, 0, space
         self.fresh = fresh_observation(venv.layout, venv.dynamics)
         self.layout = venv.programs.actions
-        self.action_space = gym.spaces.Discrete(self.layout.n_flat) if algo == "dqn" else self.layout.model_space()
 
     def predict(self, obs, deterministic=False, action_masks=None, state=None, episode_start=None):
         assert deterministic
         actions = self.agent(obs)
         if self.algo == "maskable_ppo":
             allowed = self.layout.masks(self.venv.layout.position(obs, self.venv.budget)[0], self.venv.n_phases)
-            assert np.array_equal(action_masks, self.layout.model_masks(allowed))
+            if isinstance(self.action_space, gym.spaces.Discrete):  # index 3 * verdict + usage: the verdict's mask
+                assert np.array_equal(action_masks, np.repeat(allowed[:, :3], 3, axis=1))
+            else:
+                assert np.array_equal(action_masks, allowed[:, : sum(self.action_space.nvec)])
         if self.algo == "recurrent_ppo":
             assert (state is None) == (self.calls == 0)
             assert np.array_equal(episode_start, (obs == self.fresh).all(axis=1))
             state = ("lstm", self.calls)
         self.calls += 1
-        if self.algo == "dqn":
-            return np.ravel_multi_index(tuple(actions.T), self.layout.nvec), None
-        return self.layout.to_model(actions), state
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            return 3 * actions[:, 0] + actions[:, 1], state
+        return actions[:, : len(self.action_space.nvec)], state
+
+
+SPACES = {"flat": gym.spaces.Discrete(9), "multi": gym.spaces.MultiDiscrete([3, 3]), "own": gym.spaces.MultiDiscrete([3, 3, 1])}
 
 
 def test_play_model_plays_each_programs_first_episode():
-    """play_model with a fixed regimen in every algorithm's form: the same episodes whatever the form, and their
-    outcomes (the first episode of each of 4000 programs, long ones included) the exact analysis' distribution."""
+    """play_model with a fixed regimen in every algorithm's form and every action space a model may act in: the
+    same episodes whatever the form, and their outcomes (the first episode of each of 4000 programs, long ones
+    included) the exact analysis' distribution."""
     from proxygym.agents.training import play_model
 
     sc = load_scenario("sticky_values")
@@ -319,10 +361,14 @@ def test_play_model_plays_each_programs_first_episode():
     venv = ProxyAlignmentVectorEnv(1, sc, observation="history")
     played = {}
     for algo in ALGOS:
-        model = RegimenModel(algo, RegimenAgent(reg, venv.layout, reg.budget), venv)
-        played[algo] = play_model(model, algo, sc, "history", PROGRAMS, seed=9)
-    first = played["ppo"]
-    for algo, roll in played.items():
+        for name, space in SPACES.items():
+            if algo == "dqn" and name != "flat":
+                continue
+            model = RegimenModel(algo, RegimenAgent(reg, venv.layout, reg.budget), venv, space)
+            played[algo, name] = play_model(model, algo, sc, "history", PROGRAMS, seed=9)
+    assert len(played) == 13
+    first = played["ppo", "flat"]
+    for roll in played.values():
         assert roll.returns == first.returns and roll.checkpoint == first.checkpoint and roll.verdict == first.verdict
         assert np.array_equal(np.asarray(roll.usage), np.asarray(first.usage)) and roll.idea == first.idea
     got = first.outcomes()
