@@ -293,10 +293,11 @@ def test_the_multidiscrete_model_spaces_are_kept():
     many = ActionLayout(n_proxies=2, n_ideas=3)  # every component has a choice: the MultiDiscrete is the env's
     assert many.model_space(flat=False) == many.space() == gym.spaces.MultiDiscrete([3, 3, 3, 3])
     assert many.model_masks(many.masks(1, 3), many.space()).tolist() == many.masks(1, 3).tolist()
-    # 6 proxies and one idea: 3**7 = 2187 actions, flat; 7 proxies: 6561, past FLAT_MAX
-    assert ActionLayout(6, 1).model_space() == gym.spaces.Discrete(2187) and ActionLayout.FLAT_MAX == 4096
-    assert ActionLayout(7, 1).model_space() == gym.spaces.MultiDiscrete([3] * 8)
-    assert ActionLayout(7, 1).model_space(flat=True) == gym.spaces.Discrete(6561)  # DQN's, whatever its size
+    # 4 proxies and one idea: 3**5 = 243 actions, flat; 5 proxies: 729, past FLAT_MAX; 3 proxies and 4 ideas: 324
+    assert ActionLayout(4, 1).model_space() == gym.spaces.Discrete(243) and ActionLayout.FLAT_MAX == 256
+    assert ActionLayout(5, 1).model_space() == gym.spaces.MultiDiscrete([3] * 6)
+    assert ActionLayout(3, 4).model_space() == gym.spaces.MultiDiscrete([3, 3, 3, 3, 4])
+    assert ActionLayout(5, 1).model_space(flat=True) == gym.spaces.Discrete(729)  # DQN's, whatever its size
 
 
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
