@@ -210,7 +210,8 @@ class Programs:
         self._belief_moved = True  # the filter changed since its read-outs were last computed
         self._p_aligned = np.zeros(N)
         # Look-ups by flat index (one gather where a multi-index would cost several): each transition row's
-        # cumulative sum (when the dense table exists) at ((t * C + code) * m + idea) * S + state, the pass
+        # cumulative sum (when the dense table exists) at (((t * C + code) * m + idea) * A + key) * S + state (key:
+        # Dynamics.anti_key of the run's anti-training so far, A keys), the pass
         # probabilities at ((t * (T + 1) + n_anti) * S + state) * k + j.
         S = d.n_states
         self._trans_cum = None if d.transition is None else np.cumsum(d.transition, axis=-1).reshape(-1, S)
@@ -366,6 +367,8 @@ class Programs:
         tc = t * d.n_usages + code  # (phase, usage code): the leading axes of the transition rows and of _phase_ones_t's
         if self._trans_cum is not None:  # sample_rows over the transition rows, their cumulative sums made once
             at = tc * self.n_ideas + self.idea.take(rows) if self.n_ideas > 1 else tc
+            if d.n_anti_keys > 1:
+                at = at * d.n_anti_keys + d.anti_key(before)
             cum = self._trans_cum.take(at * S + self.state.take(rows), axis=0)
             state = count_at_most(cum, self.rng.random(n) * cum[:, -1])
         else:
@@ -501,7 +504,7 @@ class ProgramTables:
         # of them (a list of S floats costs about 32 S bytes): a full memo starts afresh
         self.rows: dict[tuple, list[float]] = scenario.cached("transition_rows", lambda _: {})
         self.row_limit = max(256, ROW_BYTES // (32 * d.n_states + 120))
-        self.rows_by_anti = d.transition is None  # a row depends on the run's anti-training so far
+        self.rows_by_anti = d.transition is None or d.n_anti_keys > 1  # a row depends on the run's anti-training so far
         self.fresh_obs = fresh_observation(layout, d)
         self.cols = {name: view.tolist() for name, view in layout.decode(np.arange(layout.size)).items()}
 

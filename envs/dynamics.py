@@ -63,11 +63,14 @@ class Dynamics:
         shaping: ``(T, 3**k, k, 2, 2, 2)``: ``[t, c, j, a', h, h']``, P(h_j' | h_j, a') (step 2).
         dispositions: ``(T, 3, T, len(persistent), 2, 2, 2, 2)``: ``[t, u, n, q, a, a', b, b']``,
             P(b' | b, a, a') of persistent proxy q used u in phase t+1 after n anti-trained phases (step 3).
-        transition: ``(T, 3**k, m, S, S)`` or None; ``transition[t, c, i, s, s2]`` is the
-            probability that phase t+1 (0-based t) under usage code c, with idea i,
-            moves the model from state s to s2. None where it would be too large or where
-            it depends on the run's anti-training so far (a persistent proxy with
-            ``anti_damage > 0``): :meth:`advance` then applies the steps bit by bit.
+        transition: ``(T, 3**k, m, A, S, S)`` or None; ``transition[t, c, i, key, s, s2]`` is the
+            probability that phase t+1 (0-based t) under usage code c, with idea i, moves the
+            model from state s to s2, after the anti-training counts of :meth:`anti_key` ``key``
+            (A = 1 unless a persistent proxy has ``anti_damage > 0``: its dispositions then
+            depend on how often the run anti-trained it). None where it would be too large:
+            :meth:`advance` then applies the steps bit by bit.
+        anti_proxies: the persistent proxies with ``anti_damage > 0``, whose anti-training counts
+            (0..T-1 before a phase) make the key of a transition: ``A = T ** len(anti_proxies)``.
         base_rate_values, base_rate_probs: per idea, the support of its base rate and
             the prior over it (one value with probability 1 when the rate is known).
     """
@@ -111,9 +114,12 @@ class Dynamics:
         self.values = self._build_values()
         self.shaping = self._build_shaping()
         self.dispositions = self._build_dispositions()
-        depends_on_anti = any(proxies[j].anti_damage > 0 for j in self.persistent)
-        dense_bytes = T * self.n_usages * self.n_ideas * self.n_states**2 * 8
-        self.transition = None if depends_on_anti or dense_bytes > DENSE_LIMIT_BYTES else self._build_transition()
+        self.anti_proxies = np.array([j for j in self.persistent if proxies[j].anti_damage > 0], dtype=np.int64)
+        self.n_anti_keys = T ** len(self.anti_proxies)
+        self._anti_weights = np.zeros(k, dtype=np.int64)
+        self._anti_weights[self.anti_proxies] = T ** np.arange(len(self.anti_proxies))
+        dense_bytes = T * self.n_usages * self.n_ideas * self.n_anti_keys * self.n_states**2 * 8
+        self.transition = None if dense_bytes > DENSE_LIMIT_BYTES else self._build_transition()
         for table in (self.start_given_aligned, self.unshaped_pass, self.pass_prob, self.values, self.shaping, self.dispositions, self.transition):
             if table is not None:
                 table.setflags(write=False)
@@ -234,20 +240,38 @@ class Dynamics:
         return out
 
     def _build_transition(self) -> np.ndarray:
-        """The dense ``S x S`` matrices: step 1 times the product of the per-proxy steps 2 and 3."""
-        S, k = self.n_states, self.n_proxies
+        """The dense ``S x S`` matrices: step 1 times the product of the per-proxy steps 2 and 3, for every
+        anti-training key (:meth:`anti_key`)."""
+        S, k, T = self.n_states, self.n_proxies, self.n_phases
         a_to = self.aligned.astype(int)
         h_from, h_to = self.shaped[:, None, :].astype(int), self.shaped[None, :, :].astype(int)
         jj = np.arange(k)[None, None, :]
-        part = np.prod(self.shaping[:, :, jj, a_to[None, :, None], h_from, h_to], axis=-1)  # (T, C, S, S)
-        if len(self.persistent):
-            a_from = self.aligned.astype(int)[:, None, None]
-            b_from, b_to = self.disposed[:, None, :].astype(int), self.disposed[None, :, :].astype(int)
-            u = self.usages[:, self.persistent]  # (C, q)
-            qq = np.arange(len(self.persistent))[None, None, :]
-            d = self.dispositions[:, u[:, None, None, :], 0, qq, a_from, a_to[None, :, None], b_from, b_to]  # (T, C, S, S, q)
-            part = part * np.prod(d, axis=-1)
-        return self.values[:, :, :, np.arange(S)[:, None], a_to[None, :]] * part[:, :, None]
+        shaped = np.prod(self.shaping[:, :, jj, a_to[None, :, None], h_from, h_to], axis=-1)  # (T, C, S, S)
+        values = self.values[:, :, :, np.arange(S)[:, None], a_to[None, :]]  # (T, C, m, S, S)
+        out = np.empty(values.shape[:3] + (self.n_anti_keys,) + values.shape[3:])
+        for key in range(self.n_anti_keys):
+            part = shaped
+            if len(self.persistent):
+                # the anti-training count of each persistent proxy this key stands for (0 where it does not matter)
+                counts = np.zeros(k, dtype=np.int64)
+                counts[self.anti_proxies] = (key // T ** np.arange(len(self.anti_proxies))) % T
+                a_from = self.aligned.astype(int)[:, None, None]
+                b_from, b_to = self.disposed[:, None, :].astype(int), self.disposed[None, :, :].astype(int)
+                u = self.usages[:, self.persistent]  # (C, q)
+                qq = np.arange(len(self.persistent))[None, None, :]
+                n = counts[self.persistent][None, None, :]
+                d = self.dispositions[:, u[:, None, None, :], n, qq, a_from, a_to[None, :, None], b_from, b_to]  # (T, C, S, S, q)
+                part = shaped * np.prod(d, axis=-1)
+            out[:, :, :, key] = values * part[:, :, None]
+        return out
+
+    def anti_key(self, n_anti) -> "int | np.ndarray":
+        """The key of the transition that follows anti-training counts ``n_anti`` ``(..., k)`` (the run's
+        anti-trained phases of each proxy before the phase; None: none): 0 when no count matters."""
+        if n_anti is None or self.n_anti_keys == 1:
+            return 0
+        key = np.asarray(n_anti, dtype=np.int64) @ self._anti_weights
+        return int(key) if np.ndim(key) == 0 else key
 
     # -- queries -----------------------------------------------------------------
     def usage_code(self, usage):
@@ -292,13 +316,13 @@ class Dynamics:
         phase) is ``(k,)`` or ``(n, k)``, and is read only where the phase depends on it.
         """
         if self.transition is not None:
-            return np.matmul(dist, self.transition[phase, usage_code, idea])
+            return np.matmul(dist, self.transition[phase, usage_code, idea, self.anti_key(n_anti)])
         return self._advance_by_bits(np.asarray(dist, dtype=np.float64), phase, usage_code, idea, n_anti)
 
     def transition_rows(self, phase, usage_code, idea, n_anti, state) -> np.ndarray:
         """``(n, S)``: the distribution after one phase of each of n models in ``state`` ``(n,)``."""
         if self.transition is not None:
-            return self.transition[phase, usage_code, idea, state]
+            return self.transition[phase, usage_code, idea, self.anti_key(n_anti), state]
         one_hot = np.zeros((len(state), self.n_states))
         one_hot[np.arange(len(state)), state] = 1.0
         return self._advance_by_bits(one_hot, phase, usage_code, idea, n_anti)

@@ -34,7 +34,8 @@ def run_likelihood(dyn: Dynamics, rho: float, idea: int, phases: list) -> np.nda
     start[0], start[1] = 1.0 - rho, rho
     prob = start[paths[:, 0]]
     for t, (code, n_anti, results) in enumerate(phases):
-        prob = prob * dyn.transition[t, code, idea][paths[:, t], paths[:, t + 1]]
+        before = np.asarray(n_anti) - (dyn.usages[code] == ANTI)  # the counts before this phase pick its transition
+        prob = prob * dyn.transition[t, code, idea, dyn.anti_key(before)][paths[:, t], paths[:, t + 1]]
         for j, passed in enumerate(results):
             p = dyn.pass_prob[t, n_anti[j], paths[:, t + 1], j]
             prob = prob * (p if passed else 1.0 - p)

@@ -99,7 +99,8 @@ def brute_force(sc) -> tuple[float, int]:
 
     def eval_phase(pol, past, n, rho, idea, cur, f, c):
         t = len(cur)
-        f = f @ dyn.transition[t, c, idea]
+        before = [sum(dyn.usages[u][j] == ANTI for u in [cc for cc, _ in cur]) for j in range(dyn.n_proxies)]
+        f = f @ dyn.transition[t, c, idea, dyn.anti_key(before)]
         n_anti = [sum(dyn.usages[u][j] == ANTI for u in [cc for cc, _ in cur] + [c]) for j in range(dyn.n_proxies)]
         total = 0.0
         for r in range(R):
@@ -150,7 +151,7 @@ def history_dp(sc) -> float:
         return best
 
     def phase(f, idea, n_anti, t, c, n):
-        f = f @ dyn.transition[t, c, idea]
+        f = f @ dyn.transition[t, c, idea, dyn.anti_key(n_anti)]
         n_anti = n_anti + anti[c]
         total = 0.0
         for r in range(R):

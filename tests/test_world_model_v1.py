@@ -26,7 +26,9 @@ from proxygym.envs.analysis import analyze
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.regimen import make_regimen
 from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
+from tests.helpers import mixed_scenario
 from tests.v1_cases import (
+    BOTH_PERSISTENT_K2,
     ONE_PERSISTENT_K2,
     SCENARIOS,
     THREE,
@@ -572,3 +574,25 @@ def test_a_compute_budget_with_no_early_discard_is_a_run_budget():
             for key in ("p_deploy_aligned", "p_deploy_misaligned", "p_abstain", "expected_runs", "expected_return"):
                 assert getattr(got, key) == pytest.approx(want[key], abs=1e-12), (name, fallback, key)
             assert got.expected_compute == pytest.approx(got.expected_runs * sum(costs), abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["loss_landscape", "sticky_values", "both_persistent_k2", "mixed"])
+def test_dense_transitions_by_anti_key_are_the_bit_by_bit_steps(name):
+    """Where a persistent proxy's test wears with anti-training, the dense tables hold one transition per
+    anti-training key; each equals the product of the per-bit steps (docs/model.md, "One phase, bit by bit"),
+    computed apart, for every phase, usage, idea and every count each proxy can have before the phase."""
+    sc = {"both_persistent_k2": lambda: parse_scenario(BOTH_PERSISTENT_K2), "mixed": mixed_scenario}.get(name, lambda: load_scenario(name))()
+    if name == "mixed":  # make its proxies persistent, the second damaged by anti-training
+        sc = parse_scenario({**sc.model_dump(), "proxies": [{**p.model_dump(), "persistence": 0.6} for p in sc.proxies]})
+    dyn = Dynamics(sc)
+    assert dyn.transition is not None and (name == "mixed" or dyn.n_anti_keys > 1)
+    S, k = dyn.n_states, dyn.n_proxies
+    eye = np.eye(S)
+    for t in range(dyn.n_phases):
+        for counts in itertools.product(range(t + 1), repeat=k):
+            n_anti = np.array(counts)
+            for code in range(dyn.n_usages):
+                for i in range(dyn.n_ideas):
+                    dense = dyn.advance(eye, t, code, i, n_anti)
+                    bits = dyn._advance_by_bits(eye, t, code, i, n_anti)
+                    np.testing.assert_allclose(dense, bits, rtol=0, atol=1e-14)
