@@ -166,8 +166,8 @@ def _regimen_text(scenario: Scenario, regimen: Regimen) -> str:
     if not regimen.screen:
         return plan_text(regimen.plan)
     names = scenario.proxy_names
-    screens = ", ".join(f"{d}: {','.join(names[j] for j in ps)}" for d, ps in regimen.screen)
-    return f"{{plan: '{plan_text(regimen.plan)}', screen: {{{screens}}}}}"
+    screens = ", ".join(f'{d}: "{",".join(names[j] for j in ps)}"' for d, ps in regimen.screen)
+    return f'{{plan: "{plan_text(regimen.plan)}", screen: {{{screens}}}}}'
 
 
 def _plan_words(scenario: Scenario, regimen: Regimen) -> list[str]:

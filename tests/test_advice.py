@@ -54,3 +54,15 @@ def test_advise_cli_names_the_flip_and_writes_json(tmp_path):
     assert phase["reached"] == pytest.approx(1.0) and sum(phase["usages"]["ask"].values()) == pytest.approx(1.0)
     by = {f["path"]: f for f in data["flips"]}
     assert by["reward.misaligned"]["flips"][0] == pytest.approx(crossing(), abs=1e-4)
+
+
+def test_a_screened_regimen_is_written_as_the_cli_reads_it():
+    """The regimen advise names for `proxygym flips --plan '...'` parses back to itself (two proxies, two screens)."""
+    from proxygym.agents.advice import _regimen_text
+    from proxygym.agents.sweep import parse_regimen_text
+    from proxygym.envs.regimen import make_regimen
+
+    sc = load_scenario("loss_landscape")
+    regimen = make_regimen(sc, "TR,RR,AA", screen={1: "all", 2: "ask_if_aligned"})
+    text = _regimen_text(sc, regimen)
+    assert "'" not in text and parse_regimen_text(sc, text) == regimen
