@@ -195,7 +195,7 @@ class RunTable:
     ``p_aligned`` and ``p_shaped`` are 0), and keeps, per belief id: the joint ``(V, S)``, ``p_aligned``,
     ``p_shaped`` ``(k,)``, the idea's posterior mean base rate ``base_rate``, the ``idea``, and counts of the
     run's history (a belief id is one history): its anti-trained phases so far per proxy ``n_anti`` ``(k,)``
-    and its ``record`` ``(1 + 2k,)``, what it adds to its idea's record if it ends now (1 run, its passes per
+    (and their ``anti_key``, which picks the next phase's dense transition) and its ``record`` ``(1 + 2k,)``, what it adds to its idea's record if it ends now (1 run, its passes per
     proxy, its fails per proxy); per
     weights id: the ``weights`` ``(V,)``, their ``mean`` base rate and the ``idea``. The way between
     them is looked up: the belief at a run's start (:meth:`start`), after a phase and its results
@@ -211,7 +211,7 @@ class RunTable:
     """
 
     MAX_BYTES = 256 * 2**20
-    _PER_ID = ("joint", "p_aligned", "p_shaped", "base_rate", "idea", "n_anti", "record")  # the arrays by belief id
+    _PER_ID = ("joint", "p_aligned", "p_shaped", "base_rate", "idea", "n_anti", "anti_key", "record")  # the arrays by belief id
 
     def __init__(self, dynamics: Dynamics, max_bytes: int = MAX_BYTES, min_ids: int = 4096):
         self.dyn = d = dynamics
@@ -219,7 +219,7 @@ class RunTable:
         self.n_ideas, width = self.values.shape
         self.fan = d.n_usages * 2**d.n_proxies
         k, S = d.n_proxies, d.n_states
-        per_id = width * S * 8 + self.fan * 8 + (4 * k + 5) * 8
+        per_id = width * S * 8 + self.fan * 8 + (4 * k + 6) * 8
         self.max_ids = max(int(max_bytes) // per_id, int(min_ids))
         self.compactions = 0
         self._cap = 0
@@ -237,6 +237,7 @@ class RunTable:
         self.base_rate = np.zeros(self._cap)
         self.idea = np.zeros(self._cap, dtype=np.int64)
         self.n_anti = np.zeros((self._cap, d.n_proxies), dtype=np.int64)
+        self.anti_key = np.zeros(self._cap, dtype=np.int64)  # Dynamics.anti_key of n_anti: the next phase's transition
         self.record = np.zeros((self._cap, 1 + 2 * d.n_proxies), dtype=np.int64)
         self.children = np.full(self._cap * self.fan, -1, dtype=np.int64)  # [id * fan + branch]
         self.ends = np.full(self._cap, -1, dtype=np.int64)
@@ -346,6 +347,7 @@ class RunTable:
             f.observe(phase[rows], n_after[rows], results[rows])
             self.children[keys] = new = self._add(f)
             self.n_anti[new] = n_after[rows]
+            self.anti_key[new] = self.dyn.anti_key(n_after[rows])
             k = self.dyn.n_proxies
             self.record[new] = self.record[ids[rows]]
             self.record[new, 1 : 1 + k] += results[rows]

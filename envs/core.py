@@ -215,6 +215,7 @@ class Programs:
         # probabilities at ((t * (T + 1) + n_anti) * S + state) * k + j.
         S = d.n_states
         self._trans_cum = None if d.transition is None else np.cumsum(d.transition, axis=-1).reshape(-1, S)
+        self._start_cum = np.cumsum(d.start_given_aligned, axis=-1)  # (2, S): by a, the run's start
         self._pass_flat = d.pass_prob.reshape(-1)
         self._obs_flat = self.obs.reshape(-1)  # a view: obs[i, c] is _obs_flat[i * size + c]
         # the same from a slot's first column: obs[i, slot.start + c] is _from[slot][i * size + c]
@@ -347,8 +348,9 @@ class Programs:
         # a ~ Bernoulli(rho), nothing shaped (docs/model.md, "Run start"); then, where the scenario
         # has persistent proxies, their dispositions given a
         aligned = self.rng.random(len(rows)) < self.rho.take(at)
-        if self.dynamics.persistent.size:
-            self.state[rows] = sample_rows(self.dynamics.start_given_aligned[aligned.astype(np.int64)], self.rng.random(len(rows)))
+        if self.dynamics.persistent.size:  # sample_rows over the two rows of start_given_aligned, summed once
+            cum = self._start_cum.take(aligned.view(np.uint8), axis=0)
+            self.state[rows] = count_at_most(cum, self.rng.random(len(rows)) * cum[:, -1])
         else:
             self.state[rows] = aligned
         self.belief_id[rows] = self.table.start(self._weights_at.take(at))
@@ -368,7 +370,7 @@ class Programs:
         if self._trans_cum is not None:  # sample_rows over the transition rows, their cumulative sums made once
             at = tc * self.n_ideas + self.idea.take(rows) if self.n_ideas > 1 else tc
             if d.n_anti_keys > 1:
-                at = at * d.n_anti_keys + d.anti_key(before)
+                at = at * d.n_anti_keys + table.anti_key.take(ids)
             cum = self._trans_cum.take(at * S + self.state.take(rows), axis=0)
             state = count_at_most(cum, self.rng.random(n) * cum[:, -1])
         else:
