@@ -141,54 +141,57 @@ def check_value(scenario: Scenario, path: str, value: float) -> Parameter:
 CROSS_FIELD = ("compute", ".cost")
 
 
+def _targets(scenario: Scenario, values: dict[str, float]):
+    """Each value checked against its range and placed: ``(section, item name, field, transfer key, number)``;
+    ``section`` is None for a program field (``budget``), ``item name`` None for ``reward``, ``transfer key``
+    None but for ``proxies.NAME.transfer.OTHER``."""
+    for path, value in values.items():
+        number = int(value) if check_value(scenario, path, value).whole else float(value)
+        parts = path.split(".")
+        if len(parts) == 1:
+            yield None, None, parts[0], None, number
+        elif parts[0] == "reward":
+            yield "reward", None, parts[1], None, number
+        else:
+            yield parts[0], parts[1], parts[2], (parts[3] if len(parts) == 4 else None), number
+
+
 def with_parameters(scenario: Scenario, values: dict[str, float]) -> Scenario:
     """A copy of ``scenario`` with the parameters at the paths of ``values`` set (its claims dropped:
     they name regimens of the original). Each value is checked against its range; where a value
     takes part in a rule across fields (CROSS_FIELD), the whole scenario is validated by the schema."""
-    checked = {path: check_value(scenario, path, value) for path, value in values.items()}
     if any(path.endswith(CROSS_FIELD) for path in values):
-        return _validated(scenario, values, checked)
+        return _validated(scenario, values)
     update: dict = {"expect": []}
-    phases, ideas, proxies = list(scenario.phases), list(scenario.ideas), list(scenario.proxies)
+    items = {"phases": list(scenario.phases), "ideas": list(scenario.ideas), "proxies": list(scenario.proxies)}
     reward = {}
-    for path, value in values.items():
-        number = int(value) if checked[path].whole else float(value)
-        parts = path.split(".")
-        if len(parts) == 1:
-            update[parts[0]] = number
-        elif parts[0] == "reward":
-            reward[parts[1]] = number
+    for section, name, field, key, number in _targets(scenario, values):
+        if section is None:
+            update[field] = number
+        elif section == "reward":
+            reward[field] = number
         else:
-            items = {"phases": phases, "ideas": ideas, "proxies": proxies}[parts[0]]
-            i = [x.name for x in items].index(parts[1])
-            if len(parts) == 4:  # proxies.NAME.transfer.OTHER
-                items[i] = items[i].model_copy(update={"transfer": {**items[i].transfer, parts[3]: number}})
-            else:
-                items[i] = items[i].model_copy(update={parts[2]: number})
-    update.update(phases=phases, ideas=ideas, proxies=proxies)
+            rows = items[section]
+            i = [x.name for x in rows].index(name)
+            change = {field: number} if key is None else {field: {**rows[i].transfer, key: number}}
+            rows[i] = rows[i].model_copy(update=change)
+    update.update(items)
     if reward:
         update["reward"] = scenario.reward.model_copy(update=reward)
     return scenario.model_copy(update=update)
 
 
-def _validated(scenario: Scenario, values: dict[str, float], checked: dict[str, Parameter]) -> Scenario:
+def _validated(scenario: Scenario, values: dict[str, float]) -> Scenario:
     """:func:`with_parameters` by way of the schema: the scenario's data with the values set, parsed like a file."""
     data = scenario.model_dump()
     data["expect"] = []
-    index = {
-        "phases": {ph["name"]: ph for ph in data["phases"]},
-        "ideas": {i["name"]: i for i in data["ideas"]},
-        "proxies": {px["name"]: px for px in data["proxies"]},
-    }
-    for path, value in values.items():
-        number = int(value) if checked[path].whole else float(value)
-        parts = path.split(".")
-        if len(parts) == 1:
-            data[parts[0]] = number
-        elif parts[0] == "reward":
-            data["reward"][parts[1]] = number
-        elif len(parts) == 4:
-            index["proxies"][parts[1]]["transfer"][parts[3]] = number
+    for section, name, field, key, number in _targets(scenario, values):
+        if section is None:
+            data[field] = number
+            continue
+        place = data["reward"] if section == "reward" else next(x for x in data[section] if x["name"] == name)
+        if key is None:
+            place[field] = number
         else:
-            index[parts[0]][parts[1]][parts[2]] = number
+            place[field][key] = number
     return parse_scenario(data, source=scenario.source)

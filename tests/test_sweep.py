@@ -116,3 +116,16 @@ def test_a_value_the_schema_refuses_in_combination_is_a_one_line_error(hand):
     sc = parse_scenario(hand_scenario(compute=3, phases=[{"name": "only", "capability": 0.0, "plasticity": 0.5, "cost": 2}]))
     with pytest.raises(ScenarioError, match="less than one full run"):
         with_parameters(sc, {"phases.only.cost": 4})
+
+
+def test_a_copied_scenario_is_the_one_the_schema_builds():
+    """with_parameters copies a scenario without re-validating it where no rule spans fields; the same values
+    written into the file's data and parsed like a file give the same scenario, for every parameter."""
+    from proxygym.envs.parameters import _validated
+    from proxygym.envs.scenario import load_scenario
+
+    for sc in (load_scenario("loss_landscape"), parse_scenario(hand_scenario())):
+        for p in parameters(sc).values():
+            lo, hi = p.window()
+            value = float(round((lo + hi) / 2)) if p.whole else (lo + hi) / 2
+            assert with_parameters(sc, {p.path: value}) == _validated(sc, {p.path: value}), p.path
