@@ -220,5 +220,5 @@ def make_regimen(
 
 
 def regimen_from_spec(scenario, spec) -> Regimen:
-    """The regimen of a scenario file's regimen mapping (``{plan, test, screen, idea, budget, fallback}``)."""
-    return make_regimen(scenario, spec.plan, spec.test, spec.screen, spec.idea, spec.budget, spec.fallback)
+    """The regimen of a scenario file's regimen mapping (``{plan, test, screen, idea, budget, compute, fallback}``)."""
+    return make_regimen(scenario, spec.plan, spec.test, spec.screen, spec.idea, spec.budget, spec.fallback, spec.compute)

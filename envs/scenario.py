@@ -159,6 +159,7 @@ class RegimenSpec(_Strict):
     screen: dict[int, str] = Field(default_factory=dict)
     idea: Union[str, None] = None
     budget: Union[Annotated[int, Field(ge=1, le=MAX_BUDGET)], None] = None
+    compute: Union[Annotated[int, Field(ge=1, le=MAX_COMPUTE, strict=True)], None] = None  # None: the scenario's
     fallback: Literal["deploy", "abstain"] = "deploy"
 
     @field_validator("plan")
@@ -181,7 +182,7 @@ class Expectation(_Strict):
     - ``{value: X, metric: M, within: [lo, hi]}``: X's M lies in [lo, hi].
 
     X and Y are plans (``"T,R,R"``), regimens (``{plan, test, screen, idea, budget,
-    fallback}``) or strategy names. ``recall`` is 1 - p_pass_misaligned and
+    compute, fallback}``) or strategy names. ``recall`` is 1 - p_pass_misaligned and
     ``p_misaligned_pass`` is P(misaligned and passes), (1 - base_rate) p_pass_misaligned.
     With ``checkpoint: t`` (1..T, or ``all``: every checkpoint) the metric is read on one run
     of a fixed regimen's plan at checkpoint t, with no test applied (the analysis'

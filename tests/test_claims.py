@@ -94,11 +94,22 @@ def test_robustness_to_persistence_by_hand():
     ({"same": ["R", "T"], "metric": "recall", "by": 0.1}, "'by' goes with 'better'"),
     ({"value": "R", "metric": "recall", "within": [0.5, 0.1]}, "lo <= hi"),
     ({"value": "R", "better": "R", "than": "T"}, "exactly one form"),
+    ({"value": {"plan": "R", "compute": 1}, "metric": "recall", "within": [0, 1]}, "compute must be a whole number from 2"),
 ])
 def test_bad_claims_are_one_line_errors(entry, words):
     with pytest.raises(ScenarioError) as err:
         parse_scenario(hand_scenario(phases=TWO_PHASES, expect=[entry]))
     assert words in str(err.value) and "\n" not in str(err.value).strip()
+
+
+def test_a_claim_sets_its_own_compute():
+    """Two phases of cost 1, no screen: with compute 2 one run fits (it ships whatever it shows: fallback deploy),
+    with compute 4 two do, as with a run budget of 1 and of 2."""
+    claims = claims_of([
+        {"same": [{"plan": "R", "compute": 2}, {"plan": "R", "budget": 1}], "metric": "expected_return", "tolerance": 1e-12},
+        {"same": [{"plan": "R", "compute": 4}, {"plan": "R", "budget": 2}], "metric": "expected_return", "tolerance": 1e-12},
+    ], phases=TWO_PHASES, budget=1000)
+    assert all(c.holds for c in claims), [c.text for c in claims]
 
 
 def test_claims_cli_reports_robustness_and_writes_json(tmp_path):
