@@ -17,6 +17,7 @@ from proxygym.agents.claims import ROBUSTNESS, check_claims
 from proxygym.agents.files import check_writable, write_bytes_atomic, write_text_atomic
 from proxygym.agents.report import PLOT_FORMATS, bench_csv, bench_json, describe_policy, first_run, format_markdown, format_tables
 from proxygym.agents.solver import MAX_MEMORY, estimate_size, optimum, parse_size, solve
+from proxygym.args import OneLineParser
 from proxygym.envs.analysis import analyze, compare, trajectory, what_moved
 from proxygym.envs.errors import ProxyGymError, ScenarioError
 from proxygym.envs.regimen import idea_text, make_regimen, plan_text
@@ -485,7 +486,7 @@ MAX_MEMORY_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="proxygym",
         description="Should we train on this alignment proxy, keep it as a held-out test, or anti-train on it?",
     )

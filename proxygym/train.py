@@ -31,6 +31,7 @@ from proxygym.agents.models import load_for_scenario, save_model_atomic
 from proxygym.agents.report import comparison_table
 from proxygym.agents.summary import BEST_EPISODES, BEST_SEED, heuristic_results, summarize
 from proxygym.agents.training import ALGOS, HYPERPARAMS_DIR, POLICIES, algo_class
+from proxygym.args import OneLineParser
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.scenario import load_scenario
 
@@ -39,23 +40,24 @@ DEFAULT_SCENARIO = "sticky_values"
 
 def build_parser() -> argparse.ArgumentParser:
 
-    p = argparse.ArgumentParser(prog="train.py", description="Train an SB3 agent on a ProxyGym scenario.")
+    # OneLineParser: a usage error in one line, and no option matched by a prefix (--env is not --env-kwargs)
+    p = OneLineParser(prog="train.py", description="Train an SB3 agent on a ProxyGym scenario.")
     p.add_argument("--algo", default="ppo", help=f"one of {', '.join(ALGOS)} (default ppo)")
     p.add_argument("--scenario", default=DEFAULT_SCENARIO, help="a shipped scenario's name or a path to a YAML file")
     p.add_argument("-n", "--n-timesteps", type=int, default=None, help="training steps (default: the hyperparameter file's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-envs", type=int, default=None, help="parallel training envs (default: the hyperparameter file's)")
     p.add_argument("--observation", choices=("history", "belief"), default=None, help="default: the hyperparameter file's")
-    p.add_argument("--tensorboard-log", default="logs/tensorboard", help="TensorBoard folder ('' to disable)")
-    p.add_argument("--log-folder", default="logs", help="where the numbered run folder goes")
+    p.add_argument("-tb", "--tensorboard-log", default="logs/tensorboard", help="TensorBoard folder ('' to disable)")
+    p.add_argument("-f", "--log-folder", default="logs", help="where the numbered run folder goes")
     p.add_argument("--eval-freq", type=int, default=10_000, help="evaluate every N steps (0 to disable)")
     p.add_argument("--eval-episodes", type=int, default=200, help="episodes per evaluation")
     p.add_argument("--save-freq", type=int, default=0, help="save a checkpoint every N steps (0: none)")
     p.add_argument("--hyperparams", nargs="+", default=[], metavar="KEY:VALUE", help="override hyperparameters")
     p.add_argument("--env-kwargs", nargs="+", default=[], metavar="KEY:VALUE", help="extra arguments of the env")
-    p.add_argument("--trained-agent", default="", metavar="PATH", help="resume from a saved model (.zip)")
+    p.add_argument("-i", "--trained-agent", default="", metavar="PATH", help="resume from a saved model (.zip)")
     p.add_argument("--final-episodes", type=int, default=1000, help="episodes of the final comparison")
-    p.add_argument("--progress", action="store_true", help="show SB3's progress bar")
+    p.add_argument("-P", "--progress", action="store_true", help="show SB3's progress bar")
     return p
 
 
@@ -178,7 +180,8 @@ def train(args: argparse.Namespace) -> int:
         raise ProxyGymError(f"{what} rejected by {args.algo}: {(str(err).splitlines() or [type(err).__name__])[0]}") from None
 
     folder = next_run_folder(Path(args.log_folder), args.algo, scenario.name)
-    run_name = folder.name
+    # TensorBoard's run: the scenario, the algorithm and the seed (SB3 appends _1, _2, ... for repeats)
+    run_name = f"{scenario.name}_{args.algo}_seed{args.seed}"
     write_text_atomic(folder / "args.yml", yaml.safe_dump(vars(args), sort_keys=False))
     config = dict(
         n_timesteps=n_timesteps, n_envs=n_envs, policy=policy, env_kwargs=dict(observation=observation, **env_kwargs), **params

@@ -141,7 +141,7 @@ def test_unknown_scenario_lists_the_shipped_ones():
     assert res.returncode == 2 and "no such file" in res.stderr
 
 
-COMMANDS = [[], ["analyze"], ["bench"], ["solve"], ["claims"], ["scenarios"], ["inspect"], ["train"]]
+COMMANDS = [[], ["analyze"], ["bench"], ["solve"], ["sweep"], ["flips"], ["advise"], ["claims"], ["scenarios"], ["inspect"], ["train"]]
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +154,16 @@ def help_runs():
 def test_help_of_every_command(help_runs, index):
     res = help_runs[index]
     assert res.returncode == 0 and "usage:" in res.stdout and res.stderr == "", res.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["nosuch"], "invalid choice: 'nosuch'"),
+    (["sweep", "sticky_values"], "the following arguments are required: --vary"),
+    (["claims", "--episode", "3"], "unrecognized arguments: --episode"),  # no prefix of --episodes
+])
+def test_a_usage_error_is_one_line(args, words):
+    res = run_cli(*args)
+    assert words in error_line(res.returncode, res.stdout, res.stderr, args)
 
 
 def test_unknown_proxy_in_a_screen_says_screen(tmp_path):

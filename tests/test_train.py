@@ -44,7 +44,7 @@ def test_default_run_as_a_subprocess(tmp_path):
     for name in ("trained ppo", "always_reserve", "idea_screening", "bayes_threshold"):
         assert name in out
     events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
-    assert events
+    assert [e.parent.name for e in events] == ["sticky_values_ppo_seed0_1"]  # the scenario, the algorithm, the seed
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(events[0].parent)).Reload()
@@ -170,6 +170,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
         (["--hyperparams", "n_envs:0"], "whole number"),
         (["--hyperparams", "learning_rate:abc"], "rejected by ppo"),
         (["--env-kwargs", "colour:1"], "rejected by ppo"),
+        (["--env", "observation:history"], "unrecognized arguments: --env"),  # no prefix of --env-kwargs
         (["--algo", "recurrent_ppo", "--hyperparams", "policy:NoSuchPolicy"], "rejected by recurrent_ppo"),
     ]
     # each case a real run of the CLI in a subprocess, in its own folder; a few at a time (each mostly imports torch)
