@@ -610,7 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="play a saved agent and summarize its policy (optionally to TensorBoard)")
     p.add_argument("model", metavar="MODEL", help="a model saved by Stable-Baselines3 (a .zip file)")
-    p.add_argument("--scenario", required=True, metavar="NAME", help="a shipped scenario's name or a YAML path")
+    p.add_argument("--scenario", default=None, metavar="NAME",
+                   help="a shipped scenario's name or a YAML path (default: the one in the args.yml train.py wrote beside MODEL)")
     p.add_argument("--algo", default=None, help="the algorithm that saved MODEL (default: read from the file)")
     p.add_argument("--episodes", type=int, default=200, help="episodes to play (default 200)")
     p.add_argument("--seed", type=int, default=0, help="the seed of the batch the episodes are played in, all at once (default 0)")

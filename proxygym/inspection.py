@@ -51,10 +51,30 @@ def inspect_model(
     return summary
 
 
+def scenario_beside(model_path: "str | Path") -> str:
+    """The scenario a model was trained on, read from the ``args.yml`` train.py wrote beside it (in its run
+    folder, or the run folder above ``checkpoints/``); a one-line error when there is none."""
+    import yaml
+
+    model_path = Path(model_path)
+    for folder in (model_path.parent, model_path.parent.parent):
+        path = folder / "args.yml"
+        if path.is_file():
+            try:
+                scenario = (yaml.safe_load(path.read_text()) or {}).get("scenario")
+            except (OSError, yaml.YAMLError) as err:
+                raise ProxyGymError(f"{path}: cannot be read ({err.__class__.__name__}); give --scenario") from None
+            if scenario:
+                return str(scenario)
+    raise ProxyGymError(f"no args.yml beside {model_path} names its scenario (train.py writes one): give --scenario NAME")
+
+
 def run_inspect(args: argparse.Namespace) -> int:
-    """Run ``proxygym inspect``: print the Markdown summary (or JSON). A ProxyGymError propagates to the CLI."""
+    """Run ``proxygym inspect``: print the Markdown summary (or JSON). A ProxyGymError propagates to the CLI.
+    Without ``--scenario``, the scenario is the one in the ``args.yml`` beside the model."""
+    scenario = args.scenario or scenario_beside(args.model)
     summary = inspect_model(
-        args.model, args.scenario, algo=args.algo, episodes=args.episodes, tensorboard_log=args.tensorboard_log, seed=args.seed
+        args.model, scenario, algo=args.algo, episodes=args.episodes, tensorboard_log=args.tensorboard_log, seed=args.seed
     )
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))

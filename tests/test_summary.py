@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import gymnasium as gym
 import numpy as np
 import pytest
+import yaml
 
 from proxygym.agents.callback import AlignmentEvalCallback
 from proxygym.agents.plots import heatmap
@@ -211,6 +212,26 @@ def test_the_inspect_command_prints_the_text_or_json(trained, capsys):
     args = parser.parse_args(["inspect", model, "--scenario", SCENARIO, "--episodes", "10"])
     assert args.func(args) == 0
     assert capsys.readouterr().out == format_text(inspect_model(model, SCENARIO, episodes=10))
+
+
+def test_inspect_reads_the_scenario_from_the_run_folder(trained, tmp_path, capsys):
+    """Without --scenario, inspect reads it from the args.yml train.py writes beside the model (also for a
+    checkpoint one folder down); with none there, it asks for --scenario in one line."""
+    import shutil
+
+    from proxygym.cli import build_parser
+    from proxygym.envs.errors import ProxyGymError
+
+    run = tmp_path / "ppo" / "run_1"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(trained.root / "model.zip", run / "checkpoints" / "model_512_steps.zip")
+    parser = build_parser()
+    args = parser.parse_args(["inspect", str(run / "checkpoints" / "model_512_steps.zip"), "--episodes", "10", "--json"])
+    with pytest.raises(ProxyGymError, match="give --scenario NAME"):
+        args.func(args)
+    (run / "args.yml").write_text(yaml.safe_dump({"algo": "ppo", "scenario": SCENARIO, "seed": 0}))
+    assert args.func(args) == 0
+    assert json.loads(capsys.readouterr().out)["scenario"] == SCENARIO
 
 
 def test_format_text_and_heatmap(trained):
