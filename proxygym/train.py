@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-kwargs", nargs="+", default=[], metavar="KEY:VALUE", help="extra arguments of the env")
     p.add_argument("-i", "--trained-agent", default="", metavar="PATH", help="resume from a saved model (.zip)")
     p.add_argument("--final-episodes", type=int, default=1000, help="episodes of the final comparison")
-    p.add_argument("-P", "--progress", action="store_true", help="show SB3's progress bar")
+    p.add_argument("-P", "--progress", action="store_true", default=None,
+                   help="show SB3's progress bar (default: when standard error is a terminal)")
+    p.add_argument("--no-progress", action="store_false", dest="progress", help="no progress bar")
     return p
 
 
@@ -212,7 +214,8 @@ def train(args: argparse.Namespace) -> int:
     try:
         model.learn(
             total_timesteps=n_timesteps, callback=callbacks, tb_log_name=run_name,
-            reset_num_timesteps=not args.trained_agent, progress_bar=args.progress,
+            reset_num_timesteps=not args.trained_agent,
+            progress_bar=sys.stderr.isatty() if args.progress is None else args.progress,
         )
     except KeyboardInterrupt:
         interrupted = True
