@@ -210,12 +210,13 @@ def test_single_env_is_a_vector_env_of_one(name, mode):
 # -- fixed regimens against the exact analysis ------------------------------------------------------
 @pytest.mark.parametrize("name", list(REGIMEN_CASES))
 def test_regimens_agree_with_the_exact_analysis(name):
-    """Each regimen, played by RegimenAgent in the vector env (with the regimen's budget), against ``analyze``."""
+    """Each regimen, played by RegimenAgent in the vector env (with the regimen's budget and compute), against ``analyze``."""
     sc, mode = REGIMEN_CASES[name]
     checks = Comparisons(SHARES["regimens"][name])
     for n, reg in enumerate(REGIMENS[name]):
         exact = analyze(sc, reg)
-        vec = ProxyAlignmentVectorEnv(EPISODES, sc.model_copy(update={"budget": reg.budget}), observation=mode)
+        vec = ProxyAlignmentVectorEnv(EPISODES, sc.model_copy(update={"budget": reg.budget, "compute": reg.compute}),
+                                      observation=mode)
         returns, last = play_batch(vec, RegimenAgent(reg, vec.layout, reg.budget, seed=n), seed=1000 + n)
         assert not last["invalid_action"].any()
         checks.outcomes(f"{name} [{reg.describe(sc)}]", returns, last, exact.outcomes)
