@@ -568,36 +568,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-memory", metavar="SIZE", default=None, help=MAX_MEMORY_HELP)
     p.set_defaults(func=cmd_solve)
 
-    p = sub.add_parser("sweep", help="exact analyses of regimens over a grid of one or two parameters")
-    p.add_argument("scenario", metavar="SCENARIO", help="a shipped scenario's name or a path to a YAML file")
+    def exact_command(name: str, help_: str, json_help: str, plot_help: str | None = None, best: str | None = None):
+        """A subcommand over the exact analysis: SCENARIO, and --json, --no-progress (with ``plot_help``, --plot;
+        with ``best``, --metric)."""
+        q = sub.add_parser(name, help=help_)
+        q.add_argument("scenario", metavar="SCENARIO", help="a shipped scenario's name or a path to a YAML file")
+        if best:
+            q.add_argument("--metric", default="expected_return", choices=METRICS, help=f"what decides the {best} (default expected_return)")
+        q.add_argument("--json", metavar="FILE", default=None, help=json_help)
+        if plot_help:
+            q.add_argument("--plot", metavar="FILE", default=None, help=f"{plot_help} (.png, .pdf or .svg)")
+        q.add_argument("--no-progress", action="store_true", help="no progress bar")
+        return q
+
+    p = exact_command("sweep", "exact analyses of regimens over a grid of one or two parameters", "write every row as JSON",
+                      "draw the sweep", best="best")
     p.add_argument("--vary", action="append", required=True, metavar="PATH=LO:HI:N",
                    help="a parameter and its grid, e.g. proxies.cot_monitor.steer=0:1:21 (once or twice)")
     p.add_argument("--plans", nargs="+", metavar="REGIMEN", default=[],
                    help="regimens: plans such as T,R,R or mappings such as '{plan: R, test: none}'")
     p.add_argument("--optimal", action="store_true", help="also solve the exact optimum at every point (in parallel)")
     p.add_argument("--workers", type=int, default=None, help="processes for --optimal (default: every local core)")
-    p.add_argument("--metric", default="expected_return", choices=METRICS, help="what decides the best (default expected_return)")
-    p.add_argument("--json", metavar="FILE", default=None, help="write every row as JSON")
     p.add_argument("--csv", metavar="FILE", default=None, help="write every row as CSV")
-    p.add_argument("--plot", metavar="FILE", default=None, help="draw the sweep (.png, .pdf or .svg)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("flips", help="for every parameter, where the better of two regimens flips")
-    p.add_argument("scenario", metavar="SCENARIO", help="a shipped scenario's name or a path to a YAML file")
+    p = exact_command("flips", "for every parameter, where the better of two regimens flips", "write the flips as JSON",
+                      "a tornado chart", best="better")
     p.add_argument("--plan", required=True, metavar="REGIMEN", help="the first regimen (a plan or a mapping)")
     p.add_argument("--than", required=True, metavar="REGIMEN", help="the second regimen")
-    p.add_argument("--metric", default="expected_return", choices=METRICS, help="what decides the better (default expected_return)")
-    p.add_argument("--json", metavar="FILE", default=None, help="write the flips as JSON")
-    p.add_argument("--plot", metavar="FILE", default=None, help="a tornado chart (.png, .pdf or .svg)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_flips)
 
-    p = sub.add_parser("advise", help="what to do with each proxy in each phase, the margin, and what would flip it")
-    p.add_argument("scenario", metavar="SCENARIO", help="a shipped scenario's name or a path to a YAML file")
+    p = exact_command("advise", "what to do with each proxy in each phase, the margin, and what would flip it",
+                      "also write the advice as JSON")
     p.add_argument("--no-optimal", action="store_true", help="skip the exact optimal policy (the solver)")
-    p.add_argument("--json", metavar="FILE", default=None, help="also write the advice as JSON")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_advise)
 
     p = sub.add_parser("claims", help="check the scenarios' expect claims (exact analysis, else the benchmark)")
