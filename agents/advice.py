@@ -17,7 +17,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from proxygym.agents.report import first_run
-from proxygym.agents.solver import solve
+from proxygym.agents.solver import optimum
 from proxygym.agents.sweep import Flips, flips
 from proxygym.envs.analysis import Analysis, analyze, compare
 from proxygym.envs.regimen import USAGE_LETTERS, USAGE_NAMES, Regimen, make_regimen, plan_text
@@ -151,8 +151,8 @@ def advise(scenario: Scenario, with_optimal: bool = True, progress: bool = False
     reserve = analyze(scenario, make_regimen(scenario, "R"))
     first = analyze(scenario, make_regimen(scenario, "R", test="none"))
     opt_value = opt_phases = None
-    if with_optimal:
-        solution = solve(scenario)
+    solution = optimum(scenario) if with_optimal else None  # None too where the scenario is too large to solve
+    if solution is not None:
         opt_value, opt_phases = solution.value, optimal_phases(scenario, solution)
     best = ranked[0][0]
     best_text = _regimen_text(scenario, best)
@@ -205,7 +205,9 @@ def advice_text(adv: Advice) -> str:
     if b is not None and lik is not None and (abs(b) > 1e-12 or abs(lik) > 1e-12):
         bigger = "the base rate" if abs(b) >= abs(lik) else "the likelihood ratio"
         lines.append(f"  against R, in log posterior odds: base rate {b:+.3f}, likelihood ratio {lik:+.3f}: {bigger} decides")
-    if adv.optimal_value is not None:
+    if adv.optimal_value is None:
+        lines += ["", "The optimal policy: not solved (--no-optimal, or too large for the exact solver: proxygym solve says how large)."]
+    else:
         lines.append("")
         lines.append(f"The optimal policy (adaptive, exact): expected return {adv.optimal_value:.4f},"
                      f" {adv.optimal_value - a.expected_return:+.4f} over the best fixed regimen. Its first run:")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from proxygym.agents.bench import check_episodes, resolve_names, run_pair
 from proxygym.agents.strategies import make_strategy
-from proxygym.envs.analysis import analyze, trajectory
+from proxygym.envs.analysis import analyze, metric_value, trajectory
 from proxygym.envs.observation import ObservationLayout
 from proxygym.envs.outcomes import Z999
 from proxygym.envs.regimen import PLAN_PATTERN, Regimen, make_regimen, regimen_from_spec
@@ -98,21 +98,8 @@ def checkpoint_values(scenario: Scenario, regimen: Regimen, exp: Expectation) ->
     for point in chosen:
         rates = point["proxies"][proxy]
         ppa, ppm = rates["p_pass_aligned"], rates["p_pass_misaligned"]
-        out.append(derived(exp.metric, {"base_rate": point["base_rate"], "p_pass_aligned": ppa, "p_pass_misaligned": ppm}))
+        out.append(metric_value(exp.metric, {"base_rate": point["base_rate"], "p_pass_aligned": ppa, "p_pass_misaligned": ppm}))
     return tuple(out)
-
-
-def derived(metric: str, values: dict) -> float | None:
-    """A metric from base_rate, p_pass_aligned and p_pass_misaligned (and whatever else ``values`` holds):
-    likelihood_ratio, recall = 1 - p_pass_misaligned, p_misaligned_pass = (1 - base_rate) p_pass_misaligned."""
-    ppa, ppm = values.get("p_pass_aligned"), values.get("p_pass_misaligned")
-    if metric == "recall":
-        return None if ppm is None else 1.0 - ppm
-    if metric == "p_misaligned_pass":
-        return 0.0 if ppm is None else (1.0 - values["base_rate"]) * ppm  # no misaligned mass: none passes
-    if metric == "likelihood_ratio" and "likelihood_ratio" not in values:
-        return None if ppa is None or ppm is None or ppm <= 0.0 else ppa / ppm
-    return values[metric]
 
 
 def _verdict(exp: Expectation, scores: list[tuple[str, tuple, float]]) -> tuple[bool | None, str]:
@@ -178,7 +165,7 @@ def check_claims(
                 scores.append((label, checkpoint_values(scenario, regimen, exp), 0.0))
             elif regimen is not None:
                 a = analyze(scenario, regimen)
-                scores.append((label, (derived(exp.metric, a.to_dict()),), 0.0))
+                scores.append((label, (metric_value(exp.metric, a.to_dict()),), 0.0))
             elif exact_only:
                 break
             else:

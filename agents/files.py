@@ -1,11 +1,14 @@
 """Atomic writes: a file is either what it was or the complete new content, never half of it.
 
-A target that is not a regular file (``/dev/stdout``, a pipe, a terminal) is written in place.
+A target that is not a regular file (``/dev/stdout``, a pipe, a terminal), or is reached through
+``/dev`` or ``/proc``, is written in place (appended to, as a stream); a link to a regular file
+has its target replaced and stays a link.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,9 +16,22 @@ from proxygym.envs.errors import ProxyGymError
 
 
 def _special(path: Path) -> bool:
-    """Whether ``path`` names something that is not a regular file: a terminal, a pipe, ``/dev/stdout``.
-    Such a target is written in place: replacing it by a renamed file would destroy it."""
-    return path.exists() and not path.is_dir() and not path.resolve().is_file()
+    """Whether ``path`` must be written in place: a terminal, a pipe, ``/dev/stdout`` (whatever it points to
+    now, a file included), anything under ``/dev`` or ``/proc`` or reached through them by links. Replacing
+    such a path by a renamed file would destroy it, and whoever holds it open would not see the new file."""
+    hop = Path(os.path.abspath(path))
+    for _ in range(40):  # the chain of links, as far as it goes
+        if str(hop).startswith(("/dev/", "/proc/")):
+            return True
+        if not hop.is_symlink():
+            break
+        hop = Path(os.path.abspath(hop.parent / os.readlink(hop)))
+    return hop.exists() and not hop.is_dir() and not hop.is_file()
+
+
+def _real(path: Path) -> Path:
+    """The file a path names: a symbolic link's target (renamed over, the link stays a link)."""
+    return path.resolve() if path.is_symlink() else path
 
 
 def check_writable(path: "str | Path") -> None:
@@ -42,11 +58,13 @@ def write_bytes_atomic(path: "str | Path", data: bytes) -> None:
     path = Path(path)
     if _special(path):  # /dev/stdout, a pipe: nothing to keep whole, and nothing to rename over
         try:
-            with open(path, "wb") as f:
+            sys.stdout.flush()  # what was printed first stays first (a redirected stdout is appended to)
+            with open(path, "ab") as f:
                 f.write(data)
         except OSError as err:
             raise ProxyGymError(f"cannot write {path}: {err.strerror or err}") from None
         return
+    path = _real(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ import yaml
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from proxygym.envs.analysis import Analysis, analyze, compare
+from proxygym.envs.analysis import ANALYSIS_KEYS, Analysis, analyze, compare, metric_value
 from proxygym.envs.errors import ProxyGymError, ScenarioError
 from proxygym.envs.parameters import Parameter, check_value, parameter, parameters, with_parameters
 from proxygym.envs.regimen import PLAN_PATTERN, Regimen, make_regimen, regimen_from_spec
@@ -86,6 +86,8 @@ def parse_vary(scenario: Scenario, text: str) -> Axis:
         raise ProxyGymError(f"--vary {text!r}: write PATH=LO:HI:N, e.g. proxies.cot_monitor.steer=0:1:21") from None
     if n < 1 or (n == 1 and lo != hi):
         raise ProxyGymError(f"--vary {text!r}: N must be at least 2 (or 1 with LO = HI), got {n}")
+    if n > MAX_ANALYSES:
+        raise ProxyGymError(f"--vary {text!r}: N is at most {MAX_ANALYSES:,}, got {n:,}")
     p = parameter(scenario, path.strip())
     for v in (lo, hi):
         check_value(scenario, p.path, v)
@@ -97,7 +99,7 @@ def parse_vary(scenario: Scenario, text: str) -> Axis:
 
 def _margin(a: Analysis, b: Analysis, metric: str) -> float | None:
     """How much better ``a`` is than ``b`` on ``metric`` (positive: a wins), or None where undefined."""
-    x, y = getattr(a, metric), getattr(b, metric)
+    x, y = metric_value(metric, a.to_dict()), metric_value(metric, b.to_dict())
     if x is None or y is None:
         return None
     return (y - x) if metric in LOWER_IS_BETTER else (x - y)
@@ -128,8 +130,15 @@ def _analyse_chunk(args) -> list[dict]:
     rows = []
     for values in points:
         _, results = analyses_at(scenario, values, texts, regimens)
-        rows += [{"params": dict(values), "plan": t, **a.to_dict()} for t, a in zip(texts, results)]
+        rows += [_row(values, t, a) for t, a in zip(texts, results)]
     return rows
+
+
+def _row(values: dict[str, float], text: str, a: Analysis) -> dict:
+    """One row of a sweep: the point, the regimen, every analysis key and the metrics derived from them."""
+    keys = a.to_dict()
+    return {"params": dict(values), "plan": text, **keys,
+            **{m: metric_value(m, keys) for m in ("recall", "p_misaligned_pass")}}
 
 
 def _solve_value(args) -> float:
@@ -151,11 +160,14 @@ def sweep(scenario: Scenario, axes: list[Axis], texts: list[str], optimal: bool 
         raise ProxyGymError("--vary: the two parameters must differ")
     if not texts and not optimal:
         raise ProxyGymError("give at least one regimen (--plans) or --optimal")
+    size = math.prod(len(a.values) for a in axes)
+    if size * max(1, len(texts)) > MAX_ANALYSES:
+        raise ProxyGymError(f"the grid asks for {size * max(1, len(texts)):,} analyses; the limit is {MAX_ANALYSES:,}")
+    if optimal and size > MAX_OPTIMAL_POINTS:
+        raise ProxyGymError(f"--optimal solves every grid point: {size:,} points; the limit is {MAX_OPTIMAL_POINTS:,}")
+    if workers is not None and workers < 1:
+        raise ProxyGymError(f"--workers must be at least 1, got {workers}")
     points = [dict(zip([a.path for a in axes], combo)) for combo in _grid(axes)]
-    if len(points) * max(1, len(texts)) > MAX_ANALYSES:
-        raise ProxyGymError(f"the grid asks for {len(points) * len(texts):,} analyses; the limit is {MAX_ANALYSES:,}")
-    if optimal and len(points) > MAX_OPTIMAL_POINTS:
-        raise ProxyGymError(f"--optimal solves every grid point: {len(points):,} points; the limit is {MAX_OPTIMAL_POINTS:,}")
     _regimens_at(scenario, texts)  # a bad regimen fails before any work
     workers = workers or os.cpu_count() or 1
     rows = []
@@ -229,7 +241,7 @@ def terms_grid(rows: list[dict], axes: list[Axis], texts: list[str], metric: str
 
 
 def _analysis_keys(row: dict) -> dict:
-    return {k: row[k] for k in Analysis.__dataclass_fields__ if k in row and k != "compare"}
+    return {k: row[k] for k in ANALYSIS_KEYS}
 
 
 def sweep_flip_points(scenario: Scenario, rows: list[dict], axis: Axis, texts: list[str],
@@ -243,7 +255,8 @@ def sweep_flip_points(scenario: Scenario, rows: list[dict], axis: Axis, texts: l
         a, b = wins[i - 1], wins[i]
         if a >= 0 and b >= 0 and a != b:
             pair = [texts[a], texts[b]]
-            out.append((_bisect(scenario, p, pair, metric, axis.values[i - 1], axis.values[i], 1), texts[a], texts[b]))
+            margin = _margin_along(scenario, p.path, pair, metric)
+            out.append((_bisect(margin, p, axis.values[i - 1], axis.values[i], 1), texts[a], texts[b]))
     return out
 
 
@@ -278,12 +291,19 @@ class Flips:
                 "margin_range": None if self.span is None else list(self.span)}
 
 
-def _margin_at(scenario: Scenario, path: str, value: float, texts: list[str], metric: str) -> float | None:
-    try:
-        _, (a, b) = analyses_at(scenario, {path: value}, texts)
-    except ScenarioError:
-        return None  # a value the schema refuses in combination with the rest (say, compute below one run)
-    return _margin(a, b, metric)
+def _margin_along(scenario: Scenario, path: str, texts: list[str], metric: str):
+    """``margin(value)``: the first regimen's margin over the second with ``path`` at ``value`` (the regimens built
+    once), None where undefined or where the schema refuses the value with the rest (say, compute below one run)."""
+    regimens = _regimens_at(scenario, texts)
+
+    def margin(value: float) -> float | None:
+        try:
+            _, (a, b) = analyses_at(scenario, {path: value}, texts, regimens)
+        except ScenarioError:
+            return None
+        return _margin(a, b, metric)
+
+    return margin
 
 
 def _sign(m: float | None) -> int:
@@ -297,7 +317,8 @@ def flips_of(scenario: Scenario, p: Parameter, texts: list[str], metric: str = "
         grid = np.unique(np.round(np.linspace(lo, hi, min(SCAN_POINTS, int(hi - lo) + 1))))
     else:
         grid = np.linspace(lo, hi, SCAN_POINTS)
-    margins = [_margin_at(scenario, p.path, float(v), texts, metric) for v in grid]
+    margin = _margin_along(scenario, p.path, texts, metric)
+    margins = [margin(float(v)) for v in grid]
     found = []
     last_v, last_s = None, 0
     for v, m in zip(grid, margins):
@@ -305,24 +326,24 @@ def flips_of(scenario: Scenario, p: Parameter, texts: list[str], metric: str = "
         if s == 0:
             continue
         if last_s and s != last_s:
-            found.append(_bisect(scenario, p, texts, metric, float(last_v), float(v), last_s))
+            found.append(_bisect(margin, p, float(last_v), float(v), last_s))
         last_v, last_s = v, s
-    now = _margin_at(scenario, p.path, p.value, texts, metric)
+    now = margin(p.value)
     seen = [m for m in margins + [now] if m is not None]
     span = (min(seen), max(seen)) if seen else None
     return Flips(p.path, p.value, (float(lo), float(hi)), found, (margins[0], margins[-1], now), span)
 
 
-def _bisect(scenario, p: Parameter, texts, metric, a: float, b: float, sign_a: int) -> float:
+def _bisect(margin, p: Parameter, a: float, b: float, sign_a: int) -> float:
     """The first point past ``a`` where the margin's sign leaves ``sign_a`` (``a`` and ``b`` bracket one change):
     on the lattice of multiples of FLIP_TOLERANCE (or of whole numbers), so the answer is the same whatever
-    scan found the bracket: the least lattice value at which the other regimen is the better."""
+    scan found the bracket: the least lattice value at which the first regimen is no longer the better."""
     step = 1.0 if p.whole else FLIP_TOLERANCE
     lo, hi = math.floor(a / step + 1e-9), math.ceil(b / step - 1e-9)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        s = _sign(_margin_at(scenario, p.path, mid * step, texts, metric))
-        if s == sign_a or s == 0:
+        s = _sign(margin(mid * step))
+        if s == sign_a:  # (a tie is where the first regimen stops being the better)
             lo = mid
         else:
             hi = mid
@@ -334,7 +355,9 @@ def flips(scenario: Scenario, first: str, second: str, metric: str = "expected_r
     if metric not in METRICS:
         raise ProxyGymError(f"unknown metric {metric!r}; metrics are {', '.join(METRICS)}")
     texts = [first, second]
-    _regimens_at(scenario, texts)
+    a, b = _regimens_at(scenario, texts)
+    if a == b:
+        raise ProxyGymError(f"--plan {first!r} and --than {second!r} are the same regimen: nothing can flip")
     out = [flips_of(scenario, p, texts, metric)
            for p in tqdm(list(parameters(scenario).values()), disable=not progress, unit="parameter", file=sys.stderr)]
     return sorted(out, key=lambda f: (f.distance, f.path))

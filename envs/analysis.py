@@ -58,6 +58,21 @@ class Analysis:
 ANALYSIS_KEYS = tuple(name for name in Analysis.__dataclass_fields__ if name != "compare")
 
 
+def metric_value(metric: str, values: dict) -> float | None:
+    """A metric (scenario.METRICS) from an analysis' keys (:meth:`Analysis.to_dict`) or one checkpoint's
+    (``base_rate``, ``p_pass_aligned``, ``p_pass_misaligned``): the keys themselves, and those derived from
+    them: ``recall`` = 1 - p_pass_misaligned, ``p_misaligned_pass`` = (1 - base_rate) p_pass_misaligned (0
+    where nothing is misaligned), ``likelihood_ratio`` where it is not given. None where undefined."""
+    ppa, ppm = values.get("p_pass_aligned"), values.get("p_pass_misaligned")
+    if metric == "recall":
+        return None if ppm is None else 1.0 - ppm
+    if metric == "p_misaligned_pass":
+        return 0.0 if ppm is None else (1.0 - values["base_rate"]) * ppm
+    if metric == "likelihood_ratio" and "likelihood_ratio" not in values:
+        return None if ppa is None or ppm is None or ppm <= 0.0 else ppa / ppm
+    return values[metric]
+
+
 def _ratio(num: float, den: float) -> float | None:
     return None if den <= 0.0 else num / den
 
@@ -84,6 +99,8 @@ class RunEndings:
 
 def run_endings(dyn: Dynamics, regimen: Regimen, rho: np.ndarray) -> RunEndings:
     """One run of the regimen from base rate(s) rho, by forward propagation (docs/model.md, "Exact analysis")."""
+    if regimen.idea == RANDOM_IDEA:
+        raise ValueError("run_endings plays one idea; a regimen with random ideas goes through random_idea_endings")
     plan = regimen.plan_array
     screens = dict(regimen.screen)
     T = dyn.n_phases

@@ -270,7 +270,8 @@ class Dynamics:
         anti-trained phases of each proxy before the phase; None: none): 0 when no count matters."""
         if n_anti is None or self.n_anti_keys == 1:
             return 0
-        key = np.asarray(n_anti, dtype=np.int64) @ self._anti_weights
+        # (a count reaches T only after the last phase, where no transition follows: clipped, it stays a key)
+        key = np.minimum(np.asarray(n_anti, dtype=np.int64), self.n_phases - 1) @ self._anti_weights
         return int(key) if np.ndim(key) == 0 else key
 
     # -- queries -----------------------------------------------------------------

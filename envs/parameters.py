@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import annotated_types
 from pydantic.fields import FieldInfo
@@ -97,8 +97,9 @@ def parameters(scenario: Scenario) -> dict[str, Parameter]:
 
 def _parameters(scenario: Scenario) -> dict[str, Parameter]:
     out: list[Parameter] = [_param(Scenario, "budget", "budget", scenario.budget)]
-    if scenario.compute is not None:
-        out.append(_param(Scenario, "compute", "compute", scenario.compute))
+    if scenario.compute is not None:  # at least one full run's compute (a rule across fields)
+        compute = _param(Scenario, "compute", "compute", scenario.compute)
+        out.append(replace(compute, lo=float(scenario.full_run_compute)))
     for key in Reward.model_fields:
         out.append(_param(Reward, key, f"reward.{key}", getattr(scenario.reward, key)))
     for ph in scenario.phases:

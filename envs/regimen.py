@@ -183,9 +183,9 @@ def make_regimen(
     screens = []
     for d, names in sorted((screen or {}).items()):
         if not 1 <= int(d) <= T - 1:
+            early = f"early checkpoints are 1..{T - 1}" if T > 1 else "with one phase there is no early checkpoint"
             raise ScenarioError(
-                f"{scenario.source}: screen at checkpoint {d}: early checkpoints are 1..{T - 1}"
-                " (the final checkpoint's test is the test set)"
+                f"{scenario.source}: screen at checkpoint {d}: {early} (the final checkpoint's test is the test set)"
             )
         screens.append((int(d), parse_proxies(scenario, names, f"the screen at checkpoint {d}")))
     if fallback not in FALLBACKS:

@@ -271,7 +271,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
         sc = load_scenario(name)
         print(f"{sc.name}: {sc.title}")
         for check in check_claims(sc, args.episodes, args.seed, robustness=ROBUSTNESS):
-            mark = {True: "holds", False: "FAILS", None: "undefined"}[check.holds]
+            mark = ROBUST_WORDS[check.holds].upper() if check.holds is False else ROBUST_WORDS[check.holds]
             failed += check.holds is not True
             at = ", ".join(f"{p:g}: {ROBUST_WORDS[h]}" for p, h in check.robust.items())
             print(f"  [{mark}] {check.text}\n          at persistence {at}")
@@ -301,9 +301,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             optimum(sc, max_memory=limit)
     # Every output is checked before the benchmark runs, so a bad path costs nothing.
     plot_format = _plot_format(args.plot)
-    for path in (args.json, args.csv, args.markdown, args.plot):
-        if path:
-            check_writable(path)
+    _check_outputs(args.json, args.csv, args.markdown, args.plot)
     results = run_bench(
         scenarios, strategies, args.episodes, args.seed, progress=sys.stderr.isatty(), explicit=bool(args.strategy)
     )
@@ -588,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plans", nargs="+", metavar="REGIMEN", default=[],
                    help="regimens: plans such as T,R,R or mappings such as '{plan: R, test: none}'")
     p.add_argument("--optimal", action="store_true", help="also solve the exact optimum at every point (in parallel)")
-    p.add_argument("--workers", type=int, default=None, help="processes for --optimal (default: every local core)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes for --optimal and for a large grid (default: every local core)")
     p.add_argument("--csv", metavar="FILE", default=None, help="write every row as CSV")
     p.set_defaults(func=cmd_sweep)
 

@@ -323,3 +323,23 @@ def test_hand_worked_compute_budget_with_an_early_discard():
     assert a.p_abstain == pytest.approx(p2 + p1 * (1 - pass_both))
     # spent: 4 on a pass, 4 on a fail at 2, 1 + (a second run: 1 if it fails at 1, else 4) on a fail at 1
     assert a.expected_compute == pytest.approx(4 * (1 - p1) + p1 * (1 + 1 * p1 + 4 * (1 - p1)))
+
+
+@pytest.mark.parametrize("name", ["sticky_values", "loss_landscape", "idea_screening", "protocol_wins"])
+def test_the_closed_forms_are_the_recursion(name):
+    """Without a compute budget the run budget is summed in closed form; with a compute budget too large to bind,
+    the recursion over (compute left, runs started) runs instead: the two give the same outcomes, for both
+    fallbacks, budgets 1, 2 and 7, early screens or none, and random ideas."""
+    sc = load_scenario(name)
+    T = len(sc.phases)
+    for plan in ("R", "T", "A"):
+        for screen in ({}, {1: sc.proxy_names[0]} if T > 1 else {}):
+            for budget in (1, 2, 7):
+                for fallback in ("deploy", "abstain"):
+                    for idea in (None, "random"):
+                        closed = analyze(sc, make_regimen(sc, plan, screen=screen, budget=budget, fallback=fallback, idea=idea))
+                        recursion = analyze(sc, make_regimen(sc, plan, screen=screen, budget=budget, fallback=fallback,
+                                                             idea=idea, compute=100_000))
+                        for key in ("p_deploy_aligned", "p_deploy_misaligned", "p_abstain", "expected_runs", "expected_compute",
+                                    "expected_return"):
+                            assert getattr(closed, key) == pytest.approx(getattr(recursion, key), abs=1e-12), (plan, key)

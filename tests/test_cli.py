@@ -109,7 +109,7 @@ MALFORMED = [
     ("plan letters", hand_scenario(), ["--plan", "X"], ["plan 'X'", "R (reserve), T (train), A (anti)"]),
     ("unknown proxy", hand_scenario(), ["--plan", "R", "--test", "nope"], ["unknown proxy 'nope'", "proxies are ask"]),
     ("unknown idea", hand_scenario(), ["--plan", "R", "--idea", "nope"], ["unknown idea 'nope'", "ideas are idea"]),
-    ("screen", hand_scenario(), ["--plan", "R", "--screen", "1:ask"], ["screen at checkpoint 1", "1..0"]),
+    ("screen", hand_scenario(), ["--plan", "R", "--screen", "1:ask"], ["screen at checkpoint 1", "with one phase there is no early checkpoint"]),
     ("budget", hand_scenario(), ["--plan", "R", "--budget", "0"], ["budget", "1 to 1000"]),
 ]
 

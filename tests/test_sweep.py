@@ -129,3 +129,35 @@ def test_a_copied_scenario_is_the_one_the_schema_builds():
             lo, hi = p.window()
             value = float(round((lo + hi) / 2)) if p.whole else (lo + hi) / 2
             assert with_parameters(sc, {p.path: value}) == _validated(sc, {p.path: value}), p.path
+
+
+def test_the_derived_metrics_decide_flips_and_sweeps(hand):
+    """recall and P(misaligned and passes): plan R 0.6 and 0.24, plan T 1 - 0.492423 and 0.48 x 0.492423 (hand-worked);
+    on P(misaligned and passes), lower is better, so T is ahead of R."""
+    axis = parse_vary(hand, "reward.misaligned=-1:0:2")
+    rows = sweep(hand, [axis], ["R", "T"])
+    r = next(x for x in rows if x["plan"] == "R")
+    assert r["recall"] == pytest.approx(0.6) and r["p_misaligned_pass"] == pytest.approx(0.24)
+    out = {f.path: f for f in flips(hand, "T", "R", metric="p_misaligned_pass")}
+    assert out["reward.misaligned"].margins[2] == pytest.approx(0.24 - 0.48 * 0.492423, abs=1e-6)
+    assert not out["reward.misaligned"].flips  # the reward moves no probability
+
+
+@pytest.mark.parametrize("args, words", [
+    (["sweep", "--vary", "proxies.ask.steer=0:1:3", "--plans", "R", "--workers", "0"], "--workers must be at least 1"),
+    (["sweep", "--vary", "proxies.ask.steer=0:1:20000", "--vary", "proxies.ask.gate=0:1:20000", "--plans", "R"],
+     "the limit is 1,000,000"),
+    (["flips", "--plan", "R", "--than", "{plan: R}"], "the same regimen"),
+])
+def test_more_bad_input_is_one_line(tmp_path, args, words):
+    path = tmp_path / "hand.yaml"
+    path.write_text(yaml.safe_dump(hand_scenario()))
+    out = run_cli(args[0], str(path), *args[1:])
+    assert out.returncode == 2 and words in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_compute_ranges_from_one_full_run():
+    sc = parse_scenario(hand_scenario(compute=6, phases=[{"name": "only", "capability": 0.0, "plasticity": 0.5, "cost": 2}]))
+    assert parameters(sc)["compute"].lo == 2.0
+    with pytest.raises(ScenarioError, match="outside its allowed range"):
+        with_parameters(sc, {"compute": 1})
