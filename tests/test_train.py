@@ -149,7 +149,7 @@ def test_ctrl_c_saves_a_loadable_model(tmp_path):
     assert f"interrupted at step {model.num_timesteps}:" in out
 
 
-def test_bad_arguments_exit_2_with_one_line(tmp_path):
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
     other = tmp_path / "other"
     # a model saved for another scenario (as small as a real run gets: one rollout of 64 steps)
     assert train.main(["--scenario", "loss_landscape", "-n", "64", "--hyperparams", "n_steps:64", "batch_size:64",
@@ -170,16 +170,28 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
         (["--hyperparams", "n_envs:0"], "whole number"),
         (["--hyperparams", "learning_rate:abc"], "rejected by ppo"),
         (["--env-kwargs", "colour:1"], "rejected by ppo"),
-        (["--env", "observation:history"], "unrecognized arguments: --env"),  # no prefix of --env-kwargs
         (["--algo", "recurrent_ppo", "--hyperparams", "policy:NoSuchPolicy"], "rejected by recurrent_ppo"),
+        (["--env", "observation:history"], "unrecognized arguments: --env"),  # no prefix of --env-kwargs
     ]
-    # each case a real run of the CLI in a subprocess, in its own folder; a few at a time (each mostly imports torch)
+    # the first two cases as a user runs them (a subprocess each: the usage error and the message reach the
+    # terminal as one line); the rest through train.main in this process, each in its own folder
     folders = [tmp_path / f"case_{i}" for i in range(len(cases))]
     for folder in folders:
         folder.mkdir()
-    results = run_concurrently([lambda i=i: run_train(folders[i], *cases[i][0], *QUICK, timeout=300) for i in range(len(cases))])
-    for (args, fragment), res in zip(cases, results):
-        assert fragment in error_line(res.returncode, res.stdout, res.stderr, args), (args, res.stderr)
+    subprocess_cases = [0, len(cases) - 1]
+    results = run_concurrently([lambda i=i: run_train(folders[i], *cases[i][0], *QUICK, timeout=300) for i in subprocess_cases])
+    for i, res in zip(subprocess_cases, results):
+        assert cases[i][1] in error_line(res.returncode, res.stdout, res.stderr, cases[i][0]), (cases[i][0], res.stderr)
+    for i, (args, fragment) in enumerate(cases):
+        if i in subprocess_cases:
+            continue
+        capsys.readouterr()
+        try:
+            code = train.main([*args, *QUICK, "--log-folder", str(folders[i]), "--tensorboard-log", ""])
+        except SystemExit as exit_:  # a usage error, from the parser
+            code = exit_.code
+        out = capsys.readouterr()
+        assert fragment in error_line(code, out.out, out.err, args), (args, out.err)
 
 
 def test_rl_zoo3_trains_the_env(tmp_path):
