@@ -31,6 +31,24 @@ SIG1 = 1.0 / (1.0 + math.exp(-1.0))  # sigmoid(1) = 0.7310586
 
 
 # -- the CLI ------------------------------------------------------------------------------------
+def run_cli_here(*args: str) -> subprocess.CompletedProcess:
+    """``proxygym ARGS`` through ``proxygym.cli.main`` in this process, stdout and stderr captured: the CLI's
+    own code, without the start of a new interpreter for each call (:func:`run_cli` runs it as a user does,
+    in a subprocess; the modules that check many outputs of one command use this)."""
+    import contextlib
+    import io
+
+    from proxygym.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # a usage error, from the parser
+            code = exit_.code
+    return subprocess.CompletedProcess(["proxygym", *args], code, out.getvalue(), err.getvalue())
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``python -m proxygym ARGS`` in a subprocess, as a user would (the installed package, no PYTHONPATH)."""
     return subprocess.run(

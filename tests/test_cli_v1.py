@@ -1,7 +1,8 @@
 """The command line's v1 features: a complete second regimen for ``analyze --compare``,
 ``analyze --trajectory``, and the first run's policy in ``solve --json``.
 
-Each is run as a user runs it (a subprocess) and checked against an independent
+Each is run through the command line's own entry point (``proxygym.cli.main``, in this process:
+tests/test_cli.py runs the same command line as a subprocess) and checked against an independent
 computation: numbers worked by hand from docs/model.md's formulas, regimens built
 directly as :class:`Regimen` objects, and the solver's value.
 """
@@ -19,7 +20,7 @@ from proxygym.agents.solver import solve
 from proxygym.envs.analysis import analyze, trajectory
 from proxygym.envs.regimen import ANTI, RESERVE, TRAIN, Regimen, make_regimen
 from proxygym.envs.scenario import load_scenario, parse_scenario, shipped_scenarios
-from tests.helpers import ANALYSIS_KEYS, ROOT, error_line, run_cli
+from tests.helpers import ANALYSIS_KEYS, ROOT, error_line, run_cli_here
 from tests.test_analysis import hand_scenario
 
 REGIMEN_KEYS = {"plan", "test", "screen", "idea", "budget", "compute", "fallback", "text"}
@@ -35,14 +36,14 @@ def write(tmp_path, data: dict):
 
 
 def ok(*args) -> dict:
-    res = run_cli(*args)
+    res = run_cli_here(*args)
     assert res.returncode == 0, res.stderr
     assert res.stderr == ""
     return json.loads(res.stdout) if "--json" in args else res.stdout
 
 
 def one_line_error(*args) -> str:
-    res = run_cli(*args)
+    res = run_cli_here(*args)
     return error_line(res.returncode, res.stdout, res.stderr, args)
 
 

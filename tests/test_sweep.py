@@ -20,7 +20,7 @@ from proxygym.agents.sweep import flips, parse_vary, sweep, sweep_flip_points
 from proxygym.envs.errors import ScenarioError
 from proxygym.envs.parameters import parameters, with_parameters
 from proxygym.envs.scenario import parse_scenario
-from tests.helpers import crossing, hand_outcomes, hand_scenario, run_cli
+from tests.helpers import crossing, hand_outcomes, hand_scenario, run_cli, run_cli_here
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, words):
     path = tmp_path / "hand.yaml"
     path.write_text(yaml.safe_dump(hand_scenario()))
     out_file = tmp_path / "out.json"
-    out = run_cli(args[0], str(path), *args[1:], "--json", str(out_file))
+    out = run_cli_here(args[0], str(path), *args[1:], "--json", str(out_file))
     assert out.returncode == 2, out.stdout + out.stderr
     assert words in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not out_file.exists()
@@ -152,7 +152,7 @@ def test_the_derived_metrics_decide_flips_and_sweeps(hand):
 def test_more_bad_input_is_one_line(tmp_path, args, words):
     path = tmp_path / "hand.yaml"
     path.write_text(yaml.safe_dump(hand_scenario()))
-    out = run_cli(args[0], str(path), *args[1:])
+    out = run_cli_here(args[0], str(path), *args[1:])
     assert out.returncode == 2 and words in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
