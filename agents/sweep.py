@@ -337,7 +337,8 @@ def flips_of(scenario: Scenario, p: Parameter, texts: list[str], metric: str = "
 def _bisect(margin, p: Parameter, a: float, b: float, sign_a: int) -> float:
     """The first point past ``a`` where the margin's sign leaves ``sign_a`` (``a`` and ``b`` bracket one change):
     on the lattice of multiples of FLIP_TOLERANCE (or of whole numbers), so the answer is the same whatever
-    scan found the bracket: the least lattice value at which the first regimen is no longer the better."""
+    scan found the bracket: the least lattice value at which the order of the two is no longer the one at ``a``
+    (a tie counts as changed)."""
     step = 1.0 if p.whole else FLIP_TOLERANCE
     lo, hi = math.floor(a / step + 1e-9), math.ceil(b / step - 1e-9)
     while hi - lo > 1:

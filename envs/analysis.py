@@ -235,9 +235,12 @@ def _closed_forms(endings: RunEndings, regimen: Regimen, spent: dict[int, int], 
     ``n`` all failed, with probability ``phi^n``, and the ``B``-th run is the last chance."""
     B = regimen.budget
     phi = sum(endings.fail.values(), np.zeros_like(endings.pass_aligned))  # P(one tested run fails)
-    powers = phi[..., None] ** np.arange(B)  # phi^n, n = 0..B-1
-    before_last, last = powers[..., : B - 1].sum(-1), powers[..., B - 1]
-    runs = powers.sum(-1)
+    # sum_{n < B-1} phi^n and phi^(B-1), one power at a time (memory of one array whatever B and the settings)
+    before_last, last = np.zeros_like(phi), np.ones_like(phi)
+    for _ in range(B - 1):
+        before_last += last
+        last = last * phi
+    runs = before_last + last
     tested = endings.pass_aligned + endings.pass_misaligned  # P(a tested run passes)
     x = tested * full_run + sum((fail * spent[d] for d, fail in endings.fail.items()), np.zeros_like(phi))
     if regimen.fallback == "deploy":  # the B-th run ships whatever it shows
