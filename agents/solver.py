@@ -210,7 +210,7 @@ class _Builder:
         dyn = self.dyn
         idea = self.rep[g]
         w = self.weights[g][weight_id]
-        joint = start_joint(dyn, w[None, :], dyn.base_rate_values[idea])  # (1, V, S)
+        joint = start_joint(w[None, :], dyn.support_start[idea])  # (1, V, S)
         n_anti = np.zeros((1, dyn.n_proxies), dtype=np.int64)
         prob, p_al, end_id = [np.ones(1)], [self._p_aligned(joint)], [np.full(1, -1, dtype=np.int32)]
         for t in range(dyn.n_phases - 1):
@@ -470,7 +470,7 @@ def _one_phase_endings(dyn: Dynamics, idea: int) -> tuple[int, float]:
     """A one-phase run of ``idea`` from its prior (``3^k 2^k`` filter updates): its distinct end posteriors,
     and the span of their log-likelihood ratios in whole units (:class:`_Endings`; inf if none fits)."""
     prior = dyn.base_rate_probs[idea]
-    joint = start_joint(dyn, prior[None, :], dyn.base_rate_values[idea])
+    joint = start_joint(prior[None, :], dyn.support_start[idea])
     anti = (dyn.usages == ANTI).astype(np.int64)
     k = dyn.n_proxies
     seen: dict[tuple, np.ndarray] = {}

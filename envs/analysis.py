@@ -97,14 +97,15 @@ class RunEndings:
     fail_aligned: dict[int, np.ndarray]
 
 
-def run_endings(dyn: Dynamics, regimen: Regimen, rho: np.ndarray) -> RunEndings:
-    """One run of the regimen from base rate(s) rho, by forward propagation (docs/model.md, "Exact analysis")."""
+def run_endings(dyn: Dynamics, regimen: Regimen) -> RunEndings:
+    """One run of the regimen from each value of its idea's base-rate support (in its world, with
+    worlds), by forward propagation (docs/model.md, "Exact analysis")."""
     if regimen.idea == RANDOM_IDEA:
         raise ValueError("run_endings plays one idea; a regimen with random ideas goes through random_idea_endings")
     plan = regimen.plan_array
     screens = dict(regimen.screen)
     T = dyn.n_phases
-    free = dyn.initial(rho)  # every run, tested or not
+    free = dyn.support_start[regimen.idea]  # every run, tested or not
     kept = free.copy()  # mass that has passed every test so far
     failed: dict[int, np.ndarray] = {}  # mass that first failed at d, played on untested
     n_anti = np.zeros(dyn.n_proxies, dtype=np.int64)
@@ -148,7 +149,7 @@ def random_idea_endings(dyn: Dynamics, regimen: Regimen) -> tuple[RunEndings, np
         )
     index = [g.ravel() for g in np.meshgrid(*(np.arange(n) for n in sizes), indexing="ij")]
     weight = np.prod([dyn.base_rate_probs[i][index[i]] for i in range(m)], axis=0)
-    per_idea = [run_endings(dyn, replace(regimen, idea=i), dyn.base_rate_values[i]) for i in range(m)]
+    per_idea = [run_endings(dyn, replace(regimen, idea=i)) for i in range(m)]
 
     def mean(get) -> np.ndarray:
         return sum(get(e)[index[i]] for i, e in enumerate(per_idea)) / m
@@ -267,7 +268,7 @@ def analyze(scenario: Scenario, regimen: Regimen) -> Analysis:
         ends, w = random_idea_endings(dyn, regimen)
     else:
         w = dyn.base_rate_probs[regimen.idea]
-        ends = run_endings(dyn, regimen, dyn.base_rate_values[regimen.idea])
+        ends = run_endings(dyn, regimen)
     prog = program_outcomes(ends, regimen, scenario.spent_by_checkpoint)
 
     base_rate, p_misaligned = float(w @ ends.aligned), float(w @ ends.misaligned)
@@ -349,7 +350,7 @@ def trajectory(scenario: Scenario, regimen: Regimen) -> list[dict]:
     plan = regimen.plan_array
     aligned, shaped = dyn.aligned, dyn.shaped
     ideas = range(dyn.n_ideas) if regimen.idea == RANDOM_IDEA else [regimen.idea]
-    dists = [dyn.initial(dyn.base_rate_values[i]) for i in ideas]  # (support, S) per idea
+    dists = [dyn.support_start[i] for i in ideas]  # (support, S) per idea
     n_anti = np.zeros(dyn.n_proxies, dtype=np.int64)
     out = []
     for t in range(dyn.n_phases):

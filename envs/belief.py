@@ -38,11 +38,32 @@ def padded_support(dynamics: Dynamics) -> tuple[np.ndarray, np.ndarray]:
     return values, probs
 
 
+def padded_starts(dynamics: Dynamics) -> np.ndarray:
+    """``(m, V, S)``: each idea's start distribution per support value (:attr:`Dynamics.support_start`) on
+    the padded support of :func:`padded_support` (the padding starts nowhere: it has prior weight 0)."""
+    width = max(len(v) for v in dynamics.base_rate_values)
+    out = np.zeros((dynamics.n_ideas, width, dynamics.n_states))
+    for i, start in enumerate(dynamics.support_start):
+        out[i, : len(start)] = start
+    return out
+
+
+def padded_worlds(dynamics: Dynamics) -> np.ndarray:
+    """``(m, V, W)``: one-hot of the world of each idea's padded support value (a world's posterior is
+    the weights summed by world)."""
+    width = max(len(v) for v in dynamics.base_rate_values)
+    out = np.zeros((dynamics.n_ideas, width, dynamics.n_worlds))
+    for i, world in enumerate(dynamics.support_world):
+        out[i, np.arange(len(world)), world] = 1.0
+    return out
+
+
 # -- the updates, as functions: written once, used by the filter below and by the solver -----
-def start_joint(dynamics: Dynamics, weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+def start_joint(weights: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """A run's start, ``J(v, s) = W_i(v) * init_v(s)``: ``(n, V, S)`` from ``weights`` ``(n, V)``
-    and the support ``values`` (``(V,)``, or ``(n, V)`` when the runs' ideas differ)."""
-    return np.asarray(weights)[..., None] * dynamics.initial(values)
+    and the support's start distributions ``starts`` (``(V, S)``, :attr:`Dynamics.support_start` of the
+    idea, or ``(n, V, S)`` when the runs' ideas differ)."""
+    return np.asarray(weights)[..., None] * starts
 
 
 def predict_joint(dynamics: Dynamics, joint: np.ndarray, phase, usage_code, idea, n_anti=None) -> np.ndarray:
@@ -85,6 +106,7 @@ class BatchBeliefFilter:
         self.dyn = dynamics
         self.num_envs = int(num_envs)
         self.values, self.prior = padded_support(dynamics)
+        self.starts, self.worlds = padded_starts(dynamics), padded_worlds(dynamics)
         m, width = self.values.shape
         self.weights = np.empty((self.num_envs, m, width))
         self.idea = np.full(self.num_envs, -1, dtype=np.int64)
@@ -118,7 +140,7 @@ class BatchBeliefFilter:
         """Start a run of ``idea`` (per episode, or one for all): ``J(v, s) = W_i(v) * init_v(s)``."""
         rows = self._rows(envs)
         self.idea[rows] = idea
-        self.joint[rows] = start_joint(self.dyn, self.weights[rows, idea], self.values[idea])
+        self.joint[rows] = start_joint(self.weights[rows, idea], self.starts[idea])
 
     def advance(self, phase, usage_code, envs=None, n_anti=None) -> None:
         """Apply phase ``phase`` (0-based) under ``usage_code`` (each per episode, or one for all): ``J <- J P``.
@@ -169,6 +191,14 @@ class BatchBeliefFilter:
         out[rows, idea] = (self.joint[rows].sum(axis=2) * self.values[idea]).sum(axis=1)
         return out
 
+    def world_posterior(self) -> np.ndarray:
+        """``(N, W)`` P(world | history), counting the run under way (a scenario with worlds has one idea,
+        whose posterior carries the world's)."""
+        rows = np.flatnonzero(self.idea >= 0)
+        out = self.weights[:, 0] @ self.worlds[0]
+        out[rows] = np.einsum("nv,nvw->nw", self.joint[rows].sum(axis=2), self.worlds[self.idea[rows]])
+        return out
+
     def read_outs(self, shaped: bool = True) -> tuple[np.ndarray, "np.ndarray | None", "np.ndarray | None"]:
         """``(p_aligned, p_shaped, mean_base_rates)`` at once, as the properties give them (the
         marginal over the base rate computed once); the last two are None unless ``shaped``."""
@@ -211,15 +241,16 @@ class RunTable:
     """
 
     MAX_BYTES = 256 * 2**20
-    _PER_ID = ("joint", "p_aligned", "p_shaped", "base_rate", "idea", "n_anti", "anti_key", "record")  # the arrays by belief id
+    _PER_ID = ("joint", "p_aligned", "p_shaped", "base_rate", "world", "idea", "n_anti", "anti_key", "record")  # the arrays by belief id
 
     def __init__(self, dynamics: Dynamics, max_bytes: int = MAX_BYTES, min_ids: int = 4096):
         self.dyn = d = dynamics
         self.values, self.prior = padded_support(d)
+        self.worlds = padded_worlds(d)
         self.n_ideas, width = self.values.shape
         self.fan = d.n_usages * 2**d.n_proxies
         k, S = d.n_proxies, d.n_states
-        per_id = width * S * 8 + self.fan * 8 + (4 * k + 6) * 8
+        per_id = width * S * 8 + self.fan * 8 + (4 * k + 6 + d.n_worlds) * 8
         self.max_ids = max(int(max_bytes) // per_id, int(min_ids))
         self.compactions = 0
         self._cap = 0
@@ -235,6 +266,7 @@ class RunTable:
         self.p_aligned = np.zeros(self._cap)
         self.p_shaped = np.zeros((self._cap, d.n_proxies))
         self.base_rate = np.zeros(self._cap)
+        self.world = np.zeros((self._cap, d.n_worlds))
         self.idea = np.zeros(self._cap, dtype=np.int64)
         self.n_anti = np.zeros((self._cap, d.n_proxies), dtype=np.int64)
         self.anti_key = np.zeros(self._cap, dtype=np.int64)  # Dynamics.anti_key of n_anti: the next phase's transition
@@ -244,6 +276,7 @@ class RunTable:
         self.n_ids = 1  # NO_RUN: a zero joint, zero read-outs
         self.weights = np.zeros((self._wcap, width))
         self.mean = np.zeros(self._wcap)
+        self.weights_world = np.zeros((self._wcap, d.n_worlds))
         self.weights_idea = np.zeros(self._wcap, dtype=np.int64)
         self.starts = np.full(self._wcap, -1, dtype=np.int64)
         self.n_weights = 0
@@ -271,7 +304,7 @@ class RunTable:
         if wid is None:
             if self.n_weights == self._wcap:
                 cap = self._wcap * 2
-                for name in ("weights", "mean", "weights_idea", "starts"):
+                for name in ("weights", "mean", "weights_world", "weights_idea", "starts"):
                     old = getattr(self, name)
                     new = np.full((cap,) + old.shape[1:], -1 if name == "starts" else 0, dtype=old.dtype)
                     new[: self._wcap] = old
@@ -280,6 +313,7 @@ class RunTable:
             wid = self._weights_ids[key] = self.n_weights
             self.weights[wid], self.weights_idea[wid] = weights, idea
             self.mean[wid] = (weights * self.values[idea]).sum()
+            self.weights_world[wid] = weights @ self.worlds[idea]
             self.n_weights += 1
         return wid
 
@@ -291,6 +325,8 @@ class RunTable:
         p_aligned, p_shaped, rates = f.read_outs(shaped=True)
         self.joint[ids], self.p_aligned[ids], self.p_shaped[ids] = f.joint, p_aligned, p_shaped
         self.base_rate[ids], self.idea[ids] = rates[np.arange(n), f.idea], f.idea
+        if self.dyn.n_worlds > 1:
+            self.world[ids] = f.world_posterior()
         self.n_ids += n
         return ids
 

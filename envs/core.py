@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from proxygym.envs.actions import CONTINUE, DEPLOY, DISCARD, NEAREST, ActionLayout, decision_kind
-from proxygym.envs.belief import NO_RUN, BatchBeliefFilter, RunTable, padded_support
+from proxygym.envs.belief import NO_RUN, BatchBeliefFilter, RunTable, padded_support, padded_worlds
 from proxygym.envs.dynamics import Dynamics
 from proxygym.envs.observation import ObservationLayout
 from proxygym.envs.regimen import ANTI, can_start
@@ -49,8 +49,10 @@ def encode_observations(layout: ObservationLayout, checkpoint, runs_used, idea, 
         checkpoint, runs_used, idea, usage, results, idea_runs, idea_passes, idea_fails, layout.budget, compute_left
     )
     if layout.mode == "belief":
-        p_aligned, p_shaped, base_rate = read_outs
+        p_aligned, p_shaped, base_rate, world = read_outs
         values.update(p_aligned=np.asarray(p_aligned)[:, None], p_shaped=p_shaped, base_rate=base_rate)
+        if "world" in layout.slices:
+            values["world"] = world
     return layout.encode(values)
 
 
@@ -62,7 +64,7 @@ def fresh_observation(layout: ObservationLayout, dynamics: Dynamics) -> np.ndarr
         layout, zeros, zeros, np.full(1, -1, dtype=np.int64), np.zeros((1, T, k), dtype=np.int64),
         np.zeros((1, T, k), dtype=bool), np.zeros((1, m), dtype=np.int64), np.zeros((1, m, k), dtype=np.int64),
         np.zeros((1, m, k), dtype=np.int64), np.full(1, dynamics.scenario.compute or 0, dtype=np.int64),
-        BatchBeliefFilter(dynamics, 1).read_outs(shaped=True),
+        (*BatchBeliefFilter(dynamics, 1).read_outs(shaped=True), BatchBeliefFilter(dynamics, 1).world_posterior()),
     )[0]
 
 
@@ -127,8 +129,8 @@ _START, _PHASE, _DEPLOY, _DISCARD, _IDLE = range(5)
 class Programs:
     """N programs of one scenario, stepped at once.
 
-    Hidden, per program: ``rho`` (each idea's base rate) and ``state`` (the latent state of
-    the current model, -1 at a run's start). Observable: ``checkpoint`` (the decision point
+    Hidden, per program: ``rho`` (each idea's base rate), ``world`` (with ``worlds:``, drawn with the
+    base rate) and ``state`` (the latent state of the current model, -1 at a run's start). Observable: ``checkpoint`` (the decision point
     d of the current run, 0 at its start), ``runs_used``, the current run's ``idea``,
     ``usage`` and ``results`` of its phases so far (``(N, T, k)``, meaningful below ``checkpoint``
     only: a new run overwrites them phase by phase; both are read from ``branches`` ``(N, T)``, each
@@ -160,6 +162,8 @@ class Programs:
         self.rng: np.random.Generator | None = None
         self._support_values, self._support_probs = padded_support(d)
         self._known_rho = as_blocks(self._support_values[None, :, 0])[0]  # every idea's base rate, where each has one value
+        self._support_world = padded_worlds(d).argmax(axis=-1)  # (m, V): the world of each support value
+        self.world = np.zeros(N, dtype=np.int64)
         self._proxies = np.arange(k)
         # What a step does, by one look-up at [checkpoint * 3 + verdict]: the verdict carried out
         # (actions.nearest_allowed; at a run's start every verdict starts it) and whether it was not allowed;
@@ -215,7 +219,8 @@ class Programs:
         # probabilities at ((t * (T + 1) + n_anti) * S + state) * k + j.
         S = d.n_states
         self._trans_cum = None if d.transition is None else np.cumsum(d.transition, axis=-1).reshape(-1, S)
-        self._start_cum = np.cumsum(d.start_given_aligned, axis=-1)  # (2, S): by a, the run's start
+        # (2 W, S): by a + 2 w, the run's start (None where the state at a start is a itself)
+        self._start_cum = np.cumsum(d.start_given_aligned, axis=-1) if d.persistent.size or d.n_worlds > 1 else None
         self._pass_flat = d.pass_prob.reshape(-1)
         self._obs_flat = self.obs.reshape(-1)  # a view: obs[i, c] is _obs_flat[i * size + c]
         # the same from a slot's first column: obs[i, slot.start + c] is _from[slot][i * size + c]
@@ -268,6 +273,7 @@ class Programs:
         else:
             drawn = sample_rows(np.broadcast_to(self._support_probs, (n,) + self._support_probs.shape), u)
             self._rho_rows[rows] = as_blocks(self._support_values[np.arange(m), drawn])
+            self.world[rows] = self._support_world[0].take(drawn[:, 0])  # (a scenario with worlds has one idea)
         self.runs_used[rows] = 0
         self._program_records[rows] = self._no_records
         self.compute_left[rows] = self.compute or 0
@@ -348,8 +354,9 @@ class Programs:
         # a ~ Bernoulli(rho), nothing shaped (docs/model.md, "Run start"); then, where the scenario
         # has persistent proxies, their dispositions given a
         aligned = self.rng.random(len(rows)) < self.rho.take(at)
-        if self.dynamics.persistent.size:  # sample_rows over the two rows of start_given_aligned, summed once
-            cum = self._start_cum.take(aligned.view(np.uint8), axis=0)
+        if self._start_cum is not None:  # sample_rows over the rows a + 2 w of start_given_aligned, summed once
+            at_start = aligned.view(np.uint8) if self.dynamics.n_worlds == 1 else aligned + 2 * self.world.take(rows)
+            cum = self._start_cum.take(at_start, axis=0)
             self.state[rows] = count_at_most(cum, self.rng.random(len(rows)) * cum[:, -1])
         else:
             self.state[rows] = aligned
@@ -419,13 +426,15 @@ class Programs:
         if not self._belief_moved:
             return
         belief_mode = self.layout.mode == "belief"
-        p_aligned, p_shaped, base_rate = self._read_outs(shaped=belief_mode)
+        p_aligned, p_shaped, base_rate, world = self._read_outs(shaped=belief_mode)
         self._p_aligned = p_aligned
         if belief_mode:
             obs = self._slot
             obs["p_aligned"][:, 0] = p_aligned
             obs["p_shaped"][:] = p_shaped
             obs["base_rate"][:] = base_rate
+            if "world" in obs:
+                obs["world"][:] = world
         self._belief_moved = False
 
     @property
@@ -439,8 +448,8 @@ class Programs:
         self._read_belief()
         return self.obs.copy()
 
-    def read_outs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(p_aligned (N,), p_shaped (N, k), base_rates (N, m))``: the filter's posterior read-outs."""
+    def read_outs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(p_aligned (N,), p_shaped (N, k), base_rates (N, m), world (N, W))``: the filter's posterior read-outs."""
         return self._read_outs(shaped=True)
 
     def infos(self, invalid: np.ndarray) -> list[dict]:
@@ -456,11 +465,13 @@ class Programs:
         table, ids = self.table, self.belief_id
         p_aligned = table.p_aligned.take(ids)  # NO_RUN reads 0
         if not shaped:
-            return p_aligned, None, None
+            return p_aligned, None, None, None
         base_rate = table.mean.take(self.weights_id)
         rows = np.flatnonzero(ids != NO_RUN)
         base_rate[rows, self.idea[rows]] = table.base_rate[ids[rows]]
-        return p_aligned, table.p_shaped.take(ids, axis=0), base_rate
+        world = table.weights_world.take(self.weights_id[:, 0], axis=0)  # (worlds: one idea)
+        world[rows] = table.world[ids[rows]]
+        return p_aligned, table.p_shaped.take(ids, axis=0), base_rate, world
 
     def encode(self) -> np.ndarray:
         """``(N, n)`` the observations encoded from scratch from the programs' state (``observe()`` equals it)."""
@@ -496,7 +507,8 @@ class ProgramTables:
         self.costs = [p.cost for p in scenario.phases]
         values, probs = padded_support(d)
         self.rho_values, self.rho_cum = values.tolist(), np.cumsum(probs, axis=-1).tolist()
-        self.start_cum = np.cumsum(d.start_given_aligned, axis=-1).tolist() if d.persistent.size else None
+        self.start_cum = np.cumsum(d.start_given_aligned, axis=-1).tolist() if d.persistent.size or d.n_worlds > 1 else None
+        self.support_world = [w.tolist() for w in d.support_world]
         self.nearest = NEAREST[decision_kind(np.arange(T + 1), T)].tolist()  # [checkpoint][verdict]
         self.pass_prob = d.pass_prob.tolist()  # [t][n_anti][state][proxy]
         self.aligned = d.aligned.tolist()
@@ -549,6 +561,7 @@ class Program:
         self._fresh_obs, self._cols = tables.fresh_obs, tables.cols
         self.obs = np.zeros(layout.size, dtype=np.float32) if obs is None else obs
         self.rho = [0.0] * m
+        self.world = 0
         self.state = -1
         self._reset_counts()
         self._next_run()
@@ -568,7 +581,10 @@ class Program:
         """A new program: each idea's base rate drawn from its prior (hidden), the whole budget left."""
         rng = self.rng
         for i, cum in enumerate(self._rho_cum):
-            self.rho[i] = self._rho_values[i][bisect_right(cum, rng.random() * cum[-1])]
+            drawn = bisect_right(cum, rng.random() * cum[-1])
+            self.rho[i] = self._rho_values[i][drawn]
+            if i == 0:  # (a scenario with worlds has one idea)
+                self.world = self._tables.support_world[0][drawn]
         self._reset_counts()
         self._next_run()
         self.obs[:] = self._fresh_obs
@@ -610,7 +626,7 @@ class Program:
         self.idea = idea
         aligned = rng.random() < self.rho[idea]
         if self._start_cum is not None:
-            cum = self._start_cum[aligned]
+            cum = self._start_cum[aligned + 2 * self.world]
             self.state = bisect_right(cum, rng.random() * cum[-1])
         else:
             self.state = int(aligned)
@@ -678,11 +694,13 @@ class Program:
         """In belief mode, the observation's posterior slots, as the batch's read-outs write them."""
         if not self._belief_mode:
             return
-        p_aligned, p_shaped, base_rates = self.read_outs()
+        p_aligned, p_shaped, base_rates, world = self.read_outs()
         obs, slices = self.obs, self.layout.slices
         obs[slices["p_aligned"].start] = p_aligned
         obs[slices["p_shaped"]] = p_shaped
         obs[slices["base_rate"]] = base_rates
+        if "world" in slices:
+            obs[slices["world"]] = world
 
     # -- read-outs ---------------------------------------------------------------
     @property
@@ -690,14 +708,14 @@ class Program:
         """P(current model aligned | history), 0.0 where no run is under way."""
         return float(self.table.p_aligned[self.belief_id])  # NO_RUN reads 0
 
-    def read_outs(self) -> tuple[float, np.ndarray, list[float]]:
-        """``(p_aligned, p_shaped (k,), base_rates (m,))``: the filter's posterior read-outs."""
+    def read_outs(self) -> tuple[float, np.ndarray, list[float], np.ndarray]:
+        """``(p_aligned, p_shaped (k,), base_rates (m,), world (W,))``: the filter's posterior read-outs."""
         table, b = self.table, self.belief_id
         base_rates = list(self.base_rates)
         if b == NO_RUN:
-            return 0.0, np.zeros(self.n_proxies), base_rates
+            return 0.0, np.zeros(self.n_proxies), base_rates, table.weights_world[self.weights_id[0]].copy()
         base_rates[self.idea] = float(table.base_rate[b])
-        return float(table.p_aligned[b]), table.p_shaped[b].copy(), base_rates
+        return float(table.p_aligned[b]), table.p_shaped[b].copy(), base_rates, table.world[b].copy()
 
     def info(self, invalid: bool) -> dict:
         """The env's every-step info: ``p_aligned``, ``runs_used``, ``compute_left`` (with a compute budget),
@@ -800,11 +818,11 @@ class ProgramList:
     def masks(self) -> np.ndarray:
         return self.actions.masks(self.checkpoint, self.n_phases)
 
-    def read_outs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(p_aligned (N,), p_shaped (N, k), base_rates (N, m))``: the filter's posterior read-outs."""
+    def read_outs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(p_aligned (N,), p_shaped (N, k), base_rates (N, m), world (N, W))``: the filter's posterior read-outs."""
         each = [program.read_outs() for program in self.members]
-        return (np.array([e[0] for e in each]), np.array([e[1] for e in each]).reshape(self.num_envs, -1),
-                np.array([e[2] for e in each]).reshape(self.num_envs, -1))
+        return (np.array([e[0] for e in each]), *(np.array([e[i] for e in each]).reshape(self.num_envs, -1)
+                                                  for i in (1, 2, 3)))
 
     def encode(self) -> np.ndarray:
         """``(N, n)`` the observations encoded from scratch from the programs' state (``observe()`` equals it)."""

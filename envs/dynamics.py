@@ -72,7 +72,15 @@ class Dynamics:
         anti_proxies: the persistent proxies with ``anti_damage > 0``, whose anti-training counts
             (0..T-1 before a phase) make the key of a transition: ``A = T ** len(anti_proxies)``.
         base_rate_values, base_rate_probs: per idea, the support of its base rate and
-            the prior over it (one value with probability 1 when the rate is known).
+            the prior over it (one value with probability 1 when the rate is known); with worlds,
+            every world's support in turn, weighted by the world's prior weight.
+        support_world: per idea, the world of each support value (all 0 without worlds).
+        support_start: per idea, ``(V_i, S)``: the distribution over states at a run's start for
+            each support value (:meth:`initial` of its base rate in its world).
+        n_worlds, world: the number of worlds (1 without ``worlds:``) and ``(S,)`` the world of each state.
+        world_dynamics: each world's own dynamics (``(self,)`` without worlds). With worlds, the
+            per-bit tables (``unshaped_pass``, ``values``, ``shaping``, ``dispositions``, ``kappa``) are
+            each world's, there; this object holds the tables every consumer reads, over all worlds.
     """
 
     @classmethod
@@ -80,16 +88,29 @@ class Dynamics:
         """The scenario's dynamics, compiled once per scenario object and shared by every consumer."""
         return scenario.cached("dynamics", cls)
 
-    def __init__(self, scenario: Scenario):
+    def __init__(self, scenario: Scenario, persistent=None, anti_proxies=None):
+        """``persistent`` and ``anti_proxies`` (proxy indices) give the state a ``b`` bit, and the transitions
+        an anti-training key, for proxies that need none in this scenario (a world's dynamics takes the
+        union over the worlds, so that every world has the same latent states)."""
         self.scenario = scenario
+        worlds = scenario.world_scenarios
+        if persistent is None:
+            persistent = [j for j in range(len(scenario.proxies)) if any(w.proxies[j].persistence > 0 for w in worlds)]
+        if anti_proxies is None:
+            anti_proxies = [j for j in persistent if any(w.proxies[j].anti_damage > 0 for w in worlds)]
+        if scenario.worlds:
+            self._compose([Dynamics(w, persistent, anti_proxies) for w in worlds], scenario.world_weights)
+            return
         proxies = scenario.proxies
         self.n_phases = T = len(scenario.phases)
         self.n_proxies = k = len(proxies)
         self.n_ideas = len(scenario.ideas)
         self.n_usages = 3**k
-        self.persistent = np.array([j for j, p in enumerate(proxies) if p.persistence > 0], dtype=np.int64)
+        self.persistent = np.array(persistent, dtype=np.int64)
         self.n_bits = 1 + k + len(self.persistent)
         self.n_states = 2**self.n_bits
+        self.n_worlds, self.world_dynamics = 1, (self,)
+        self.world = np.zeros(self.n_states, dtype=np.int64)
 
         states = np.arange(self.n_states)
         bits = (states[:, None] >> np.arange(self.n_bits)[None, :]) & 1
@@ -106,6 +127,7 @@ class Dynamics:
 
         self.base_rate_values = [np.array(idea.support[0], dtype=np.float64) for idea in scenario.ideas]
         self.base_rate_probs = [np.array(idea.support[1], dtype=np.float64) for idea in scenario.ideas]
+        self.support_world = [np.zeros(len(v), dtype=np.int64) for v in self.base_rate_values]
 
         self.unshaped_pass = self._build_unshaped_pass()
         # P(s | a) at a run's start: what is drawn after a (the dispositions of persistent proxies)
@@ -114,15 +136,63 @@ class Dynamics:
         self.values = self._build_values()
         self.shaping = self._build_shaping()
         self.dispositions = self._build_dispositions()
-        self.anti_proxies = np.array([j for j in self.persistent if proxies[j].anti_damage > 0], dtype=np.int64)
+        self._set_anti_keys(anti_proxies)
+        dense_bytes = T * self.n_usages * self.n_ideas * self.n_anti_keys * self.n_states**2 * 8
+        self.transition = None if dense_bytes > DENSE_LIMIT_BYTES else self._build_transition()
+        self._finish()
+
+    def _set_anti_keys(self, anti_proxies) -> None:
+        T, k = self.n_phases, self.n_proxies
+        self.anti_proxies = np.array(anti_proxies, dtype=np.int64)
         self.n_anti_keys = T ** len(self.anti_proxies)
         self._anti_weights = np.zeros(k, dtype=np.int64)
         self._anti_weights[self.anti_proxies] = T ** np.arange(len(self.anti_proxies))
-        dense_bytes = T * self.n_usages * self.n_ideas * self.n_anti_keys * self.n_states**2 * 8
-        self.transition = None if dense_bytes > DENSE_LIMIT_BYTES else self._build_transition()
-        for table in (self.start_given_aligned, self.unshaped_pass, self.pass_prob, self.values, self.shaping, self.dispositions, self.transition):
+
+    def _finish(self) -> None:
+        # each idea's start distributions, one per support value: (V_i, S)
+        self.support_start = [self.initial(v, w) for v, w in zip(self.base_rate_values, self.support_world)]
+        for table in (self.start_given_aligned, self.unshaped_pass, self.pass_prob, self.values, self.shaping,
+                      self.dispositions, self.transition, *self.support_start):
             if table is not None:
                 table.setflags(write=False)
+
+    def _compose(self, worlds: "list[Dynamics]", weights) -> None:
+        """The dynamics of a scenario with worlds (docs/model.md, "Worlds"): the world is one more hidden
+        variable of the latent state, ``s = s_w + S_w * w`` over the states ``s_w`` of world ``w``'s own
+        dynamics, which never changes within a run; each idea's base-rate support is every world's support
+        in turn, with prior ``P(w) P(rho | w)``, so a program draws its world with its base rate."""
+        first = worlds[0]
+        for name in ("n_phases", "n_proxies", "n_ideas", "n_usages", "persistent", "n_bits", "usages", "usage_weights",
+                     "results", "result_weights"):
+            setattr(self, name, getattr(first, name))
+        W, inner = len(worlds), first.n_states
+        self.n_worlds, self.world_dynamics, self.inner_states = W, tuple(worlds), inner
+        self.n_states = S = W * inner
+        self.world = np.repeat(np.arange(W), inner)
+        self.aligned = np.tile(first.aligned, W)
+        self.shaped = np.tile(first.shaped, (W, 1))
+        self.disposed = np.tile(first.disposed, (W, 1))
+        self.kappa = self.unshaped_pass = self.values = self.shaping = self.dispositions = None  # per world
+        m = self.n_ideas
+        self.base_rate_values = [np.concatenate([d.base_rate_values[i] for d in worlds]) for i in range(m)]
+        self.base_rate_probs = [np.concatenate([p * d.base_rate_probs[i] for p, d in zip(weights, worlds)])
+                                for i in range(m)]
+        self.support_world = [np.concatenate([np.full(len(d.base_rate_values[i]), w) for w, d in enumerate(worlds)])
+                              for i in range(m)]
+        self.pass_prob = np.concatenate([d.pass_prob for d in worlds], axis=2)  # (T, T+1, S, k)
+        # row a + 2 w: P(s | a, w) at a run's start
+        self.start_given_aligned = np.zeros((2 * W, S))
+        for w, d in enumerate(worlds):
+            self.start_given_aligned[2 * w : 2 * w + 2, w * inner : (w + 1) * inner] = d.start_given_aligned
+        self._set_anti_keys(first.anti_proxies)
+        self.transition = None
+        if all(d.transition is not None for d in worlds) and \
+                first.transition.nbytes * W * W <= DENSE_LIMIT_BYTES:
+            self.transition = np.zeros(first.transition.shape[:-2] + (S, S))
+            for w, d in enumerate(worlds):
+                block = slice(w * inner, (w + 1) * inner)
+                self.transition[..., block, block] = d.transition
+        self._finish()
 
     # -- construction ------------------------------------------------------------
     def _build_unshaped_pass(self) -> np.ndarray:
@@ -287,13 +357,21 @@ class Dynamics:
         code = np.asarray(results, dtype=np.int64) @ self.result_weights
         return int(code) if np.ndim(code) == 0 else code
 
-    def initial(self, rho: np.ndarray | float) -> np.ndarray:
-        """Distribution over states at a run's start for base rate(s) rho: shape ``rho.shape + (S,)``.
+    def initial(self, rho: np.ndarray | float, world: "np.ndarray | int" = 0) -> np.ndarray:
+        """Distribution over states at a run's start for base rate(s) rho in world(s) ``world`` (the same
+        shape, or one for all): shape ``rho.shape + (S,)``.
 
         ``a ~ Bernoulli(rho)``, nothing shaped, and each persistent proxy's disposition
-        ``b_j ~ Bernoulli(pi_j(a, 0, 0))`` (docs/model.md, "Run start").
+        ``b_j ~ Bernoulli(pi_j(a, 0, 0))`` (docs/model.md, "Run start"), all in the world's own states.
         """
         rho = np.asarray(rho, dtype=np.float64)
+        if self.n_worlds > 1:
+            world = np.broadcast_to(np.asarray(world, dtype=np.int64), rho.shape)
+            out = np.zeros(rho.shape + (self.n_states,))
+            for w, d in enumerate(self.world_dynamics):
+                at = world == w
+                out[at, w * self.inner_states : (w + 1) * self.inner_states] = d.initial(rho[at])
+            return out
         out = np.zeros(rho.shape + (self.n_states,))
         if not len(self.persistent):
             out[..., 0] = 1.0 - rho
@@ -318,7 +396,15 @@ class Dynamics:
         """
         if self.transition is not None:
             return np.matmul(dist, self.transition[phase, usage_code, idea, self.anti_key(n_anti)])
-        return self._advance_by_bits(np.asarray(dist, dtype=np.float64), phase, usage_code, idea, n_anti)
+        dist = np.asarray(dist, dtype=np.float64)
+        if self.n_worlds > 1:  # each world's block of states by its own dynamics (a run never changes world)
+            out = np.empty(np.broadcast_shapes(dist.shape, dist.shape))
+            inner = self.inner_states
+            for w, d in enumerate(self.world_dynamics):
+                block = slice(w * inner, (w + 1) * inner)
+                out[..., block] = d.advance(np.ascontiguousarray(dist[..., block]), phase, usage_code, idea, n_anti)
+            return out
+        return self._advance_by_bits(dist, phase, usage_code, idea, n_anti)
 
     def transition_rows(self, phase, usage_code, idea, n_anti, state) -> np.ndarray:
         """``(n, S)``: the distribution after one phase of each of n models in ``state`` ``(n,)``."""
@@ -326,7 +412,7 @@ class Dynamics:
             return self.transition[phase, usage_code, idea, self.anti_key(n_anti), state]
         one_hot = np.zeros((len(state), self.n_states))
         one_hot[np.arange(len(state)), state] = 1.0
-        return self._advance_by_bits(one_hot, phase, usage_code, idea, n_anti)
+        return self.advance(one_hot, phase, usage_code, idea, n_anti)
 
     def _advance_by_bits(self, dist, phase, usage_code, idea, n_anti) -> np.ndarray:
         """:meth:`advance`, as the product of the per-bit steps (docs/model.md, "One phase, bit by bit")."""

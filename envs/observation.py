@@ -65,6 +65,7 @@ class ObservationLayout:
     ``p_aligned``             (1,)         P(current model aligned | history); 0 at d = 0
     ``p_shaped``              (k,)         P(current model shaped to pass proxy j | history)
     ``base_rate``             (m,)         posterior mean base rate of each idea
+    ``world``                 (W,)         P(world | history), only where the scenario has ``worlds``
     ========================  ===========  ===================================================
     """
 
@@ -97,6 +98,7 @@ class ObservationLayout:
                 Slot("p_aligned", (1,), "posterior P(aligned)"),
                 Slot("p_shaped", (k,), "posterior P(shaped) per proxy"),
                 Slot("base_rate", (m,), "posterior mean base rate per idea"),
+                *([Slot("world", (dynamics.n_worlds,), "posterior over the worlds")] if dynamics.n_worlds > 1 else []),
             ]
         self.slices: dict[str, slice] = {}
         start = 0

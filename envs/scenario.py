@@ -27,6 +27,12 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_PROXIES = 4
 MAX_PHASES = 8
 MAX_IDEAS = 8
+#: The most worlds a scenario may weigh (each multiplies the latent states a belief tracks).
+MAX_WORLDS = 8
+#: What a world may set: the fields that say what training and testing do (a phase's capability and
+#: plasticity, an idea's base rate and drift, a proxy's fields), not the lab's own resources and
+#: values (budget, compute, phase costs, rewards), which it knows.
+WORLD_FIELDS = {"phases": ("capability", "plasticity"), "ideas": ("base_rate", "drift")}
 
 #: Outcomes of the analysis for which a smaller value is the better one.
 LOWER_IS_BETTER = frozenset(
@@ -253,6 +259,70 @@ def _check_contender(v: Contender) -> None:
         )
 
 
+class World(_Strict):
+    """One setting of the scenario's parameters the lab cannot tell apart in advance, with its prior weight.
+
+    ``set`` maps dotted paths (``proxies.NAME.FIELD``, ``proxies.NAME.transfer.OTHER``,
+    ``phases.NAME.capability|plasticity``, ``ideas.NAME.base_rate|drift``) to the values they take
+    in this world; every other field is the scenario's own (docs/model.md, "Worlds").
+    """
+
+    name: Name
+    weight: float = Field(gt=0.0, le=1.0, allow_inf_nan=False)
+    set: dict[str, float] = Field(default_factory=dict)
+
+
+def world_paths(scenario: "Scenario") -> list[str]:
+    """The dotted paths a world of ``scenario`` may set, in file order."""
+    proxy_fields = [f for f in Proxy.model_fields if f not in ("name", "transfer")]
+    out = [f"phases.{p.name}.{f}" for p in scenario.phases for f in WORLD_FIELDS["phases"]]
+    out += [f"ideas.{i.name}.{f}" for i in scenario.ideas for f in WORLD_FIELDS["ideas"]]
+    for p in scenario.proxies:
+        out += [f"proxies.{p.name}.{f}" for f in proxy_fields]
+        out += [f"proxies.{p.name}.transfer.{o}" for o in scenario.proxy_names if o != p.name]
+    return out
+
+
+def _world_scenario(scenario: "Scenario", i: int, world: World) -> "Scenario":
+    """The scenario as it is in ``world`` (no worlds, no claims), validated by the schema like a file."""
+    where = f"worlds[{i}] ({world.name})"
+    allowed = set(world_paths(scenario))
+    data = scenario.model_dump(exclude={"worlds", "expect"})
+    for path, value in world.set.items():
+        if path not in allowed:
+            head = path.split(".")[0]
+            if head in ("budget", "compute", "reward") or path.endswith(".cost"):
+                why = "the lab's budget, compute, phase costs and rewards are its own choices, the same in every world"
+            else:
+                why = "no such field"
+            raise ValueError(f"{where}: cannot set {path!r} ({why}); a world may set {_summarize(scenario)}")
+        section, name, field, *rest = path.split(".")
+        place = next(x for x in data[section] if x["name"] == name)
+        if rest:
+            place[field] = {**place[field], rest[0]: value}
+        else:
+            place[field] = value
+    try:
+        out = Scenario.model_validate(data)
+    except ValidationError as err:
+        raise ValueError(f"{where}: {_first_error(err)}") from None
+    out._source = f"{scenario.source} {where}"
+    return out
+
+
+def _summarize(scenario: "Scenario") -> str:
+    """The world paths in a few words: the sections, the names in each and the fields."""
+    proxy_fields = [f for f in Proxy.model_fields if f not in ("name", "transfer")]
+
+    def names(items) -> str:
+        return "|".join(x.name for x in items)
+
+    return (
+        f"phases.<{names(scenario.phases)}>.<capability|plasticity>, ideas.<{names(scenario.ideas)}>.<base_rate|drift>, "
+        f"proxies.<{names(scenario.proxies)}>.<{'|'.join(proxy_fields)}> or proxies.NAME.transfer.OTHER"
+    )
+
+
 def _default_ideas() -> list[Idea]:
     return [Idea(name="default", base_rate=0.3)]
 
@@ -269,6 +339,7 @@ class Scenario(_Strict):
     ideas: list[Idea] = Field(default_factory=_default_ideas, min_length=1, max_length=MAX_IDEAS)
     proxies: list[Proxy] = Field(min_length=1, max_length=MAX_PROXIES)
     expect: list[Expectation] = Field(default_factory=list)
+    worlds: list[World] = Field(default_factory=list, max_length=MAX_WORLDS)  # empty: the scenario is the one world
     _source: str = PrivateAttr(default="")
     _cache: dict = PrivateAttr(default_factory=dict)
 
@@ -355,6 +426,7 @@ class Scenario(_Strict):
                 f"compute: {self.compute} is less than one full run, which costs {self.full_run_compute}"
                 " (the sum of the phases' costs)"
             )
+        self._check_worlds()
         for i, exp in enumerate(self.expect):
             self._check_checkpoint(i, exp)
             for side, spec in zip(exp.sides, exp.contenders):
@@ -366,6 +438,44 @@ class Scenario(_Strict):
                 except ValueError as err:
                     raise ValueError(f"expect[{i}].{side}: {err}") from None
         return self
+
+    def _check_worlds(self) -> None:
+        if not self.worlds:
+            return
+        names = [w.name for w in self.worlds]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"worlds: names must be unique, {', '.join(dupes)} repeats")
+        total = sum(w.weight for w in self.worlds)
+        if not math.isclose(total, 1.0, abs_tol=1e-9):
+            raise ValueError(f"worlds: the weights must sum to 1, they sum to {total:g}")
+        if len(self.ideas) > 1:
+            raise ValueError(
+                f"worlds: a scenario with worlds has one idea (this one has {len(self.ideas)}:"
+                f" {', '.join(self.idea_names)}); weigh the ideas' base rates with a prior instead"
+            )
+        for i, world in enumerate(self.worlds):
+            _world_scenario(self, i, world)
+
+    @property
+    def world_scenarios(self) -> "tuple[Scenario, ...]":
+        """The scenario in each of its worlds (claims and worlds dropped), in file order; without
+        ``worlds``, the scenario alone. Built once per scenario object."""
+        if not self.worlds:
+            return (self,)
+
+        def build(sc: "Scenario") -> "tuple[Scenario, ...]":
+            try:  # (a copy with new values, as a sweep makes, is checked here: model_copy does not validate)
+                return tuple(_world_scenario(sc, i, w) for i, w in enumerate(sc.worlds))
+            except ValueError as err:
+                raise ScenarioError(f"{sc.source}: {err}") from None
+
+        return self.cached("world_scenarios", build)
+
+    @property
+    def world_weights(self) -> tuple[float, ...]:
+        """The worlds' prior weights (``(1.0,)`` without worlds)."""
+        return tuple(w.weight for w in self.worlds) or (1.0,)
 
     def _check_checkpoint(self, i: int, exp: Expectation) -> None:
         if exp.checkpoint is None:

@@ -107,7 +107,7 @@ def test_the_batched_filter_is_the_brute_force_posterior(n):
                 continue  # the episode is over; the next step resets it
             p_aligned, p_shaped, rates = brute_force_posterior(dyn, finished, current)
             assert abs(info["p_aligned"][i] - p_aligned) <= 1e-12
-            _, shaped_now, rates_now = vec.programs.read_outs()
+            _, shaped_now, rates_now, _ = vec.programs.read_outs()
             assert np.allclose(shaped_now[i], p_shaped, rtol=0, atol=1e-12)
             assert np.allclose(rates_now[i], rates, rtol=0, atol=1e-12)
             assert np.allclose(seen["p_aligned"][i, 0], p_aligned, rtol=0, atol=1e-6)  # float32 in the observation

@@ -117,9 +117,10 @@ SHARES = {
     "optimal": {name: OUTCOMES + len(ADAPTIVE) for name in SHIPPED},
     "autoreset": 1,
     "filter": FILTER_EXAMPLES * FILTER_GROUPS,
+    "worlds": 2 * FILTER_GROUPS,
 }
 COMPARISONS = (sum(SHARES["regimens"].values()) + SHARES["v1"] + SHARES["compute_optimal"]
-               + sum(SHARES["optimal"].values()) + SHARES["autoreset"] + SHARES["filter"])
+               + sum(SHARES["optimal"].values()) + SHARES["autoreset"] + SHARES["filter"] + SHARES["worlds"])
 Z = z_value(CONFIDENCE, comparisons=COMPARISONS)
 
 
@@ -373,3 +374,38 @@ def test_filter_matches_empirical_frequency(sc, data):
         checks.frequency(f"history {g}", int(aligned[g]), int(count[g]), float(low[g]))
     checks.done()
 
+
+
+def test_world_posterior_matches_empirical_frequency():
+    """With worlds (uncertain_monitor), episodes with the same observable history share one posterior over
+    the worlds, carried in the belief observation; among them, the share whose hidden world is each of the
+    first two worlds must match it (the FILTER_GROUPS most frequent histories seen at least 100 times). The
+    regimen trains in phase 1 and screens there, so histories span runs and differ in what they reveal."""
+    sc = load_scenario("uncertain_monitor")
+    reg = make_regimen(sc, "T,R", screen={1: sc.proxy_names[0]}, fallback="abstain")
+    vec = ProxyAlignmentVectorEnv(EPISODES, sc, observation="belief")
+    world_slot = vec.layout.slices["world"]
+    agent = RegimenAgent(reg, vec.layout, sc.budget)
+    rows, posts, truths = [], [], []
+    obs, _ = vec.reset(seed=99)
+    done = np.zeros(vec.num_envs, dtype=bool)
+    while not done.all():
+        obs, _, terminated, truncated, info = vec.step(agent(obs))
+        keep = ~done & ~terminated & (info["checkpoint"] > 0)
+        rows.append(obs[keep][:, : world_slot.start])  # the observable history (and the other read-outs)
+        posts.append(obs[keep][:, world_slot])
+        truths.append(vec.programs.world[keep])  # hidden: read for this check only
+        done |= terminated | truncated
+    _, group, count = np.unique(np.concatenate(rows), axis=0, return_inverse=True, return_counts=True)
+    group, posts, truths = group.reshape(-1), np.concatenate(posts), np.concatenate(truths)
+    checks = Comparisons(SHARES["worlds"])
+    big = [g for g in np.argsort(-count, kind="stable")[:FILTER_GROUPS] if count[g] >= 100]
+    assert len(big) >= 10
+    for g in big:
+        members = group == g
+        post = posts[members]
+        assert np.all(post.max(axis=0) - post.min(axis=0) <= 1e-6), "one observable history, one posterior"
+        assert abs(float(post[0].sum()) - 1.0) < 1e-5
+        for w in (0, 1):
+            checks.frequency(f"history {g} world {w}", int((truths[members] == w).sum()), int(count[g]), float(post[0, w]))
+    checks.done()

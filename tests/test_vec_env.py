@@ -28,6 +28,7 @@ SCENARIOS = {
     "mixed": mixed_scenario,  # two proxies, three ideas with 1, 2 and 3 base-rate values
     "compute": compute_scenario,  # a compute budget, a persistent proxy (dense transitions)
     "v1": lambda: parse_scenario(BOTH_PERSISTENT_K2),  # persistent proxies with anti_damage: transitions bit by bit
+    "worlds": lambda: load_scenario("uncertain_monitor"),  # a hidden world drawn with the base rate
 }
 
 
@@ -90,8 +91,9 @@ def test_one_program_is_a_batch_of_one_to_the_bit(name, mode):
     episodes = 0
     for _ in range(400):
         assert np.array_equal(one.obs, batch.observe()[0]) and np.array_equal(one.masks(), batch.masks()[0])
-        assert (one.p_aligned, one.runs_used, one.checkpoint, one.compute_left) == (
-            batch.p_aligned[0], batch.runs_used[0], batch.checkpoint[0], batch.compute_left[0])
+        assert (one.p_aligned, one.runs_used, one.checkpoint, one.compute_left, one.world, one.state) == (
+            batch.p_aligned[0], batch.runs_used[0], batch.checkpoint[0], batch.compute_left[0], batch.world[0],
+            batch.state[0])
         for mine, theirs in zip(one.read_outs(), batch.read_outs()):
             assert np.array_equal(np.asarray(mine), theirs[0])
         action = _actions(rng, batch.masks(), batch.actions.nvec)
