@@ -43,6 +43,21 @@ class Advice:
     flips: list[Flips] = field(default_factory=list)
     searched: int = 0
     exhaustive: bool = True
+    worlds: "list[WorldAdvice]" = field(default_factory=list)  # with ``worlds:`` in the scenario
+
+    @property
+    def value_of_knowing_the_world(self) -> dict:
+        """What being told the world before the first run is worth (the expected value of perfect information):
+        to a fixed plan, ``sum_w P(w) max_plan V_w(plan)`` less the best fixed regimen's return (the worlds
+        weighted); to the optimal policy, ``sum_w P(w) V*_w`` less its value (None where a world or the
+        whole was not solved). Empty without worlds."""
+        if not self.worlds:
+            return {}
+        fixed = sum(w.weight * w.best_return for w in self.worlds) - self.best[1].expected_return
+        told = [w.optimal_value for w in self.worlds]
+        optimal = None if self.optimal_value is None or None in told else \
+            sum(w.weight * v for w, v in zip(self.worlds, told)) - self.optimal_value
+        return {"fixed": fixed, "optimal": optimal}
 
     @property
     def best(self) -> tuple[Regimen, Analysis]:
@@ -64,7 +79,40 @@ class Advice:
             "flips": [f.to_dict() for f in self.flips if f.flips],
             "plans_searched": self.searched,
             "exhaustive": self.exhaustive,
+            **({"worlds": [w.to_dict(sc) for w in self.worlds],
+                "value_of_knowing_the_world": self.value_of_knowing_the_world} if self.worlds else {}),
         }
+
+
+@dataclass
+class WorldAdvice:
+    """One world of a scenario with ``worlds:``: its prior ``weight``, the best fixed regimen were it known to
+    hold (``best``, ``best_return``), what the robust choice (the best fixed regimen under the prior) returns
+    in it, and the optimal policy's value there (None if not solved)."""
+
+    name: str
+    weight: float
+    best: Regimen
+    best_return: float
+    robust_return: float
+    optimal_value: float | None
+
+    def to_dict(self, scenario: Scenario) -> dict:
+        return {"name": self.name, "weight": self.weight,
+                "best_fixed": {**self.best.to_dict(scenario), "expected_return": self.best_return},
+                "robust_expected_return": self.robust_return, "optimal_value": self.optimal_value}
+
+
+def world_advice(scenario: Scenario, robust: Regimen, with_optimal: bool) -> list[WorldAdvice]:
+    """Per world, the best fixed regimen there (the same search as :func:`best_fixed`), the robust choice's
+    return there, and the optimum there (each world is a scenario of its own)."""
+    out = []
+    for world, sc in zip(scenario.worlds, scenario.world_scenarios):
+        (best, a), *_ = best_fixed(sc, keep=1)[0]
+        solution = optimum(sc) if with_optimal else None
+        out.append(WorldAdvice(world.name, world.weight, best, a.expected_return, analyze(sc, robust).expected_return,
+                               None if solution is None else solution.value))
+    return out
 
 
 def _plans(scenario: Scenario) -> list[str]:
@@ -158,7 +206,8 @@ def advise(scenario: Scenario, with_optimal: bool = True, progress: bool = False
     best_text = _regimen_text(scenario, best)
     against = "R" if plan_text(best.plan) != plan_text(make_regimen(scenario, "R").plan) or best.screen else "T"
     found = [f for f in flips(scenario, best_text, against, progress=progress) if f.flips]
-    return Advice(scenario, ranked, reserve, first, opt_value, opt_phases, against, found, searched, exhaustive)
+    worlds = world_advice(scenario, best, with_optimal) if scenario.worlds else []
+    return Advice(scenario, ranked, reserve, first, opt_value, opt_phases, against, found, searched, exhaustive, worlds)
 
 
 def _regimen_text(scenario: Scenario, regimen: Regimen) -> str:
@@ -217,6 +266,8 @@ def advice_text(adv: Advice) -> str:
             uses = "; ".join(f"{name} " + ", ".join(f"{USAGE_NAMES[USAGE_LETTERS.index(u)]} {s:.0%}" for u, s in shares.items())
                              for name, shares in ph["usages"].items())
             lines.append(f"  {ph['phase']} (reached by {ph['reached']:.0%} of first runs): {uses}")
+    if adv.worlds:
+        lines += [""] + _world_lines(adv)
     lines.append("")
     best_text = _regimen_text(sc, best)
     if adv.flips:
@@ -230,3 +281,32 @@ def advice_text(adv: Advice) -> str:
         lines.append(f"No single parameter, moved over its range, makes {adv.against} beat {best_text}.")
     return "\n".join(lines) + "\n"
 
+
+
+def _short(regimen: Regimen) -> str:
+    """A regimen in a few characters: its plan, and the checkpoints it screens at."""
+    screens = ", ".join(str(d) for d, _ in regimen.screen)
+    return plan_text(regimen.plan) + (f" (screened at {screens})" if screens else "")
+
+
+def _world_lines(adv: Advice) -> list[str]:
+    best, a = adv.best
+    lines = [f"Worlds ({len(adv.worlds)}, drawn once and hidden): the robust choice is the best fixed regimen above,"
+             f" {_short(best)}, best under the prior."]
+    for w in adv.worlds:
+        opt = "" if w.optimal_value is None else f"; optimal {w.optimal_value:.4f}"
+        lines.append(f"  {w.name} (prior {w.weight:.2f}): best fixed there {_short(w.best)} {w.best_return:.4f};"
+                     f" the robust choice gets {w.robust_return:.4f} (regret {w.best_return - w.robust_return:.4f}){opt}")
+    worst = min(adv.worlds, key=lambda w: w.robust_return)
+    lines.append(f"  Its worst case: {worst.robust_return:.4f}, in {worst.name}.")
+    value = adv.value_of_knowing_the_world
+    told = sum(w.weight * w.best_return for w in adv.worlds)
+    lines.append(f"  Knowing the world before the first run is worth {value['fixed']:.4f} to a fixed plan"
+                 f" ({told:.4f} against {a.expected_return:.4f})")
+    if value["optimal"] is not None:
+        told_opt = sum(w.weight * w.optimal_value for w in adv.worlds)
+        lines[-1] += (f", and {value['optimal']:.4f} to the optimal policy ({told_opt:.4f} against"
+                      f" {adv.optimal_value:.4f}), which learns the world from its own tests as it goes.")
+    else:
+        lines[-1] += "."
+    return lines

@@ -117,12 +117,25 @@ def _parameters(scenario: Scenario) -> dict[str, Parameter]:
                 out.append(_param(Proxy, f, f"proxies.{px.name}.{f}", value))
         for other, w in px.transfer.items():
             out.append(_param(Proxy, "transfer", f"proxies.{px.name}.transfer.{other}", w))
-    return {p.path: p for p in out}
+    fixed = set_by_every_world(scenario)
+    return {p.path: p for p in out if p.path not in fixed}
+
+
+def set_by_every_world(scenario: Scenario) -> set[str]:
+    """The paths every one of the scenario's worlds sets: moving the scenario's own value changes nothing, so
+    they are not parameters of it (a path only some worlds set is, and moves in the other worlds)."""
+    if not scenario.worlds:
+        return set()
+    return set.intersection(*(set(w.set) for w in scenario.worlds))
 
 
 def parameter(scenario: Scenario, path: str) -> Parameter:
     """The parameter at ``path``; an unknown path is a one-line error listing the valid ones."""
     known = parameters(scenario)
+    if path in set_by_every_world(scenario):
+        names = ", ".join(w.name for w in scenario.worlds)
+        raise ScenarioError(f"{scenario.source}: {path} is set by every world ({names}), so its own value changes"
+                            " nothing; vary it in the worlds' settings instead")
     if path not in known:
         raise ScenarioError(f"{scenario.source}: unknown parameter {path!r}; the parameters are {', '.join(known)}")
     return known[path]

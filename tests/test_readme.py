@@ -114,3 +114,28 @@ def test_should_we_train_walkthrough_is_what_the_commands_print():
     assert f"above {rows['phases.early_rl.capability']['flips'][0]}, against 0.2" in section
     for name in ("flips_cot_monitor", "sweep_cot_monitor", "phases_cot_monitor"):
         assert f"docs/figures/{name}.png" in section and (ROOT / "docs" / "figures" / f"{name}.png").is_file()
+
+
+def test_worlds_walkthrough_is_what_advise_prints(shipped, solutions):
+    """The worlds lines the README quotes are advise's (put together here without its flip points, which
+    do not enter them), and the reading below them rounds those numbers."""
+    from proxygym.agents.advice import Advice, _world_lines, best_fixed, world_advice
+    from proxygym.envs.analysis import analyze
+    from proxygym.envs.regimen import make_regimen
+
+    sc = next(s for s in shipped if s.name == "uncertain_monitor")
+    ranked, searched, exhaustive = best_fixed(sc)
+    adv = Advice(sc, ranked, analyze(sc, make_regimen(sc, "R")), analyze(sc, make_regimen(sc, "R", test="none")),
+                 solutions[sc.name].value, None, "R", [], searched, exhaustive,
+                 world_advice(sc, ranked[0][0], with_optimal=True))
+    section = README.split("### Unsure of the parameters: worlds")[1].split("## The benchmark")[0]
+    for line in _world_lines(adv):
+        assert line in section, line
+    steers = adv.worlds[0]
+    assert f"gives up {steers.best_return - steers.robust_return:.2f}" in section
+    assert f"worth {adv.value_of_knowing_the_world['fixed']:.3f}" in section
+    assert adv.value_of_knowing_the_world["optimal"] < adv.value_of_knowing_the_world["fixed"] / 2
+    assert "proxygym advise uncertain_monitor" in section
+    worlds = section.split("```yaml\n")[1].split("```")[0]
+    shipped_text = (ROOT / "scenarios" / "uncertain_monitor.yaml").read_text()
+    assert all(line in shipped_text for line in worlds.splitlines())

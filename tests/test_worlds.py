@@ -13,6 +13,7 @@ import itertools
 import numpy as np
 import pytest
 
+from proxygym.agents.advice import Advice, advice_text, best_fixed, optimal_phases, world_advice
 from proxygym.agents.solver import solve
 from proxygym.envs.analysis import analyze
 from proxygym.envs.belief import BatchBeliefFilter
@@ -200,3 +201,62 @@ def _check_bad(tmp_path, data, words):
     line = error_line(res.returncode, res.stdout, res.stderr)
     assert res.returncode == 2 and not out.exists()
     assert all(w in line for w in words), line
+
+
+def test_advice_weighs_the_worlds(shipped, solutions):
+    """The advice on uncertain_monitor: per world, the best fixed regimen there and what the robust choice
+    gets there, and the value of knowing the world, against every plan (with and without an early screen)
+    analysed in each world as a scenario of its own, and each world solved alone. (``proxygym advise`` adds
+    the flip points, which tests/test_advice.py checks; here the advice is put together without them.)"""
+    sc = next(s for s in shipped if s.name == "uncertain_monitor")
+    ranked, searched, exhaustive = best_fixed(sc)
+    best = ranked[0][0]
+    worlds = world_advice(sc, best, with_optimal=True)
+    adv = Advice(sc, ranked, analyze(sc, make_regimen(sc, "R")), analyze(sc, make_regimen(sc, "R", test="none")),
+                 solutions[sc.name].value, optimal_phases(sc, solutions[sc.name]), "R", [], searched, exhaustive, worlds)
+    got = adv.to_dict()
+    plans = [",".join(p) for p in itertools.product("RTA", repeat=len(sc.phases))]
+    regimens = [make_regimen(sc, p, screen=s) for p in plans for s in ({}, {1: "all"})]
+    per_world = np.array([[analyze(w, r).expected_return for r in regimens] for w in sc.world_scenarios])
+    weights = np.array(sc.world_weights)
+    mixed = weights @ per_world
+    robust = int(np.argmax(mixed))
+    assert got["best_fixed"]["expected_return"] == pytest.approx(mixed[robust], abs=1e-12)
+    for w, row in zip(got["worlds"], per_world):
+        assert w["best_fixed"]["expected_return"] == pytest.approx(row.max(), abs=1e-12)
+        assert w["robust_expected_return"] == pytest.approx(row[robust], abs=1e-12)
+    value = got["value_of_knowing_the_world"]
+    assert value["fixed"] == pytest.approx(weights @ per_world.max(axis=1) - mixed[robust], abs=1e-12)
+    told = sum(p * solve(w).value for p, w in zip(sc.world_weights, sc.world_scenarios))
+    assert value["optimal"] == pytest.approx(told - solutions[sc.name].value, abs=1e-12)
+    assert 0 < value["optimal"] < value["fixed"]  # the adaptive lab learns the world from its own tests
+    text = advice_text(adv)
+    assert f"worth {value['fixed']:.4f} to a fixed plan" in text and "obfuscates (prior 0.40)" in text
+
+
+def test_a_path_every_world_sets_is_not_a_parameter(tmp_path):
+    """A sweep moves the scenario's own value, which a world's setting overrides: where every world sets the
+    path the sweep would change nothing (one line), where some do it moves the others (their weighted mix)."""
+    import yaml
+
+    data = load_scenario("uncertain_monitor").model_dump(exclude={"expect"})
+    path = tmp_path / "mine.yaml"
+    data["name"] = "mine"
+    for w in data["worlds"]:
+        w["set"]["proxies.cot_monitor.sensitivity"] = 0.9
+    path.write_text(yaml.safe_dump(data))
+    res = run_cli_here("sweep", str(path), "--vary", "proxies.cot_monitor.sensitivity=0.5:1:3", "--plans", "R")
+    line = error_line(res.returncode, res.stdout, res.stderr)
+    assert res.returncode == 2 and "set by every world (steers, obfuscates, inert)" in line, line
+    from proxygym.envs.parameters import parameters, with_parameters
+
+    sc = load_scenario("uncertain_monitor")  # every world sets steer; only inert sets proximity
+    assert "proxies.cot_monitor.steer" not in parameters(sc) and "proxies.cot_monitor.proximity" in parameters(sc)
+    moved = with_parameters(sc, {"proxies.cot_monitor.proximity": 0.5})
+    steers, obfuscates, inert = moved.world_scenarios
+    assert (steers.proxies[0].proximity, obfuscates.proxies[0].proximity, inert.proxies[0].proximity) == (0.5, 0.5, 0.3)
+    reg = make_regimen(sc, "T,T")
+    moved = with_parameters(sc, {"proxies.cot_monitor.sensitivity": 0.8})
+    want = sum(p * analyze(w, reg).expected_return for p, w in zip(sc.world_weights, moved.world_scenarios))
+    assert all(w.proxies[0].sensitivity == 0.8 for w in moved.world_scenarios)
+    assert analyze(moved, reg).expected_return == pytest.approx(want, abs=1e-12)
