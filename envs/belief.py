@@ -2,7 +2,8 @@
 
 Runs are independent given the ideas' base rates, and each idea's base rate is
 independent of the others a priori, so the posterior factorizes (docs/model.md,
-"The Bayesian filter"):
+"The Bayesian filter"; with ``worlds:`` the world is drawn with the one idea's base rate,
+so its support is the (world, base rate) pairs and the posterior over worlds is read from it):
 
 - per idea i, a posterior weight over the support of its base rate, updated by every
   finished run of that idea;
@@ -223,11 +224,13 @@ class RunTable:
     posterior ``W_i`` (a *weights id*; ids ``0 .. m-1`` are the ideas' priors) and each distinct belief
     of a run under way (a *belief id*; id 0, :data:`NO_RUN`, stands for no run under way: its
     ``p_aligned`` and ``p_shaped`` are 0), and keeps, per belief id: the joint ``(V, S)``, ``p_aligned``,
-    ``p_shaped`` ``(k,)``, the idea's posterior mean base rate ``base_rate``, the ``idea``, and counts of the
+    ``p_shaped`` ``(k,)``, the idea's posterior mean base rate ``base_rate``, the posterior over the scenario's
+    worlds ``world`` ``(W,)`` (with ``worlds:``; else not filled), the ``idea``, and counts of the
     run's history (a belief id is one history): its anti-trained phases so far per proxy ``n_anti`` ``(k,)``
     (and their ``anti_key``, which picks the next phase's dense transition) and its ``record`` ``(1 + 2k,)``, what it adds to its idea's record if it ends now (1 run, its passes per
     proxy, its fails per proxy); per
-    weights id: the ``weights`` ``(V,)``, their ``mean`` base rate and the ``idea``. The way between
+    weights id: the ``weights`` ``(V,)``, their ``mean`` base rate, their posterior over the worlds
+    ``weights_world`` ``(W,)`` and the ``idea``. The way between
     them is looked up: the belief at a run's start (:meth:`start`), after a phase and its results
     (:meth:`child`, by branch ``usage code * 2^k + result code``) and the idea's posterior once the run
     ends (:meth:`end`). A step that meets a history not seen before computes it with a
