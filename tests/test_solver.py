@@ -407,7 +407,7 @@ def test_describe_policy(shipped, solutions):
         assert text.startswith(f"Optimal policy for {sc.name}")
         assert "First run" in text and f"{sol.value:.4f}" in text
         assert ("deploy" in text) and ("idea" in text)
-        if any(len(i.support[0]) > 1 for i in sc.ideas):
+        if any(len(v) > 1 for v in Dynamics.of(sc).base_rate_values):  # a prior, or worlds
             assert "How it picks ideas" in text
         else:
             assert "Deploy threshold" in text

@@ -364,6 +364,7 @@ def v0_part(data: dict) -> dict:
     out = copy.deepcopy(data)
     out.pop("expect", None)
     out.pop("compute", None)
+    out.pop("worlds", None)  # (the scenario as it is in its own numbers; tests/test_worlds.py checks the worlds)
     for p in out["proxies"]:
         for key in V1_PROXY_FIELDS:
             p.pop(key, None)
