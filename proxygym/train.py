@@ -135,6 +135,19 @@ def next_run_folder(root: Path, algo: str, scenario: str) -> Path:
     return folder
 
 
+def remove_run_folder(folder: Path, root: Path, keep_root: bool) -> None:
+    """Undo :func:`next_run_folder` for a run that did not start: the folder, and the parents it left empty up to
+    ``root`` (``root`` too, unless ``keep_root``: it was there before)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in folder.parents:
+        if parent == (root if keep_root else root.parent):
+            break
+        try:
+            parent.rmdir()  # only an empty folder
+        except OSError:
+            break
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -210,6 +223,7 @@ def train(args: argparse.Namespace) -> int:
             )
         observation = saved_observation
     tb = args.tensorboard_log or None
+    had_root = Path(args.log_folder).is_dir()
     folder = next_run_folder(Path(args.log_folder), args.algo, scenario.name)
     vec_env = None
     try:
@@ -235,7 +249,7 @@ def train(args: argparse.Namespace) -> int:
         # nothing is left of a run that did not start: its env's subprocesses, its folder (and the monitor file in it)
         if vec_env is not None:
             vec_env.close()
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_run_folder(folder, Path(args.log_folder), had_root)
         if isinstance(err, (TypeError, ValueError, AssertionError, IndexError, KeyError)):
             what = "--env-kwargs / --hyperparams" if env_kwargs else "--hyperparams"
             reason = (str(err).splitlines() or [type(err).__name__])[0]
@@ -323,6 +337,7 @@ def optimize(args, scenario, params: dict, policy: str, n_timesteps: int, n_envs
         observation=observation, env_kwargs=env_kwargs, vec_env=args.vec_env, device=args.device, seed=args.seed,
         eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
     )
+    had_root = Path(args.log_folder).is_dir()
     folder = next_run_folder(Path(args.log_folder) / "optimize", args.algo, scenario.name)
     print(f"optimizing {args.algo} on {scenario.name}: {args.n_trials} trials of {n_timesteps} steps"
           f" ({n_envs} envs, {observation} observation; {args.sampler} sampler, {args.pruner} pruner, {args.n_jobs} at once)")
@@ -330,7 +345,7 @@ def optimize(args, scenario, params: dict, policy: str, n_timesteps: int, n_envs
     try:
         study = search.run(setup, args.n_trials, args.n_jobs, args.sampler, args.pruner, args.n_startup_trials)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_run_folder(folder, Path(args.log_folder), had_root)
         raise
     # the entry of the shipped scenario's env id (the key rl-baselines3-zoo reads), else of the scenario's name
     shipped = args.scenario == scenario.name and scenario.name in shipped_scenarios()

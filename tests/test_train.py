@@ -208,3 +208,4 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
             code = exit_.code
         out = capsys.readouterr()
         assert fragment in error_line(code, out.out, out.err, args), (args, out.err)
+        assert not any(folders[i].iterdir()), args  # nothing written: no run folder, no monitor file

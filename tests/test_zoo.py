@@ -29,7 +29,8 @@ from tests.helpers import ROOT, run_concurrently
 
 # one torch thread (as train.py sets for itself) and no display for the plots
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-PPO_ID, DQN_ID = scenario_env_id("idea_screening"), scenario_env_id("sticky_values")
+PPO_ID, STICKY_ID = scenario_env_id("idea_screening"), scenario_env_id("sticky_values")
+ENV_ID = "ProxyAlignment-v0"
 WINDOW = 5  # plot_train's rolling window
 
 
@@ -46,19 +47,21 @@ def logs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def zoo_runs(logs):
-    """PPO on a scenario's env id with our ppo.yml (the scenario has its own entry), and DQN with our dqn.yml."""
+    """PPO on a scenario's env id with our ppo.yml (the scenario has its own entry); DQN with our dqn.yml on
+    ProxyAlignment-v0 given a scenario file, with the observation given beside it (--env-kwargs replaces the file's)."""
     ppo, dqn = run_concurrently([
         lambda: run("-m", "rl_zoo3.train", "--algo", "ppo", "--env", PPO_ID, "--gym-packages", "proxygym",
                     "--conf-file", "agents/hyperparams/ppo.yml",
                     "-n", "512", "-params", "n_envs:2", "--eval-freq", "256", "--eval-episodes", "5", "--seed", "0",
                     "-f", str(logs)),
-        lambda: run("-m", "rl_zoo3.train", "--algo", "dqn", "--env", DQN_ID, "--gym-packages", "proxygym",
+        lambda: run("-m", "rl_zoo3.train", "--algo", "dqn", "--env", ENV_ID, "--gym-packages", "proxygym",
                     "--conf-file", "agents/hyperparams/dqn.yml",
+                    "--env-kwargs", "scenario:'scenarios/sticky_values.yaml'", "observation:'belief'",
                     "-n", "300", "-params", "learning_starts:100", "--eval-freq", "-1", "--seed", "0", "-f", str(logs)),
     ], workers=2)
     for res in (ppo, dqn):
         assert res.returncode == 0, res.stderr[-3000:]
-    return {"ppo": logs / "ppo" / f"{PPO_ID}_1", "dqn": logs / "dqn" / f"{DQN_ID}_1"}
+    return {"ppo": logs / "ppo" / f"{PPO_ID}_1", "dqn": logs / "dqn" / f"{ENV_ID}_1"}
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +184,7 @@ def test_zoo_trains_on_belief_with_the_scenarios_entry(zoo_runs):
 
 
 def test_zoo_trains_dqn_in_the_flat_action_space(zoo_runs):
-    model = algo_class("dqn").load(zoo_runs["dqn"] / f"{DQN_ID}.zip")
+    model = algo_class("dqn").load(zoo_runs["dqn"] / f"{ENV_ID}.zip")
     flat = make_env("sticky_values", "dqn", "belief")
     assert isinstance(model.action_space, gym.spaces.Discrete) and model.action_space == flat.action_space
     assert model.observation_space == flat.observation_space
@@ -265,7 +268,7 @@ def test_vec_env_dummy_and_subproc_play_the_same_episodes(tmp_path):
 def test_optimize_writes_the_best_trial_as_a_file_that_trains(tmp_path, capsys):
     import pandas
 
-    assert train.main(["--algo", "dqn", "--optimize", "--n-trials", "2", "--sampler", "random", "--pruner", "none",
+    assert train.main(["--algo", "dqn", "--optimize", "--n-trials", "2", "--sampler", "tpe", "--pruner", "median",
                        "-n", "200", "--hyperparams", "learning_starts:50", "--eval-freq", "100", "--eval-episodes", "10",
                        "-f", str(tmp_path)]) == 0
     folder = tmp_path / "optimize" / "dqn" / "sticky_values_1"
@@ -273,7 +276,7 @@ def test_optimize_writes_the_best_trial_as_a_file_that_trains(tmp_path, capsys):
     assert len(trials) == 2 and (trials.state == "COMPLETE").all()
     best = trials.loc[trials.value.idxmax()]
     assert f"the best, trial {best.number}, had mean return {best.value:.4f}" in capsys.readouterr().out
-    entry = yaml.safe_load((folder / "best_hyperparams.yml").read_text())[DQN_ID]
+    entry = yaml.safe_load((folder / "best_hyperparams.yml").read_text())[STICKY_ID]
     # the zoo's DQN sample, converted by hand: gamma = 1 - one_minus_gamma, batch 2^pow, train_freq // subsample
     # gradient steps, the named net
     net = {"small": [64, 64], "medium": [256, 256], "big": [400, 300]}[best.params_net_arch]
