@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
+import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HParam
 
+from proxygym.agents.files import write_bytes_atomic
 from proxygym.agents.models import fitting_observation, save_model_atomic
-from proxygym.agents.summary import PolicySummary, summarize
+from proxygym.agents.summary import PolicySummary, summarize_rollouts
 from proxygym.agents.tensorboard import TENSORBOARD_ONLY, hparam_value, write_summary
-from proxygym.agents.training import ALGOS
+from proxygym.agents.training import ALGOS, play_model
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.observation import OBSERVATION_MODES
 from proxygym.envs.scenario import Scenario, load_scenario
@@ -28,6 +31,10 @@ class AlignmentEvalCallback(BaseCallback):
     if the final model has not been evaluated, the hyperparameters go to the HPARAMS tab with the
     final ``alignment/mean_return`` and ``alignment/p_deploy_aligned``.
 
+    With ``log_path`` (a folder), every evaluation also rewrites ``log_path/evaluations.npz`` as SB3's
+    ``EvalCallback`` writes it (rl-baselines3-zoo's plots read it): ``timesteps`` ``(n_evaluations,)``, and
+    ``results`` and ``ep_lengths`` ``(n_evaluations, eval_episodes)``, each episode's return and steps.
+
     Attributes after training: ``last_summary``, ``best_summary``, ``best_mean_return``,
     ``evaluations`` (a list of ``(num_timesteps, PolicySummary)``).
     """
@@ -43,6 +50,7 @@ class AlignmentEvalCallback(BaseCallback):
         hparams: dict | None = None,
         best_model_path: "str | Path | None" = None,
         optimal_return: float | None = None,
+        log_path: "str | Path | None" = None,
         verbose: int = 0,
     ):
         super().__init__(verbose=verbose)
@@ -61,6 +69,8 @@ class AlignmentEvalCallback(BaseCallback):
         self.hparams = dict(hparams or {})
         self.best_model_path = None if best_model_path is None else Path(best_model_path)
         self.optimal_return = optimal_return
+        self.log_path = None if log_path is None else Path(log_path)
+        self._episodes: list[tuple[int, list[float], list[int]]] = []  # (timesteps, returns, lengths) per evaluation
         self.best_mean_return = -math.inf
         self.last_summary: PolicySummary | None = None
         self.best_summary: PolicySummary | None = None
@@ -82,9 +92,11 @@ class AlignmentEvalCallback(BaseCallback):
         return True
 
     def _evaluate(self) -> PolicySummary:
-        summary = summarize(
-            self.model, self.algo, self.scenario, self.observation, self.eval_episodes, self.seed, self.optimal_return
-        )
+        roll = play_model(self.model, self.algo, self.scenario, self.observation, self.eval_episodes, seed=self.seed)
+        summary = summarize_rollouts(roll, self.algo, self.scenario, self.observation, self.seed, self.optimal_return)
+        self._episodes.append((self.num_timesteps, roll.returns, roll.lengths))
+        if self.log_path is not None:
+            self._write_evaluations()
         o = summary.outcomes
         if self.verbose >= 1:
             print(
@@ -103,6 +115,13 @@ class AlignmentEvalCallback(BaseCallback):
                 if self.verbose >= 1:
                     print(f"new best mean return; saved {path}")
         return summary
+
+    def _write_evaluations(self) -> None:
+        """``evaluations.npz`` in SB3 EvalCallback's format, written whole (:func:`write_bytes_atomic`)."""
+        timesteps, returns, lengths = zip(*self._episodes)
+        buffer = io.BytesIO()
+        np.savez(buffer, timesteps=np.array(timesteps), results=np.array(returns), ep_lengths=np.array(lengths))
+        write_bytes_atomic(self.log_path / "evaluations.npz", buffer.getvalue())
 
     def _on_training_end(self) -> None:
         if not self.evaluations or self.evaluations[-1][0] != self.num_timesteps:

@@ -84,8 +84,8 @@ def _model_file(model_path: "str | Path") -> Path:
     raise ProxyGymError(f"{model_path}: no such model file")
 
 
-def load_for_scenario(model_path: "str | Path", scenario: Scenario, algo: str | None = None):
-    """``(model, algo, observation)``: a saved model, loaded with its class, whose spaces fit ``scenario``."""
+def load_for_scenario(model_path: "str | Path", scenario: Scenario, algo: str | None = None, device: str = "cpu"):
+    """``(model, algo, observation)``: a saved model, loaded with its class on ``device``, whose spaces fit ``scenario``."""
     from stable_baselines3.common.save_util import load_from_zip_file  # imports torch: only when a model is loaded
 
     path = _model_file(model_path)
@@ -114,5 +114,5 @@ def load_for_scenario(model_path: "str | Path", scenario: Scenario, algo: str | 
             f" {act_space}; {scenario.name} gives {sizes} and acts in {make_env(scenario, algo).action_space}"
             f" (was it trained on another scenario?)"
         )
-    model = algo_class(algo).load(path, device="cpu")
+    model = algo_class(algo).load(path, device=device)
     return model, algo, observation

@@ -20,7 +20,7 @@ import numpy as np
 
 from proxygym.agents.bench import BenchResult, run_pair
 from proxygym.agents.strategies import STRATEGIES
-from proxygym.agents.training import play_model
+from proxygym.agents.training import Rollouts, play_model
 from proxygym.envs.actions import CONTINUE
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.outcomes import Outcomes
@@ -117,6 +117,13 @@ def summarize(
         raise ProxyGymError(f"episodes must be at least 2 (for an interval), got {episodes}")
     scenario = load_scenario(scenario)
     roll = play_model(model, algo, scenario, observation, episodes, seed=seed)
+    return summarize_rollouts(roll, algo, scenario, observation, seed, optimal_return)
+
+
+def summarize_rollouts(
+    roll: Rollouts, algo: str, scenario: Scenario, observation: str, seed: int, optimal_return: float | None = None
+) -> PolicySummary:
+    """The summary of episodes already played (:func:`~proxygym.agents.training.play_model`'s ``roll``)."""
     d = np.asarray(roll.checkpoint)
     v = np.asarray(roll.verdict)
     n_phases = len(scenario.phases)

@@ -28,7 +28,177 @@ from proxygym.envs.vector import ProxyAlignmentVectorEnv
 
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 ALGOS = ("ppo", "a2c", "dqn", "maskable_ppo", "recurrent_ppo")
+#: The training envs train.py may step (``--vec-env``, :func:`proxygym.agents.vec_env.make_vec_env`): its batched one,
+#: and rl-baselines3-zoo's choices, SB3's DummyVecEnv and SubprocVecEnv of single envs.
+VEC_ENVS = ("batched", "dummy", "subproc")
+DEVICES = ("cpu", "auto", "cuda")
 POLICIES = {"recurrent_ppo": "MlpLstmPolicy"}  # every other algorithm: "MlpPolicy"
+
+
+# -- hyperparameter files (rl-baselines3-zoo's format) ----------------------------------------------
+#: The zoo's keys of a file that train.py does not apply (each a wrapper or a callback around the zoo's own envs).
+ZOO_UNSUPPORTED = {
+    "normalize": "VecNormalize (observations are already in [0, 1]; the reward is the deployed model's alignment)",
+    "frame_stack": "frame stacking (use --algo recurrent_ppo, or the belief observation, for memory)",
+    "vec_env_wrapper": "a VecEnv wrapper", "callback": "callbacks from the file", "monitor_kwargs": "Monitor arguments",
+    "noise_type": "action noise (continuous actions only)", "noise_std": "action noise (continuous actions only)",
+    "replay_buffer_class": "another replay buffer",
+}
+#: The hyperparameters rl-baselines3-zoo reads as ``lin_<x>``, a schedule from x down to 0 over training.
+SCHEDULED = ("learning_rate", "clip_range", "clip_range_vf")
+#: The hyperparameters rl-baselines3-zoo reads as Python when they are strings (``"dict(net_arch=[64, 64])"``).
+PYTHON_VALUED = ("policy_kwargs", "replay_buffer_kwargs")
+
+
+def hyperparams_file(algo: str) -> Path:
+    """The shipped hyperparameter file of ``algo``: ``agents/hyperparams/<algo>.yml``."""
+    return HYPERPARAMS_DIR / f"{algo}.yml"
+
+
+def entry_keys(scenario_name: str) -> tuple[str, ...]:
+    """The keys of a hyperparameter file that apply to a scenario, later over earlier: ``default``, the env's id
+    ``ProxyAlignment-v0``, the scenario's name, and a shipped scenario's own env id ``ProxyAlignment-<name>-v0``
+    (the key rl-baselines3-zoo reads for that id)."""
+    from proxygym.envs import ENV_ID, scenario_env_id, shipped_scenarios
+
+    keys = ["default", ENV_ID, scenario_name]
+    if scenario_name in shipped_scenarios():
+        keys.append(scenario_env_id(scenario_name))
+    return tuple(keys)
+
+
+def read_hyperparams(path: "str | Path", scenario_name: str) -> dict:
+    """A scenario's hyperparameters from a file in rl-baselines3-zoo's format (one algorithm; entries keyed by env id
+    or ``default``): every entry of :func:`entry_keys` found, merged key by key, later over earlier. YAML's merge
+    key (``<<: *default``) works, as the zoo needs it: the zoo takes the one entry of its env id and nothing else."""
+    import yaml
+
+    path = Path(path)
+    try:
+        table = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ProxyGymError(f"hyperparameter file {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise ProxyGymError(f"hyperparameter file {path}: not valid YAML ({' '.join(str(err).split())})") from None
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ProxyGymError(f"hyperparameter file {path}: write a mapping of entries (default, or an env id) to hyperparameters")
+    keys = entry_keys(scenario_name)
+    if not any(k in table for k in keys):
+        raise ProxyGymError(f"hyperparameter file {path} has no entry for scenario {scenario_name!r}: give one of {', '.join(keys)}")
+    params: dict = {}
+    for key in keys:
+        params.update(table.get(key) or {})
+    return params
+
+
+def python_value(text: str, what: str):
+    """A Python expression of rl-baselines3-zoo's hyperparameter files read without running it: literals, lists,
+    tuples, dicts, ``dict(key=value, ...)``, and classes named from torch (``nn.ReLU``, ``th.optim.Adam``)."""
+    import ast
+
+    def value(node):
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            inner = value(node.operand)
+            if isinstance(inner, (int, float)) and not isinstance(inner, bool):
+                return -inner if isinstance(node.op, ast.USub) else inner
+        if isinstance(node, (ast.List, ast.Tuple)):
+            items = [value(e) for e in node.elts]
+            return items if isinstance(node, ast.List) else tuple(items)
+        if isinstance(node, ast.Dict) and None not in node.keys:
+            return {value(k): value(v) for k, v in zip(node.keys, node.values)}
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+            if all(kw.arg is not None for kw in node.keywords):
+                return {kw.arg: value(kw.value) for kw in node.keywords}
+        if isinstance(node, ast.Attribute):
+            return torch_name(ast.unparse(node))
+        raise ValueError(ast.unparse(node))
+
+    try:
+        return value(ast.parse(text.strip(), mode="eval").body)
+    except (SyntaxError, ValueError) as err:
+        raise ProxyGymError(
+            f"{what} {text!r}: cannot read {err.args[0] if isinstance(err, ValueError) else 'it'!r}; write numbers,"
+            " lists, dict(key=value, ...) and torch classes (nn.ReLU)"
+        ) from None
+
+
+def torch_name(name: str):
+    """The torch object a dotted name gives, rooted at ``nn``, ``th`` or ``torch`` (the zoo's aliases)."""
+    import torch
+
+    root, *rest = name.split(".")
+    roots = {"nn": torch.nn, "th": torch, "torch": torch}
+    if root not in roots or not rest:
+        raise ValueError(name)
+    obj = roots[root]
+    for part in rest:
+        if part.startswith("_") or not hasattr(obj, part):
+            raise ValueError(name)
+        obj = getattr(obj, part)
+    return obj
+
+
+def zoo_repr(value) -> str:
+    """The inverse of :func:`python_value`: ``{"net_arch": [64], "activation_fn": nn.ReLU}`` ->
+    ``"dict(net_arch=[64], activation_fn=nn.ReLU)"``, as rl-baselines3-zoo's files write ``policy_kwargs``."""
+    import torch
+
+    if isinstance(value, dict) and all(isinstance(k, str) and k.isidentifier() for k in value):
+        return "dict(" + ", ".join(f"{k}={zoo_repr(v)}" for k, v in value.items()) + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(zoo_repr(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(zoo_repr(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, type) and getattr(torch.nn, value.__name__, None) is value:
+        return f"nn.{value.__name__}"
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return repr(value)
+    raise ProxyGymError(f"cannot write {value!r} in a hyperparameter file")
+
+
+def model_kwargs(params: dict) -> dict:
+    """Hyperparameters as a file of rl-baselines3-zoo's format writes them, as the algorithm's class takes them:
+    ``lin_<x>`` schedules, Python-valued strings (:data:`PYTHON_VALUED`), ``train_freq`` lists as tuples; the zoo's
+    keys train.py does not apply (:data:`ZOO_UNSUPPORTED`) refused, and ``env_wrapper`` accepted only where it is
+    :class:`ModelAction` (train.py's agents act in its space anyway). ``params`` holds no ``n_timesteps``, ``n_envs``,
+    ``env_kwargs`` or ``policy`` any more."""
+    from stable_baselines3.common.utils import LinearSchedule
+
+    out = {}
+    for key, value in params.items():
+        if key in ZOO_UNSUPPORTED:
+            if key == "normalize" and value is False:
+                continue
+            raise ProxyGymError(f"hyperparameter {key}: train.py does not apply {ZOO_UNSUPPORTED[key]}")
+        if key == "env_wrapper":
+            check_env_wrapper(value)
+            continue
+        if key in SCHEDULED and isinstance(value, str):
+            kind, _, start = value.partition("_")
+            try:
+                if kind != "lin":
+                    raise ValueError
+                value = LinearSchedule(float(start), 0.0, 1.0)
+            except ValueError:
+                raise ProxyGymError(f"hyperparameter {key} {value!r}: write a number or lin_<number>") from None
+        elif key in PYTHON_VALUED and isinstance(value, str):
+            value = python_value(value, key)
+        elif key == "train_freq" and isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return out
+
+
+def check_env_wrapper(value) -> None:
+    """Refuse an ``env_wrapper`` that is not :class:`ModelAction` (the zoo's forms: a name, ``{name: kwargs}``, a list)."""
+    for item in value if isinstance(value, list) else [value]:
+        name = next(iter(item)) if isinstance(item, dict) and len(item) == 1 else item
+        if name != ModelAction.NAME:
+            raise ProxyGymError(
+                f"hyperparameter env_wrapper {item!r}: train.py steps its own envs and applies only {ModelAction.NAME}"
+            )
 
 
 def algo_class(name: str):
@@ -52,13 +222,20 @@ class ModelAction(gym.ActionWrapper):
     SB3 builds one categorical distribution per component of a ``MultiDiscrete``; a single one over every
     action is cheaper while there are few (``ActionLayout.FLAT_MAX``), and DQN needs a ``Discrete`` anyway.
     Nothing else changes: the same observations, rewards and info. ``action_masks()`` gives the masks over
-    the model's choices (``ActionLayout.model_masks``).
+    the model's choices (``ActionLayout.model_masks``). ``ModelAction(env, algo="dqn")`` is the space
+    train.py's agents of that algorithm act in (:func:`model_space`); rl-baselines3-zoo wraps its envs so
+    from a hyperparameter file (``env_wrapper: {proxygym.agents.training.ModelAction: {algo: dqn}}``).
     """
 
-    def __init__(self, env: gym.Env, action_space: "spaces.Space | None" = None):
+    #: Its name in a hyperparameter file (rl-baselines3-zoo's ``env_wrapper``).
+    NAME = "proxygym.agents.training.ModelAction"
+
+    def __init__(self, env: gym.Env, action_space: "spaces.Space | None" = None, algo: str | None = None):
         super().__init__(env)
         self.actions = env.unwrapped.program.actions
-        self.action_space = self.actions.model_space() if action_space is None else action_space
+        # algo: the space train.py's agents of algo act in (model_space: flat for DQN whatever its size), for a tool
+        # that wraps the env by a wrapper's name and keyword arguments (rl-baselines3-zoo's env_wrapper)
+        self.action_space = model_space(algo, self.actions) if action_space is None else action_space
         if not self.actions.fits_model(self.action_space):
             raise ValueError(f"{self.action_space} is not an action space a model may act in here")
 
@@ -69,17 +246,20 @@ class ModelAction(gym.ActionWrapper):
         return self.actions.model_masks(self.env.unwrapped.action_masks(), self.action_space)
 
 
-def model_space(algo: str, layout: ActionLayout) -> spaces.Space:
+def model_space(algo: str | None, layout: ActionLayout) -> spaces.Space:
     """The action space train.py's agents of ``algo`` act in: ``layout.model_space()``, flat for DQN whatever its size."""
     return layout.model_space(flat=True if algo == "dqn" else None)
 
 
-def make_env(scenario: "str | Path | Scenario", algo: str, observation: str = "belief", **env_kwargs) -> gym.Env:
+def make_env(
+    scenario: "str | Path | Scenario", algo: str, observation: str = "belief", action_space: "spaces.Space | None" = None,
+    **env_kwargs,
+) -> gym.Env:
     """One single env for ``algo``, in the action space train.py's agents of ``algo`` act in (:func:`model_space`,
-    through :class:`ModelAction`); train.py trains in :func:`proxygym.agents.vec_env.make_vec_env` instead, which
-    batches ``n_envs`` programs."""
+    through :class:`ModelAction`) or in ``action_space`` (a resumed model's); train.py trains in
+    :func:`proxygym.agents.vec_env.make_vec_env` instead, which batches ``n_envs`` programs by default."""
     env = ProxyAlignmentEnv(scenario=scenario, observation=observation, **env_kwargs)
-    return ModelAction(env, model_space(algo, env.program.actions))
+    return ModelAction(env, action_space, algo=algo)
 
 
 @dataclass
@@ -95,6 +275,7 @@ class Rollouts:
     aligned: list[bool] = field(default_factory=list)
     abstained: list[bool] = field(default_factory=list)
     runs: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)  # steps (decision points) of each episode
     # per step: the decision point, the verdict as the env applied it, the usages, the idea
     checkpoint: list[int] = field(default_factory=list)
     verdict: list[int] = field(default_factory=list)
@@ -186,7 +367,9 @@ def play_model(model, algo: str, scenario: Scenario, observation: str, episodes:
     """
     env = ProxyAlignmentVectorEnv(episodes, scenario=scenario, observation=observation)
     out = Rollouts(env.n_phases, env.n_proxies, env.n_ideas)
-    total, last = play_batch(env, ModelAgent(model, algo, env), seed=seed, record=out.record_batch)
+    counted = _FirstEpisodeSteps(env)
+    total, last = play_batch(counted, ModelAgent(model, algo, env), seed=seed, record=out.record_batch)
+    out.lengths.extend(counted.steps.tolist())
     deployed = last["deployed"].astype(bool)
     out.returns.extend(total.tolist())
     out.deployed.extend(deployed.tolist())
@@ -194,3 +377,18 @@ def play_model(model, algo: str, scenario: Scenario, observation: str, episodes:
     out.abstained.extend(last["abstained"].astype(bool).tolist())
     out.runs.extend(last["runs_used"].astype(int).tolist())
     return out
+
+
+class _FirstEpisodeSteps(gym.vector.VectorWrapper):
+    """Counts the steps of each program's first episode (the episodes :func:`play_batch` counts) in ``steps``."""
+
+    def reset(self, **kwargs):
+        self.steps = np.zeros(self.num_envs, dtype=np.int64)
+        self._ended = np.zeros(self.num_envs, dtype=bool)
+        return self.env.reset(**kwargs)
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        self.steps[~self._ended] += 1
+        self._ended |= terminated | truncated
+        return obs, reward, terminated, truncated, info

@@ -25,11 +25,14 @@ steps them) with SB3's conventions:
   random stream at the next ``reset()``; the same seed and actions give the same trajectories.
 
 Use :func:`make_vec_env` for a training env: the adapter under SB3's ``VecMonitor`` (the
-episode returns and lengths of ``rollout/ep_rew_mean``).
+episode returns and lengths of ``rollout/ep_rew_mean``, and the run's Monitor CSV file), or SB3's
+``DummyVecEnv`` / ``SubprocVecEnv`` of single envs, as rl-baselines3-zoo's ``--vec-env`` chooses.
 """
 
 from __future__ import annotations
 
+import copy
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,7 +41,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
-from proxygym.agents.training import model_space
+from proxygym.agents.training import VEC_ENVS, make_env, model_space
 from proxygym.envs.core import make_programs
 from proxygym.envs.scenario import Scenario, load_scenario
 
@@ -176,11 +179,31 @@ def make_vec_env(
     n_envs: int = 1,
     observation: str = "belief",
     seed: int | None = None,
+    vec_env: str = "batched",
+    monitor_dir: "str | Path | None" = None,
+    action_space: spaces.Space | None = None,
     **env_kwargs,
 ) -> VecMonitor:
-    """The training env of ``algo``: ``n_envs`` programs in one :class:`ProxyAlignmentSB3VecEnv`, seeded
-    with ``seed``, under SB3's ``VecMonitor`` (episode returns and lengths for SB3's logger)."""
-    env = ProxyAlignmentSB3VecEnv(scenario, algo, n_envs, observation, **env_kwargs)  # (action_space among them)
+    """The training env of ``algo``: ``n_envs`` programs seeded with ``seed``, under SB3's ``VecMonitor`` (episode
+    returns and lengths for SB3's logger, and with ``monitor_dir`` the file ``monitor_dir/monitor.csv`` that SB3's
+    ``load_results`` and rl-baselines3-zoo's plots read, with each episode's ``deployed``, ``aligned`` and
+    ``abstained`` besides its return ``r``, length ``l`` and time ``t``).
+
+    ``vec_env``: ``"batched"`` (one :class:`ProxyAlignmentSB3VecEnv`), or rl-baselines3-zoo's choices, SB3's
+    ``"dummy"`` (``DummyVecEnv``: single envs stepped in turn in this process) and ``"subproc"``
+    (``SubprocVecEnv``: a process per env), each env a :func:`proxygym.agents.training.make_env`.
+    """
+    if vec_env not in VEC_ENVS:
+        raise ValueError(f"vec_env must be one of {', '.join(VEC_ENVS)}, got {vec_env!r}")
+    if vec_env == "batched":
+        env = ProxyAlignmentSB3VecEnv(scenario, algo, n_envs, observation, action_space=action_space, **env_kwargs)
+    else:
+        from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+        # a copy without the loaded scenario's compiled dynamics and solutions: that is all a subprocess is sent
+        one = partial(make_env, copy.copy(load_scenario(scenario)), algo, observation, action_space, **env_kwargs)
+        one().close()  # a bad argument fails here, in this process, not in a subprocess
+        env = (DummyVecEnv if vec_env == "dummy" else SubprocVecEnv)([one] * int(n_envs))
     if seed is not None:
         env.seed(seed)
-    return VecMonitor(env)
+    return VecMonitor(env, filename=None if monitor_dir is None else str(monitor_dir), info_keywords=END_KEYS)

@@ -38,7 +38,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxygym.agents.training import HYPERPARAMS_DIR, make_env  # noqa: E402
+from proxygym.agents.training import HYPERPARAMS_DIR, make_env, model_kwargs  # noqa: E402
 
 SETUPS = ("old", "new", "cartpole", "spaces")
 
@@ -73,11 +73,12 @@ def spaces_env(scenario: str) -> gym.Env:
 
 
 def ppo_settings() -> dict:
-    """The PPO keyword arguments of ppo.yml's default entry (without what is not PPO's)."""
+    """The PPO keyword arguments of ppo.yml's default entry (without what is not PPO's: model_kwargs drops the
+    env_wrapper, which names the action space every setup here acts in already)."""
     params = dict(yaml.safe_load((HYPERPARAMS_DIR / "ppo.yml").read_text())["default"])
     for key in ("n_timesteps", "n_envs", "env_kwargs", "policy"):
         params.pop(key, None)
-    return params
+    return model_kwargs(params)
 
 
 def build_env(setup: str, scenario: str, n_envs: int, seed: int):

@@ -97,7 +97,8 @@ class ProxyAlignmentEnv(gym.Env):
       a loaded :class:`proxygym.envs.scenario.Scenario`.
     - ``observation="history"``: ``"history"`` or ``"belief"``.
     - ``render_mode=None``: ``"ansi"`` returns a small text table of the program;
-      ``"rgb_array"`` an image of it (:meth:`render`), for videos and TensorBoard.
+      ``"rgb_array"`` an image of it (:meth:`render`), for videos and TensorBoard; ``"human"``
+      prints the text table.
 
     ## References
     - "When is it Better to Train on the Alignment Proxy?" (LessWrong, 2025-03-11).
@@ -109,7 +110,7 @@ class ProxyAlignmentEnv(gym.Env):
       behaviour, so every v0 scenario plays exactly as before.
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4}
     #: The image of ``rgb_array``: the latest runs shown, and the side of one cell in pixels.
     IMAGE_RUNS = 16
     CELL = 12
@@ -121,7 +122,7 @@ class ProxyAlignmentEnv(gym.Env):
         render_mode: str | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None, 'ansi' or 'rgb_array', got {render_mode!r}")
+            raise ValueError(f"render_mode must be None, 'ansi', 'rgb_array' or 'human', got {render_mode!r}")
         self.scenario = load_scenario(scenario)
         self.program = Program(self.scenario, observation)
         self.dynamics = self.program.dynamics
@@ -171,11 +172,19 @@ class ProxyAlignmentEnv(gym.Env):
         return self.program.masks()
 
     def render(self):
-        """``ansi``: a text table of the program; ``rgb_array``: :meth:`image`; else None."""
+        """``ansi``: a text table of the program; ``rgb_array``: :meth:`image`; ``human``: the text table printed (as
+        rl-baselines3-zoo's ``enjoy`` renders by default); else None."""
         if self.render_mode == "rgb_array":
             return self.image()
+        if self.render_mode == "human":
+            print(self._text(), flush=True)
+            return None
         if self.render_mode != "ansi":
             return None
+        return self._text()
+
+    def _text(self) -> str:
+        """The text table of ``ansi`` (and ``human``)."""
         sc, pg = self.scenario, self.program
         names = sc.proxy_names
         d = pg.checkpoint

@@ -1,9 +1,8 @@
-"""train.py as a user runs it: real SB3 training, resuming, Ctrl-C, bad arguments, rl-baselines3-zoo."""
+"""train.py as a user runs it: real SB3 training, resuming, Ctrl-C, bad arguments (rl-baselines3-zoo: test_zoo.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -33,7 +32,7 @@ def test_default_run_as_a_subprocess(tmp_path):
     res = run_train(tmp_path, *QUICK)
     assert res.returncode == 0, res.stderr
     folder = tmp_path / "logs" / "ppo" / "sticky_values_1"
-    for name in ("model.zip", "best_model.zip", "args.yml", "config.yml", "evaluation.json"):
+    for name in ("model.zip", "best_model.zip", "args.yml", "config.yml", "evaluation.json", "monitor.csv", "evaluations.npz"):
         assert (folder / name).is_file(), name
     config = yaml.safe_load((folder / "config.yml").read_text())
     assert config["n_timesteps"] == 1024 and config["gamma"] == 1.0  # from agents/hyperparams/ppo.yml
@@ -150,7 +149,11 @@ def test_ctrl_c_saves_a_loadable_model(tmp_path):
 
 
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
+    import torch
+
     other = tmp_path / "other"
+    no_entry = tmp_path / "no_entry.yml"
+    no_entry.write_text("loss_landscape: {gamma: 0.5}\n")
     # a model saved for another scenario (as small as a real run gets: one rollout of 64 steps)
     assert train.main(["--scenario", "loss_landscape", "-n", "64", "--hyperparams", "n_steps:64", "batch_size:64",
                        "--eval-freq", "0", "--final-episodes", "2", "--log-folder", str(other), "--tensorboard-log", ""]) == 0
@@ -168,9 +171,22 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
          "cannot change a --trained-agent"),
         (["--hyperparams", "n_envs:two"], "whole number"),
         (["--hyperparams", "n_envs:0"], "whole number"),
-        (["--hyperparams", "learning_rate:abc"], "rejected by ppo"),
+        (["--hyperparams", "learning_rate:abc"], "learning_rate 'abc': write a number or lin_<number>"),
         (["--env-kwargs", "colour:1"], "rejected by ppo"),
         (["--algo", "recurrent_ppo", "--hyperparams", "policy:NoSuchPolicy"], "rejected by recurrent_ppo"),
+        (["-conf", "missing.yml"], "No such file"),
+        (["-conf", str(no_entry)], "has no entry for scenario 'sticky_values'"),
+        (["--hyperparams", "frame_stack:4"], "does not apply frame stacking"),
+        (["--hyperparams", "env_wrapper:gymnasium.wrappers.TimeLimit"], "applies only proxygym.agents.training.ModelAction"),
+        (["--hyperparams", "learning_rate:exp_0.1"], "lin_<number>"),
+        (["--hyperparams", "policy_kwargs:dict(net_arch=__import__('os'))"], "cannot read \"__import__('os')\""),
+        (["--vec-env", "threads"], "argument --vec-env: invalid choice"),
+        (["--device", "tpu"], "argument --device: invalid choice"),
+        (["--optimize", "--trained-agent", str(mismatched)], "takes no --trained-agent"),
+        (["--optimize", "--n-trials", "0"], "--n-trials must be at least 1"),
+        (["--optimize", "--sampler", "grid"], "argument --sampler: invalid choice"),
+        (["--optimize", "--pruner", "halving"], "argument --pruner: invalid choice"),
+        *([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA device")]),
         (["--env", "observation:history"], "unrecognized arguments: --env"),  # no prefix of --env-kwargs
     ]
     # the first two cases as a user runs them (a subprocess each: the usage error and the message reach the
@@ -192,20 +208,4 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
             code = exit_.code
         out = capsys.readouterr()
         assert fragment in error_line(code, out.out, out.err, args), (args, out.err)
-
-
-def test_rl_zoo3_trains_the_env(tmp_path):
-    """rl-baselines3-zoo as a client: the command from the README, with a small budget."""
-    res = subprocess.run(
-        [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", "ProxyAlignment-v0", "--gym-packages", "proxygym",
-         "--env-kwargs", "scenario:'sticky_values'", "-n", "1024", "-f", str(tmp_path / "zoo"), "--eval-freq", "-1"],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
-        # one torch thread, as train.py sets for itself: a small MLP's updates take three times
-        # as long with two threads on two busy cores
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
-    saved = list((tmp_path / "zoo").rglob("ProxyAlignment-v0.zip"))
-    assert saved, res.stdout[-2000:]
-    model = algo_class("ppo").load(saved[0])
-    assert model.num_timesteps >= 1024
+        assert not any(folders[i].iterdir()), args  # nothing written: no run folder, no monitor file
