@@ -24,6 +24,7 @@ import yaml
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from proxygym.agents.parallel import check_ray, parallel_map
 from proxygym.envs.analysis import ANALYSIS_KEYS, Analysis, analyze, compare, metric_value
 from proxygym.envs.errors import ProxyGymError, ScenarioError
 from proxygym.envs.parameters import Parameter, check_value, parameter, parameters, with_parameters
@@ -150,10 +151,11 @@ def _solve_value(args) -> float:
 
 
 def sweep(scenario: Scenario, axes: list[Axis], texts: list[str], optimal: bool = False, progress: bool = False,
-          workers: int | None = None) -> list[dict]:
+          workers: int | None = None, ray_address: str | None = None) -> list[dict]:
     """Every regimen analysed exactly at every grid point: rows ``{"params": {...}, "plan": TEXT, **analysis}``
     in grid order; with ``optimal``, also a row ``{"params", "plan": "optimal", "expected_return": value}``
-    per point. Large grids and the optimum run on ``workers`` processes (default: every local core)."""
+    per point. Large grids and the optimum run on ``workers`` processes (default: every local core); with
+    ``ray_address``, the optimum's solves run on Ray instead (:mod:`proxygym.agents.parallel`)."""
     if not 1 <= len(axes) <= 2:
         raise ProxyGymError(f"--vary: give one or two parameters, got {len(axes)}")
     if len({a.path for a in axes}) != len(axes):
@@ -167,6 +169,9 @@ def sweep(scenario: Scenario, axes: list[Axis], texts: list[str], optimal: bool 
         raise ProxyGymError(f"--optimal solves every grid point: {size:,} points; the limit is {MAX_OPTIMAL_POINTS:,}")
     if workers is not None and workers < 1:
         raise ProxyGymError(f"--workers must be at least 1, got {workers}")
+    if ray_address is not None and not optimal:
+        raise ProxyGymError("--ray-address: only the optimum's solves (--optimal) run on Ray")
+    check_ray(ray_address)
     points = [dict(zip([a.path for a in axes], combo)) for combo in _grid(axes)]
     _regimens_at(scenario, texts)  # a bad regimen fails before any work
     workers = workers or os.cpu_count() or 1
@@ -183,11 +188,9 @@ def sweep(scenario: Scenario, axes: list[Axis], texts: list[str], optimal: bool 
         rows = _analyse_chunk((scenario, tqdm(points, disable=not progress, unit="point", file=sys.stderr,
                                               desc="analyses"), texts))
     if optimal:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            jobs = pool.map(_solve_value, [(scenario, v) for v in points])
-            for values, value in tqdm(zip(points, jobs), total=len(points), disable=not progress, unit="point",
-                                      file=sys.stderr, desc="optimum"):
-                rows.append({"params": dict(values), "plan": "optimal", "expected_return": value})
+        values = parallel_map(_solve_value, [(scenario, v) for v in points], workers=workers, ray_address=ray_address,
+                              progress=progress, desc="optimum", unit="point")
+        rows += [{"params": dict(p), "plan": "optimal", "expected_return": v} for p, v in zip(points, values)]
     return rows
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -351,7 +352,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     texts = list(args.plans or [])
     _check_outputs(args.json, args.csv, args.plot)
     rows = sweep(scenario, axes, texts, optimal=args.optimal, progress=not args.no_progress and sys.stderr.isatty(),
-                 workers=args.workers)
+                 workers=args.workers, ray_address=args.ray_address)
     console = Console(width=160)
     names = texts + (["optimal"] if args.optimal else [])
     points = len(rows) // max(1, len(names))
@@ -442,6 +443,58 @@ def cmd_advise(args: argparse.Namespace) -> int:
     if args.json:
         write_text_atomic(args.json, json.dumps(adv.to_dict(), indent=1) + "\n")
         print(f"wrote json: {args.json}")
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from proxygym.agents import experiment as ex
+    from proxygym.agents.parallel import check_ray
+
+    fmt = _plot_format(args.plot)
+    seeds = ex.parse_seeds(args.seeds)
+    specs, scenarios = ex.plan_runs(args.scenarios, args.algos, seeds, args.n_timesteps, args.observation,
+                                    args.eval_episodes)
+    if args.workers is not None and args.workers < 1:
+        raise ProxyGymError(f"--workers must be at least 1, got {args.workers}")
+    if args.reps < 1:
+        raise ProxyGymError(f"--reps must be at least 1, got {args.reps}")
+    check_ray(args.ray_address)
+    ex.check_rliable()
+    refs = ex.references(scenarios)
+    out = Path(args.out)
+    _check_outputs(args.json, args.plot, out / "runs" / ex.RECORD)
+
+    def started(done: int, todo: int) -> None:
+        procs = min(args.workers or os.cpu_count() or 1, todo)
+        where = f" on Ray ({args.ray_address})" if args.ray_address else f" in {procs} local process" + "es" * (procs > 1)
+        sizes = [(len(scenarios), "scenario"), (len(dict.fromkeys(args.algos)), "algorithm"), (len(seeds), "seed")]
+        print(f"{len(specs)} runs ({' x '.join(f'{n} {w}' + 's' * (n > 1) for n, w in sizes)}) in {out}:"
+              f" {done} recorded already, {todo} to train" + (where if todo else ""), flush=True)
+
+    records, trained = ex.run_all(specs, out, workers=args.workers, ray_address=args.ray_address,
+                                  progress=not args.no_progress and sys.stderr.isatty(), on_start=started)
+    runs = ex.scored_runs(records, refs)
+    overall, per = ex.aggregate(runs, reps=args.reps)
+    console = Console(width=160)
+    table = Table("scenario", "algorithm (observation)", "seeds", "mean return", "normalized score: IQM", "95% interval",
+                  box=None)
+    for row in per + [dict(r, scenario="all") for r in overall]:
+        mine = [r["mean_return"] for r in runs if (r["algo"], r["observation"], r["scenario"]) ==
+                (row["algo"], row["observation"], row["scenario"])]
+        table.add_row(row["scenario"], f"{row['algo']} ({row['observation']})", str(len(seeds)),
+                      f"{sum(mine) / len(mine):.4f}" if mine else "-", f"{row['iqm']:.3f}",
+                      f"[{row['ci'][0]:.3f}, {row['ci'][1]:.3f}]")
+    console.print(table)
+    if args.json:
+        write_text_atomic(args.json, ex.experiment_json(runs, overall, per))
+    if args.plot:
+        write_bytes_atomic(args.plot, ex.profile_plot(runs, fmt, reps=args.reps))
+    for label, path in (("json", args.json), ("plot", args.plot)):
+        if path:
+            print(f"wrote {label}: {path}")
     return 0
 
 
@@ -588,6 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimal", action="store_true", help="also solve the exact optimum at every point (in parallel)")
     p.add_argument("--workers", type=int, default=None,
                    help="processes for --optimal and for a large grid (default: every local core)")
+    p.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="solve --optimal's points on Ray instead: local (a new instance here), auto (the one running"
+                   " here), HOST:PORT or ray://HOST:PORT (needs proxygym[ray])")
     p.add_argument("--csv", metavar="FILE", default=None, help="write every row as CSV")
     p.set_defaults(func=cmd_sweep)
 
@@ -601,6 +657,30 @@ def build_parser() -> argparse.ArgumentParser:
                       "also write the advice as JSON")
     p.add_argument("--no-optimal", action="store_true", help="skip the exact optimal policy (the solver)")
     p.set_defaults(func=cmd_advise)
+
+    p = sub.add_parser("experiment", help="train every scenario x algorithm x seed, resumably, locally or on Ray;"
+                       " normalized scores aggregated with rliable")
+    p.add_argument("--scenarios", nargs="+", required=True, metavar="NAME",
+                   help="shipped scenarios' names or YAML paths ('all': every shipped scenario)")
+    p.add_argument("--algos", nargs="+", required=True, metavar="ALGO", help="algorithms (ppo, recurrent_ppo, ...)")
+    p.add_argument("--seeds", nargs="+", required=True, metavar="SEEDS", help="seeds and ranges, e.g. 0-4 or 0 1 7")
+    p.add_argument("-n", "--n-timesteps", type=int, default=None,
+                   help="training steps of every run (default: each algorithm's hyperparameter file)")
+    p.add_argument("--observation", choices=("history", "belief"), default=None,
+                   help="what every agent observes (default: each algorithm's hyperparameter file)")
+    p.add_argument("--eval-episodes", type=int, default=2000,
+                   help="episodes of each trained policy's evaluation (default 2000)")
+    p.add_argument("--out", metavar="DIR", default="logs/experiment",
+                   help="where each finished run is recorded; a rerun skips them (default logs/experiment)")
+    p.add_argument("--json", metavar="FILE", default=None, help="write the runs and the aggregates as JSON")
+    p.add_argument("--plot", metavar="FILE", default=None, help="draw the performance profiles (.png, .pdf or .svg)")
+    p.add_argument("--workers", type=int, default=None, help="local processes (default: every local core)")
+    p.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="train on Ray instead: local (a new instance here), auto (the one running here), HOST:PORT"
+                   " or ray://HOST:PORT (needs proxygym[ray])")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the intervals (default 2000)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("claims", help="check the scenarios' expect claims (exact analysis, else the benchmark)")
     p.add_argument("scenario", nargs="*", metavar="SCENARIO", help="default: every shipped scenario")
