@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from proxygym.agents.bench import BenchResult, run_pair
+from proxygym.agents.bench import BenchResult, optimal_value, run_pair
 from proxygym.agents.strategies import STRATEGIES
 from proxygym.agents.training import Rollouts, play_model
 from proxygym.envs.actions import CONTINUE
@@ -99,6 +99,13 @@ def heuristic_results(scenario: Scenario) -> list[BenchResult]:
 def best_strategy(scenario: Scenario) -> BenchResult:
     """The heuristic strategy with the highest mean return on ``scenario``."""
     return max(heuristic_results(scenario), key=lambda r: r.outcomes.mean_return)
+
+
+def score_references(scenario: Scenario) -> tuple[float | None, float | None]:
+    """The two ends of the normalized score (:func:`proxygym.agents.report.normalized_score`): first_model's exact
+    return (its 0; exact, so two episodes played suffice) and the exact optimum (its 1; None where the scenario is too large
+    to solve)."""
+    return run_pair(scenario, "first_model", 2, BEST_SEED).exact_return, optimal_value(scenario)
 
 
 # -- the summary ------------------------------------------------------------------------------

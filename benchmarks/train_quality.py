@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 from proxygym import train
-from proxygym.agents.bench import optimal_value
 from proxygym.agents.files import write_text_atomic
 from proxygym.agents.report import normalized_score
-from proxygym.agents.summary import best_strategy, heuristic_results
+from proxygym.agents.summary import best_strategy, score_references
 from proxygym.envs.scenario import load_scenario, shipped_scenarios
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             ev = json.loads((folder / "evaluation.json").read_text())
             steps = train.load_hyperparams(args.algo, name, {})["n_timesteps"] if args.n_timesteps is None else args.n_timesteps
             best = best_strategy(sc)  # the reference the evaluations use: every heuristic, 2,000 episodes, seed 0
-            first = next(r for r in heuristic_results(sc) if r.strategy == "first_model").exact_return
-            optimum = optimal_value(sc)
+            first, optimum = score_references(sc)
             score = normalized_score(ev["mean_return"], first, optimum)
             rows.append(
                 f"| {name} | {optimum:.3f} | {best.strategy} {best.outcomes.mean_return:.3f} ± {best.outcomes.ci95:.3f} | "

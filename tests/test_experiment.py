@@ -1,0 +1,158 @@
+"""proxygym experiment: real short trainings (2 scenarios x PPO x 2 seeds) on local processes, then resumed, then
+one run trained again on a local Ray instance; and sweep --optimal on that Ray instance.
+
+The checks are computed apart from the command: each normalized score from the exact solver's optimum and
+first_model's exact return; each mean return by playing the saved model again; the interquartile means by
+scipy's trimmed mean; the retrained run against the first training of the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from scipy.stats import trim_mean
+
+from proxygym.agents.bench import run_pair
+from proxygym.agents.solver import solve
+from proxygym.envs.scenario import load_scenario, parse_scenario
+from tests.helpers import error_line, hand_scenario, run_cli, run_cli_here
+
+SCENARIOS = ("sticky_values", "budget_of_one")
+ARGS = ("experiment", "--scenarios", *SCENARIOS, "--algos", "ppo", "--seeds", "0-1", "-n", "64", "--eval-episodes", "60",
+        "--reps", "500", "--no-progress")
+RUN_KEYS = {"scenario", "algo", "seed", "observation", "mean_return", "normalized_score"}
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    """The experiment as a user runs it (a subprocess), on 2 local processes: its folder, output and JSON."""
+    d = tmp_path_factory.mktemp("experiment")
+    res = run_cli(*ARGS, "--out", str(d / "out"), "--json", str(d / "first.json"), "--plot", str(d / "profile.pdf"),
+                  "--workers", "2")
+    assert res.returncode == 0, res.stderr
+    return d, res.stdout, json.loads((d / "first.json").read_text())
+
+
+def _records(d):
+    """Each run's record file and (inode, mtime): a run trained again is recorded anew by an atomic rename."""
+    return {p.parent.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (d / "out" / "runs").glob("*/record.json")}
+
+
+def test_runs_scores_and_aggregates(first):
+    d, stdout, data = first
+    assert "0 recorded already, 4 to train in 2 local processes" in stdout
+    assert set(data) == {"runs", "aggregate", "per_scenario"}
+    runs = data["runs"]
+    assert [(r["scenario"], r["seed"]) for r in runs] == [(s, seed) for s in SCENARIOS for seed in (0, 1)]
+    for r in runs:
+        assert set(r) == RUN_KEYS and (r["algo"], r["observation"]) == ("ppo", "belief")
+        sc = load_scenario(r["scenario"])
+        first_model = run_pair(sc, "first_model", 2, 0).exact_return
+        assert r["normalized_score"] == pytest.approx((r["mean_return"] - first_model) / (solve(sc).value - first_model))
+
+    # the saved model of one run, played again over the same 60 evaluation episodes (train.py's seed 20000 + seed)
+    from proxygym.agents.models import load_for_scenario
+    from proxygym.agents.training import play_model
+
+    sc = load_scenario("budget_of_one")
+    model, algo, obs = load_for_scenario(d / "out" / "runs" / "budget_of_one-ppo-belief-seed1" / "model.zip", sc)
+    played = play_model(model, algo, sc, obs, 60, seed=20_001).returns
+    assert sum(played) / 60 == pytest.approx(runs[3]["mean_return"])
+
+    (agg,) = data["aggregate"]
+    scores = [r["normalized_score"] for r in runs]
+    assert (agg["algo"], agg["observation"]) == ("ppo", "belief")
+    assert agg["iqm"] == pytest.approx(trim_mean(scores, 0.25))  # of 4 scores: the mean of the middle two
+    assert agg["iqm"] == pytest.approx(sum(sorted(scores)[1:3]) / 2)
+    assert agg["ci"][0] <= agg["iqm"] <= agg["ci"][1]
+    for row in data["per_scenario"]:
+        mine = [r["normalized_score"] for r in runs if r["scenario"] == row["scenario"]]
+        assert row["iqm"] == pytest.approx(trim_mean(mine, 0.25)) and row["ci"][0] <= row["iqm"] <= row["ci"][1]
+        # two seeds: the bootstrap's resamples average two draws of them, so its extremes are the two scores
+        assert row["ci"] == pytest.approx(sorted(mine))
+    assert (d / "profile.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_a_rerun_trains_nothing(first):
+    d, _, data = first
+    before = _records(d)
+    assert len(before) == 4
+    res = run_cli_here(*ARGS, "--out", str(d / "out"), "--json", str(d / "again.json"))
+    assert res.returncode == 0, res.stderr
+    assert "4 recorded already, 0 to train" in res.stdout
+    assert _records(d) == before
+    assert json.loads((d / "again.json").read_text()) == data
+    # runs recorded with other settings do not stand for these: refused before any work
+    res = run_cli_here(*ARGS, "-n", "65", "--out", str(d / "out"), "--json", str(d / "other.json"))
+    assert "was trained with -n 64 and --eval-episodes 60, not -n 65" in error_line(res.returncode, res.stdout, res.stderr)
+    assert _records(d) == before and not (d / "other.json").exists()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """Ray started by the first --ray-address local of this module, shut down at its end."""
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+def test_resume_on_a_local_ray_instance_retrains_only_the_missing_run(first, local_ray):
+    import shutil
+
+    d, _, data = first
+    gone = d / "out" / "runs" / "budget_of_one-ppo-belief-seed1"
+    shutil.rmtree(gone)
+    before = _records(d)
+    res = run_cli_here(*ARGS, "--out", str(d / "out"), "--json", str(d / "ray.json"), "--ray-address", "local")
+    assert res.returncode == 0, res.stderr
+    assert "3 recorded already, 1 to train on Ray (local)" in res.stdout
+    after = _records(d)
+    assert {k: after[k] for k in before} == before and set(after) - set(before) == {gone.name}
+    # the same seed trains the same agent, in a Ray worker as in a local process
+    assert json.loads((d / "ray.json").read_text()) == data
+
+
+def test_sweep_optimal_on_ray_matches_the_serial_solves(local_ray):
+    from proxygym.agents.sweep import parse_vary, sweep
+
+    hand = parse_scenario(hand_scenario())
+    axis = parse_vary(hand, "proxies.ask.steer=-0.5:0.5:3")
+    on_ray = sweep(hand, [axis], ["R", "T"], optimal=True, ray_address="local")
+    serial = sweep(hand, [axis], ["R", "T"], optimal=True, workers=1)
+    assert on_ray == serial and [r["params"]["proxies.ask.steer"] for r in on_ray if r["plan"] == "optimal"] == [-0.5, 0, 0.5]
+    for v in axis.values:
+        at = {r["plan"]: r["expected_return"] for r in on_ray if r["params"]["proxies.ask.steer"] == v}
+        assert at["optimal"] >= max(at["R"], at["T"]) - 1e-9
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--scenarios", "nowhere", "--algos", "ppo", "--seeds", "0"), "unknown scenario 'nowhere'"),
+    (("--scenarios", "sticky_values", "--algos", "ppo2", "--seeds", "0"), "unknown algorithm 'ppo2'; choose one of ppo"),
+    (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0-x"), "--seeds '0-x': give whole numbers"),
+    (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "4-2"), "ranges A-B with A <= B"),
+    (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0-2", "2"), "seed 2 is given twice"),
+    (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", "-n", "0"), "-n must be at least 1"),
+    (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", "--plot", "p.gif"), "must end in .png, .pdf, .svg"),
+    (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", "--workers", "0"), "--workers must be at least 1"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, fragment):
+    res = run_cli_here("experiment", *args, "--out", str(tmp_path / "out"), "--json", str(tmp_path / "x.json"))
+    assert fragment in error_line(res.returncode, res.stdout, res.stderr, args)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ray_address_without_ray_names_the_extra(tmp_path):
+    """In a fresh interpreter where ``import ray`` fails, as where Ray is not installed."""
+    code = ("import sys; sys.modules['ray'] = None; from proxygym.cli import main; sys.exit(main(sys.argv[1:]))")
+    common = ("--out", str(tmp_path / "out"), "--json", str(tmp_path / "x.json"), "--ray-address", "auto")
+    for args in (("experiment", "--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", *common),
+                 ("sweep", "sticky_values", "--vary", "budget=1:2:2", "--optimal", *common[2:])):
+        import subprocess
+
+        res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path)
+        assert "needs Ray, which is not installed: pip install 'proxygym[ray]'" in error_line(
+            res.returncode, res.stdout, res.stderr, args)
+    assert list(tmp_path.iterdir()) == []
