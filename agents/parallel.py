@@ -9,7 +9,8 @@ result at once); :func:`parallel_map` returns the results in the jobs' order. Wh
   ``ray://HOST:PORT`` a cluster's head. A process that is already connected to Ray (it called
   ``ray.init`` itself, or an earlier call here did) keeps that connection; Ray shuts it down
   when the process ends. Every node must have ``proxygym`` installed, as the jobs' function is
-  found there by its module's name.
+  found there by its module's name. :func:`check_ray` refuses, in one line and before any work,
+  a missing Ray install and a cluster address that does not answer (Ray would keep retrying).
 - otherwise on ``workers`` local processes (default: every core), or in this process when
   ``workers`` is 1 or there is a single job.
 
@@ -21,6 +22,7 @@ name) and the jobs must pickle. A job that raises stops the whole map with its e
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -31,18 +33,33 @@ from proxygym.envs.errors import ProxyGymError
 
 #: What to install for --ray-address.
 RAY_EXTRA = "pip install 'proxygym[ray]'"
+#: Seconds to wait for a cluster's address to answer.
+CONNECT_TIMEOUT = 10
 
 
 def check_ray(ray_address: str | None) -> None:
-    """Fail in one line, before any work, if ``ray_address`` is given and Ray is not installed."""
+    """Fail in one line, before any work, if ``ray_address`` is given and Ray is not installed, or the address is
+    neither ``local`` nor ``auto`` nor a cluster's address that answers."""
     if ray_address is None:
         return
-    if not ray_address.strip():
-        raise ProxyGymError("--ray-address: give local, auto, HOST:PORT or ray://HOST:PORT")
     try:
         import ray  # noqa: F401
     except ImportError:
         raise ProxyGymError(f"--ray-address needs Ray, which is not installed: {RAY_EXTRA}") from None
+    if ray_address not in ("local", "auto"):
+        _reachable(ray_address)
+
+
+def _reachable(address: str) -> None:
+    """A cluster's address (``HOST:PORT``, ``ray://HOST:PORT``) answers, or a one-line error (where the
+    address does not, Ray itself keeps retrying without end)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ProxyGymError(f"--ray-address {address!r}: give local, auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as err:
+        raise ProxyGymError(f"--ray-address {address!r}: cannot connect to Ray ({err.strerror or err})") from None
 
 
 def _connect_ray(address: str):

@@ -128,6 +128,23 @@ def test_sweep_optimal_on_ray_matches_the_serial_solves(local_ray):
         assert at["optimal"] >= max(at["R"], at["T"]) - 1e-9
 
 
+def test_each_algorithm_gets_its_hyperparameter_files_observation_and_budget():
+    """PPO observes the belief and RecurrentPPO the history, as their files say; idea_screening's own budget."""
+    import yaml
+
+    from proxygym.agents.experiment import plan_runs
+    from proxygym.agents.training import HYPERPARAMS_DIR
+
+    specs, _ = plan_runs(["sticky_values", "idea_screening"], ["ppo", "recurrent_ppo"], [3, 5])
+    files = {a: yaml.safe_load((HYPERPARAMS_DIR / f"{a}.yml").read_text()) for a in ("ppo", "recurrent_ppo")}
+    expected = [(s, a, files[a]["default"]["env_kwargs"]["observation"], seed,
+                 files[a].get(s, {}).get("n_timesteps", files[a]["default"]["n_timesteps"]))
+                for s in ("sticky_values", "idea_screening") for a in ("ppo", "recurrent_ppo") for seed in (3, 5)]
+    assert [(r.scenario, r.algo, r.observation, r.seed, r.n_timesteps) for r in specs] == expected
+    assert {(r.algo, r.observation) for r in specs} == {("ppo", "belief"), ("recurrent_ppo", "history")}
+    assert {r.n_timesteps for r in specs if r.scenario == "idea_screening" and r.algo == "ppo"} == {400_000}
+
+
 @pytest.mark.parametrize("args, fragment", [
     (("--scenarios", "nowhere", "--algos", "ppo", "--seeds", "0"), "unknown scenario 'nowhere'"),
     (("--scenarios", "sticky_values", "--algos", "ppo2", "--seeds", "0"), "unknown algorithm 'ppo2'; choose one of ppo"),
@@ -137,6 +154,10 @@ def test_sweep_optimal_on_ray_matches_the_serial_solves(local_ray):
     (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", "-n", "0"), "-n must be at least 1"),
     (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", "--plot", "p.gif"), "must end in .png, .pdf, .svg"),
     (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", "--workers", "0"), "--workers must be at least 1"),
+    (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", "--ray-address", "head"),
+     "--ray-address 'head': give local, auto, HOST:PORT or ray://HOST:PORT"),
+    (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", "--ray-address", "127.0.0.1:1"),
+     "--ray-address '127.0.0.1:1': cannot connect to Ray (Connection refused)"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, fragment):
     res = run_cli_here("experiment", *args, "--out", str(tmp_path / "out"), "--json", str(tmp_path / "x.json"))
@@ -156,3 +177,10 @@ def test_ray_address_without_ray_names_the_extra(tmp_path):
         assert "needs Ray, which is not installed: pip install 'proxygym[ray]'" in error_line(
             res.returncode, res.stdout, res.stderr, args)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_help_names_every_option():
+    res = run_cli_here("experiment", "--help")
+    assert res.returncode == 0 and res.stderr == ""
+    for option in ("--scenarios", "--algos", "--seeds", "-n", "--observation", "--json", "--plot", "--ray-address", "--out"):
+        assert option in res.stdout, option
