@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,9 +24,9 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from proxygym.agents.parallel import check_ray, parallel_map
-from proxygym.envs.analysis import ANALYSIS_KEYS, Analysis, analyze, compare, metric_value
+from proxygym.envs.analysis import ANALYSIS_KEYS, Analysis, analyze, analyze_many, compare, metric_value
 from proxygym.envs.errors import ProxyGymError, ScenarioError
-from proxygym.envs.parameters import Parameter, check_value, parameter, parameters, with_parameters
+from proxygym.envs.parameters import Parameter, check_value, parameter, parameter_setter, parameters, with_parameters
 from proxygym.envs.regimen import PLAN_PATTERN, Regimen, make_regimen, regimen_from_spec
 from proxygym.envs.scenario import LOWER_IS_BETTER, METRICS, RegimenSpec, Scenario
 
@@ -40,8 +39,9 @@ SCAN_POINTS = 65
 #: points with ``--optimal`` (each is a solve).
 MAX_ANALYSES = 1_000_000
 MAX_OPTIMAL_POINTS = 10_000
-#: A grid of at least this many points is analysed on every local core, in chunks of CHUNK_POINTS.
-PARALLEL_POINTS = 400
+#: A grid of at least this many points is analysed on every local core, in chunks of at most CHUNK_POINTS
+#: (smaller grids take well under a second on one core, less than starting the processes saves).
+PARALLEL_POINTS = 4000
 CHUNK_POINTS = 500
 #: The margin below which two regimens count as tied (no winner).
 TIE = 1e-12
@@ -125,14 +125,12 @@ def analyses_at(scenario: Scenario, values: dict[str, float], texts: list[str],
 
 
 def _analyse_chunk(args) -> list[dict]:
-    """The rows of some grid points (run in a worker process for a large grid)."""
+    """The rows of some grid points (run in a worker process for a large grid), their values already checked;
+    the points are analysed together (:func:`analyze_many`)."""
     scenario, points, texts = args
-    regimens = _regimens_at(scenario, texts)
-    rows = []
-    for values in points:
-        _, results = analyses_at(scenario, values, texts, regimens)
-        rows += [_row(values, t, a) for t, a in zip(texts, results)]
-    return rows
+    setter = parameter_setter(scenario, list(points[0]) if points else [])
+    found = analyze_many([setter(values) for values in points], lambda sc: _regimens_at(sc, texts))
+    return [_row(values, t, a) for values, results in zip(points, found) for t, a in zip(texts, results)]
 
 
 def _row(values: dict[str, float], text: str, a: Analysis) -> dict:
@@ -172,21 +170,19 @@ def sweep(scenario: Scenario, axes: list[Axis], texts: list[str], optimal: bool 
     if ray_address is not None and not optimal:
         raise ProxyGymError("--ray-address: only the optimum's solves (--optimal) run on Ray")
     check_ray(ray_address)
+    for axis in axes:  # each value once, so the grid's points are set unchecked
+        for v in axis.values:
+            check_value(scenario, axis.path, v)
     points = [dict(zip([a.path for a in axes], combo)) for combo in _grid(axes)]
     _regimens_at(scenario, texts)  # a bad regimen fails before any work
     workers = workers or os.cpu_count() or 1
     rows = []
-    if texts and workers > 1 and len(points) >= PARALLEL_POINTS:
+    if texts:  # in chunks of points, on local processes where the grid is large enough to gain from them
         chunks = [points[i : i + CHUNK_POINTS] for i in range(0, len(points), CHUNK_POINTS)]
-        with ProcessPoolExecutor(max_workers=workers) as pool, tqdm(
-            total=len(points), disable=not progress, unit="point", file=sys.stderr, desc="analyses"
-        ) as bar:
-            for chunk, done in zip(chunks, pool.map(_analyse_chunk, [(scenario, c, texts) for c in chunks])):
-                rows += done
-                bar.update(len(chunk))
-    elif texts:
-        rows = _analyse_chunk((scenario, tqdm(points, disable=not progress, unit="point", file=sys.stderr,
-                                              desc="analyses"), texts))
+        done = parallel_map(_analyse_chunk, [(scenario, c, texts) for c in chunks],
+                            workers=workers if len(points) >= PARALLEL_POINTS else 1, progress=progress,
+                            desc="analyses", unit="chunk")
+        rows = [row for chunk in done for row in chunk]
     if optimal:
         values = parallel_map(_solve_value, [(scenario, v) for v in points], workers=workers, ray_address=ray_address,
                               progress=progress, desc="optimum", unit="point")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
 
 import numpy as np
 
-from proxygym.envs.dynamics import Dynamics
+from proxygym.envs.dynamics import STACK_LIMIT_BYTES, Dynamics
 from proxygym.envs.errors import ScenarioError
 from proxygym.envs.outcomes import Outcomes, exact
 from proxygym.envs.regimen import ANTI, RANDOM_IDEA, Regimen, can_start
@@ -98,8 +99,9 @@ class RunEndings:
 
 
 def run_endings(dyn: Dynamics, regimen: Regimen) -> RunEndings:
-    """One run of the regimen from each value of its idea's base-rate support (in its world, with
-    worlds), by forward propagation (docs/model.md, "Exact analysis")."""
+    """One run of the regimen from each value of its idea's base-rate support (in its world, with worlds),
+    by forward propagation (docs/model.md, "Exact analysis"); each ending ``(V,)`` (a stack of dynamics:
+    ``(batch, V)``)."""
     if regimen.idea == RANDOM_IDEA:
         raise ValueError("run_endings plays one idea; a regimen with random ideas goes through random_idea_endings")
     plan = regimen.plan_array
@@ -116,7 +118,7 @@ def run_endings(dyn: Dynamics, regimen: Regimen) -> RunEndings:
         n_anti = n_anti + (plan[t] == ANTI)
         proxies = screens.get(t + 1) if t + 1 < T else regimen.test
         if proxies is not None:
-            passing = dyn.pass_set_prob(t, n_anti, proxies)
+            passing = dyn.pass_set_prob(t, n_anti, proxies)[..., None, :]  # the same for every base rate
             failed[t + 1] = kept * (1.0 - passing)
             kept = kept * passing
     aligned = dyn.aligned
@@ -137,10 +139,10 @@ def random_idea_endings(dyn: Dynamics, regimen: Regimen) -> tuple[RunEndings, np
     idea afresh, so given the joint setting ``(rho_1, ..., rho_m)`` runs are independent and
     each ends as the average over ideas of how a run of that idea ends. Returns those endings,
     arrays ``(J,)`` over the ``J`` joint settings (every combination of the ideas' supports), and
-    each setting's prior probability ``(J,)`` (the product of the ideas' priors).
+    each setting's prior probability ``(J,)`` (the product of the ideas' priors); ``(batch, J)`` for a stack.
     """
     m = dyn.n_ideas
-    sizes = [len(dyn.base_rate_values[i]) for i in range(m)]
+    sizes = [dyn.base_rate_values[i].shape[-1] for i in range(m)]
     joint = math.prod(sizes)
     if joint > MAX_JOINT_SETTINGS:
         raise ScenarioError(
@@ -148,11 +150,11 @@ def random_idea_endings(dyn: Dynamics, regimen: Regimen) -> tuple[RunEndings, np
             f" the exact analysis handles at most {MAX_JOINT_SETTINGS:,}"
         )
     index = [g.ravel() for g in np.meshgrid(*(np.arange(n) for n in sizes), indexing="ij")]
-    weight = np.prod([dyn.base_rate_probs[i][index[i]] for i in range(m)], axis=0)
+    weight = np.prod([dyn.base_rate_probs[i][..., index[i]] for i in range(m)], axis=0)
     per_idea = [run_endings(dyn, replace(regimen, idea=i)) for i in range(m)]
 
     def mean(get) -> np.ndarray:
-        return sum(get(e)[index[i]] for i, e in enumerate(per_idea)) / m
+        return sum(get(e)[..., index[i]] for i, e in enumerate(per_idea)) / m
 
     first = per_idea[0]
     return RunEndings(
@@ -263,22 +265,84 @@ def analyze(scenario: Scenario, regimen: Regimen) -> Analysis:
     With random ideas (``RANDOM_IDEA``) the same holds for every joint setting of the ideas'
     base rates (:func:`random_idea_endings`).
     """
-    dyn = Dynamics.of(scenario)
+    means = _means(Dynamics.of(scenario), regimen, scenario.spent_by_checkpoint)
+    return _analysis(scenario, *(float(x) for x in means))
+
+
+def analyze_stack(scenarios: Sequence[Scenario], regimen: Regimen, dyn: Dynamics | None = None) -> list[Analysis]:
+    """:func:`analyze` of one regimen on each of several scenarios, computed at once on their stacked
+    dynamics (``dyn``: :meth:`Dynamics.stack` of ``scenarios``, built here when not given). The scenarios
+    share a :meth:`Dynamics.layout` and their phases' costs; :func:`stack_size` says how many to take at once."""
+    scenarios = list(scenarios)
+    if len({sc.spent_by_checkpoint for sc in scenarios}) > 1:
+        raise ValueError("analyze_stack: the scenarios' phases cost different compute; analyse them separately")
+    dyn = Dynamics.stack(scenarios) if dyn is None else dyn
+    means = [x.tolist() for x in _means(dyn, regimen, scenarios[0].spent_by_checkpoint)]
+    return [_analysis(sc, *values) for sc, values in zip(scenarios, zip(*means))]
+
+
+def analyze_many(scenarios: Sequence[Scenario], regimens_of: Callable[[Scenario], list[Regimen]]) -> list[list[Analysis]]:
+    """``[analyze(sc, r) for r in regimens_of(sc)]`` for every scenario ``sc``, computed by :func:`analyze_stack` on
+    the scenarios that share a layout (:meth:`Dynamics.layout`), phase costs, budget and compute budget:
+    ``regimens_of`` is called once for each such group, with its first scenario (regimens depend on nothing else)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, sc in enumerate(scenarios):
+        alone = i if sc.worlds else None  # (a scenario with worlds is compiled alone: Dynamics.stack refuses it)
+        groups.setdefault((Dynamics.layout(sc), sc.spent_by_checkpoint, sc.budget, sc.compute, alone), []).append(i)
+    out: list[list[Analysis]] = [[] for _ in scenarios]
+    for members in groups.values():
+        regimens = regimens_of(scenarios[members[0]])
+        size = min((stack_size(scenarios[members[0]], r) for r in regimens), default=1)
+        for start in range(0, len(members), size):
+            part = members[start : start + size]
+            stacked = [scenarios[i] for i in part]
+            if len(part) == 1:
+                out[part[0]] = [analyze(stacked[0], r) for r in regimens]
+                continue
+            dyn = Dynamics.stack(stacked)
+            for r in regimens:
+                for i, a in zip(part, analyze_stack(stacked, r, dyn)):
+                    out[i].append(a)
+    return out
+
+
+def stack_size(scenario: Scenario, regimen: Regimen) -> int:
+    """How many scenarios of this one's layout :func:`analyze_stack` takes at once within STACK_LIMIT_BYTES:
+    their dynamics (:meth:`Dynamics.stack_size`), and the regimen's runs over every base-rate setting."""
+    supports = [len(idea.support[0]) for idea in scenario.ideas]
+    if regimen.idea == RANDOM_IDEA:
+        values = math.prod(supports) + sum(supports)  # the joint settings, and each idea's own run
+    else:
+        values = supports[regimen.idea]
+    n_states = 2 ** (1 + len(scenario.proxies) + sum(p.persistence > 0 for p in scenario.proxies))
+    # per scenario: a distribution over states for every base rate at each checkpoint, and a few numbers per setting
+    per = 8 * (len(scenario.phases) + 3) * values * (n_states + 2)
+    return min(Dynamics.stack_size(scenario), max(1, STACK_LIMIT_BYTES // per))
+
+
+def _means(dyn: Dynamics, regimen: Regimen, spent_by_checkpoint) -> list[np.ndarray]:
+    """The prior means of a run's P(aligned), P(misaligned), P(passes and aligned), P(passes and misaligned),
+    and of the program's P(deploys aligned), P(deploys misaligned), P(abstains), runs and compute
+    (one number, or one per scenario of a stack)."""
     if regimen.idea == RANDOM_IDEA:
         ends, w = random_idea_endings(dyn, regimen)
     else:
         w = dyn.base_rate_probs[regimen.idea]
         ends = run_endings(dyn, regimen)
-    prog = program_outcomes(ends, regimen, scenario.spent_by_checkpoint)
+    prog = program_outcomes(ends, regimen, spent_by_checkpoint)
+    xs = (ends.aligned, ends.misaligned, ends.pass_aligned, ends.pass_misaligned,
+          prog.deploy_aligned, prog.deploy_misaligned, prog.abstain, prog.runs, prog.compute)
+    if w.ndim == 1:
+        return [w @ x for x in xs]
+    return [np.einsum("nv,nv->n", w, x) for x in xs]
 
-    base_rate, p_misaligned = float(w @ ends.aligned), float(w @ ends.misaligned)
-    p_pass_and_a, p_pass_and_m = float(w @ ends.pass_aligned), float(w @ ends.pass_misaligned)
+
+def _analysis(scenario: Scenario, base_rate: float, p_misaligned: float, p_pass_and_a: float, p_pass_and_m: float,
+              p_da: float, p_dm: float, p_ab: float, runs: float, compute: float) -> Analysis:
+    """The analysis from :func:`_means` (the ratios, and the return under the scenario's rewards)."""
     ppa = _ratio(p_pass_and_a, base_rate)
     ppm = _ratio(p_pass_and_m, p_misaligned)
     r = scenario.reward
-    p_da, p_dm, p_ab, runs, compute = (
-        float(w @ x) for x in (prog.deploy_aligned, prog.deploy_misaligned, prog.abstain, prog.runs, prog.compute)
-    )
     return Analysis(
         base_rate=base_rate,
         p_pass_aligned=ppa,

@@ -22,6 +22,8 @@ steps bit by bit.
 from __future__ import annotations
 
 import itertools
+import operator
+from typing import Sequence
 
 import numpy as np
 
@@ -30,6 +32,8 @@ from proxygym.envs.scenario import Scenario
 
 #: The largest dense transition table materialised; above it a phase is applied bit by bit.
 DENSE_LIMIT_BYTES = 128 * 2**20
+#: The most memory a stack of scenarios (:meth:`Dynamics.stack`) is sized to take while it is built.
+STACK_LIMIT_BYTES = 64 * 2**20
 
 
 def sigmoid(x: np.ndarray | float) -> np.ndarray:
@@ -81,6 +85,13 @@ class Dynamics:
         world_dynamics: each world's own dynamics (``(self,)`` without worlds). With worlds, the
             per-bit tables (``unshaped_pass``, ``values``, ``shaping``, ``dispositions``, ``kappa``) are
             each world's, there; this object holds the tables every consumer reads, over all worlds.
+
+
+    A stack (:meth:`stack`) holds the dynamics of several scenarios of one :meth:`layout` at once:
+    every table above that comes from the scenario's numbers (``kappa``, ``unshaped_pass``,
+    ``start_given_aligned``, ``pass_prob``, ``values``, ``shaping``, ``dispositions``,
+    ``transition``, ``base_rate_values``, ``base_rate_probs``) has a leading axis of one row per
+    scenario (``batch`` is its length; None for one scenario), built by the same code.
     """
 
     @classmethod
@@ -92,17 +103,72 @@ class Dynamics:
         """``persistent`` and ``anti_proxies`` (proxy indices) give the state a ``b`` bit, and the transitions
         an anti-training key, for proxies that need none in this scenario (a world's dynamics takes the
         union over the worlds, so that every world has the same latent states)."""
-        self.scenario = scenario
         worlds = scenario.world_scenarios
         if persistent is None:
             persistent = [j for j in range(len(scenario.proxies)) if any(w.proxies[j].persistence > 0 for w in worlds)]
         if anti_proxies is None:
             anti_proxies = [j for j in persistent if any(w.proxies[j].anti_damage > 0 for w in worlds)]
         if scenario.worlds:
+            self.scenario, self.batch = scenario, None
             self._compose([Dynamics(w, persistent, anti_proxies) for w in worlds], scenario.world_weights)
             return
+        self._compile([scenario], False, persistent, anti_proxies)
+
+    @classmethod
+    def stack(cls, scenarios: Sequence[Scenario]) -> "Dynamics":
+        """The dynamics of several scenarios of one :meth:`layout`, each table with a leading axis of one row
+        per scenario (:meth:`stack_size` says how many to take at once). Only the analysis' queries read a
+        stack: :meth:`initial` (``rho`` ``(V,)`` or ``(batch, V)``), :meth:`advance` (one phase, usage, idea
+        and ``n_anti`` for all; ``dist`` ``(batch, ..., S)``; the matrices of a phase are built when first
+        asked, not ``transition``) and :meth:`pass_set_prob` (``(batch, S)``)."""
+        scenarios = list(scenarios)
+        layouts = {cls.layout(sc) for sc in scenarios}
+        if len(layouts) != 1:
+            raise ValueError(f"Dynamics.stack: the scenarios have {len(layouts)} different layouts; stack one layout at a time")
+        if any(sc.worlds for sc in scenarios):
+            raise ValueError("Dynamics.stack: a scenario with worlds is compiled alone")
+        dyn = cls.__new__(cls)
+        first = scenarios[0]
+        persistent = [j for j, p in enumerate(first.proxies) if p.persistence > 0]
+        dyn._compile(scenarios, True, persistent, [j for j in persistent if first.proxies[j].anti_damage > 0])
+        return dyn
+
+    @staticmethod
+    def layout(scenario: Scenario) -> tuple:
+        """What scenarios must share to stack: the number of phases, the proxies' names, which proxies are
+        persistent and which of those anti-training wears, which have an obfuscation difficulty, the proxies
+        each one transfers from (in order), and the size of each idea's base-rate support."""
+        return (
+            len(scenario.phases),
+            tuple([(p.name, p.persistence > 0, p.persistence > 0 and p.anti_damage > 0, p.obfuscation_difficulty is not None,
+                    tuple(p.transfer)) for p in scenario.proxies]),
+            tuple([len(idea.support[0]) for idea in scenario.ideas]),
+        )
+
+    @staticmethod
+    def _dense_bytes(scenario: Scenario) -> int:
+        """The bytes of the scenario's dense transition table (:attr:`transition`)."""
+        T, k, m = len(scenario.phases), len(scenario.proxies), len(scenario.ideas)
+        persistent = [p for p in scenario.proxies if p.persistence > 0]
+        n_anti_keys = T ** sum(p.anti_damage > 0 for p in persistent)
+        return T * 3**k * m * n_anti_keys * 4 ** (1 + k + len(persistent)) * 8
+
+    @staticmethod
+    def stack_size(scenario: Scenario) -> int:
+        """How many scenarios of this one's layout to stack at once so that the tables and the matrices of a
+        phase (and the arrays on the way to one) stay within STACK_LIMIT_BYTES."""
+        T, k, m = len(scenario.phases), len(scenario.proxies), len(scenario.ideas)
+        q = sum(p.persistence > 0 for p in scenario.proxies)
+        S, C = 2 ** (1 + k + q), 3**k
+        per = 8 * (T * C * (m * S * 2 + k * 8) + 48 * T * T * max(q, 1) + S * S * (k + q + 2 + 2 * T))
+        return max(1, STACK_LIMIT_BYTES // per)
+
+    def _compile(self, scenarios: list[Scenario], stacked: bool, persistent, anti_proxies) -> None:
+        scenario = scenarios[0]
+        self.scenario = None if stacked else scenario
+        self.batch = len(scenarios) if stacked else None
         proxies = scenario.proxies
-        self.n_phases = T = len(scenario.phases)
+        self.n_phases = len(scenario.phases)
         self.n_proxies = k = len(proxies)
         self.n_ideas = len(scenario.ideas)
         self.n_usages = 3**k
@@ -123,22 +189,35 @@ class Dynamics:
         # result code r -> whether each proxy passed: bit j of r
         self.results = ((np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
         self.result_weights = 2 ** np.arange(k, dtype=np.int64)
-        self.kappa = np.array([p.persistence for p in proxies])
+        self._set_anti_keys(anti_proxies)
+        # per proxy, the proxies whose pressure transfers to it (indices, in the order of its ``transfer``)
+        self._transfers = [[scenario.proxy_names.index(o) for o in proxy.transfer] for proxy in proxies]
 
-        self.base_rate_values = [np.array(idea.support[0], dtype=np.float64) for idea in scenario.ideas]
-        self.base_rate_probs = [np.array(idea.support[1], dtype=np.float64) for idea in scenario.ideas]
-        self.support_world = [np.zeros(len(v), dtype=np.int64) for v in self.base_rate_values]
-
-        self.unshaped_pass = self._build_unshaped_pass()
+        # every table is built with a leading axis of one row per scenario (one row when not stacked)
+        x = _Inputs(scenarios)
+        kappa = x.proxy["persistence"]
+        unshaped_pass = self._build_unshaped_pass(x)
+        pass_prob = self._build_pass_prob(unshaped_pass, kappa)
+        values = self._build_values(x, unshaped_pass, kappa)
+        shaping = self._build_shaping(x)
+        dispositions = self._build_dispositions(unshaped_pass)
+        # a stack builds the matrices of the phases it advances through, when first asked (:meth:`advance`)
+        dense = not stacked and self._dense_bytes(scenario) <= DENSE_LIMIT_BYTES
+        transition = self._build_transition(values, shaping, dispositions) if dense else None
+        self._matrices: dict[tuple, np.ndarray] = {}
+        row = (lambda a: a) if stacked else (lambda a: a[0])
+        self.kappa = row(kappa)
+        self.base_rate_values = [row(v) for v in x.base_rate_values]
+        self.base_rate_probs = [row(p) for p in x.base_rate_probs]
+        self.unshaped_pass = row(unshaped_pass)
+        self.pass_prob = row(pass_prob)
+        self.values = row(values)
+        self.shaping = row(shaping)
+        self.dispositions = row(dispositions)
+        self.transition = None if transition is None else row(transition)
+        self.support_world = [np.zeros(v.shape[-1], dtype=np.int64) for v in self.base_rate_values]
         # P(s | a) at a run's start: what is drawn after a (the dispositions of persistent proxies)
         self.start_given_aligned = self.initial(np.array([0.0, 1.0]))
-        self.pass_prob = self._build_pass_prob()
-        self.values = self._build_values()
-        self.shaping = self._build_shaping()
-        self.dispositions = self._build_dispositions()
-        self._set_anti_keys(anti_proxies)
-        dense_bytes = T * self.n_usages * self.n_ideas * self.n_anti_keys * self.n_states**2 * 8
-        self.transition = None if dense_bytes > DENSE_LIMIT_BYTES else self._build_transition()
         self._finish()
 
     def _set_anti_keys(self, anti_proxies) -> None:
@@ -167,6 +246,7 @@ class Dynamics:
             setattr(self, name, getattr(first, name))
         W, inner = len(worlds), first.n_states
         self.n_worlds, self.world_dynamics, self.inner_states = W, tuple(worlds), inner
+        self._matrices = {}
         self.n_states = S = W * inner
         self.world = np.repeat(np.arange(W), inner)
         self.aligned = np.tile(first.aligned, W)
@@ -194,146 +274,165 @@ class Dynamics:
                 self.transition[..., block, block] = d.transition
         self._finish()
 
-    # -- construction ------------------------------------------------------------
-    def _build_unshaped_pass(self) -> np.ndarray:
+    # -- construction (each table with a leading axis N: one row per scenario) ---------------------
+    def _build_unshaped_pass(self, x: "_Inputs") -> np.ndarray:
         # docs/model.md, "Checkpoint tests": pi_j(a, c, n)
-        sc = self.scenario
-        T, k = self.n_phases, self.n_proxies
-        capability = np.array([sc.phases[0].capability] + [p.capability for p in sc.phases])  # checkpoint 0..T
-        out = np.empty((2, T + 1, T + 1, k))
-        n_anti = np.arange(T + 1)
-        for j, proxy in enumerate(sc.proxies):
-            out[1, :, :, j] = (proxy.sensitivity * (1.0 - proxy.anti_damage) ** n_anti)[None, :]
-            circumvent = sigmoid(proxy.sharpness * (capability - proxy.difficulty))
-            out[0, :, :, j] = (proxy.false_pass + (1.0 - proxy.false_pass) * circumvent)[:, None]
+        T, k, p = self.n_phases, self.n_proxies, x.proxy
+        capability = np.concatenate([x.capability[:, :1], x.capability], axis=1)[:, :, None]  # (N, T+1, 1): checkpoint 0..T
+        out = np.empty((x.n, 2, T + 1, T + 1, k))
+        n_anti = np.arange(T + 1)[None, :, None]
+        out[:, 1] = (p["sensitivity"][:, None, :] * (1.0 - p["anti_damage"][:, None, :]) ** n_anti)[:, None, :, :]
+        circumvent = sigmoid(p["sharpness"][:, None, :] * (capability - p["difficulty"][:, None, :]))  # (N, T+1, k)
+        false_pass = p["false_pass"][:, None, :]
+        out[:, 0] = (false_pass + (1.0 - false_pass) * circumvent)[:, :, None, :]
         return out
 
-    def _build_pass_prob(self) -> np.ndarray:
+    def _build_pass_prob(self, unshaped_pass: np.ndarray, kappa: np.ndarray) -> np.ndarray:
         # docs/model.md, "Checkpoint tests": shaped passes; else a lasting disposition or a fresh draw
         a = self.aligned.astype(np.int64)
-        unshaped = self.unshaped_pass[a, 1:].transpose(1, 2, 0, 3).copy()  # (T, T+1, S, k): checkpoint t+1, n, state, proxy
+        unshaped = unshaped_pass[:, a, 1:].transpose(0, 2, 3, 1, 4).copy()  # (N, T, T+1, S, k): checkpoint t+1, n, state, proxy
         for q, j in enumerate(self.persistent):
             b = self.disposed[:, q]
-            unshaped[..., j] = self.kappa[j] * b[None, None, :] + (1.0 - self.kappa[j]) * unshaped[..., j]
-        return np.where(self.shaped[None, None, :, :], 1.0, unshaped)
+            kj = kappa[:, j, None, None, None]
+            unshaped[..., j] = kj * b[None, None, None, :] + (1.0 - kj) * unshaped[..., j]
+        return np.where(self.shaped[None, None, None, :, :], 1.0, unshaped)
 
-    def _build_values(self) -> np.ndarray:
+    def _build_values(self, x: "_Inputs", unshaped_pass: np.ndarray, kappa: np.ndarray) -> np.ndarray:
         """P(a' | s), docs/model.md, "Phase step 1: values" (every usage and idea of a phase at once)."""
-        sc = self.scenario
         T, C, m, S = self.n_phases, self.n_usages, self.n_ideas, self.n_states
-        steer = np.array([p.steer for p in sc.proxies])
-        gate = np.array([p.gate for p in sc.proxies])
-        drift = np.array([idea.drift for idea in sc.ideas])
+        steer, gate, drift = x.proxy["steer"][:, None, :], x.proxy["gate"][:, None, :], x.drift[:, None, :]  # (N, 1, k | m)
         trained = self.usages == TRAIN  # (C, k)
-        out = np.empty((T, C, m, S, 2))
-        misaligned = self.aligned[None, None, :] == 0  # (1, 1, S)
-        for t, phase in enumerate(sc.phases):
-            p = phase.plasticity
+        out = np.empty((x.n, T, C, m, S, 2))
+        misaligned = ~self.aligned  # (S,)
+        for t in range(T):
+            p = x.plasticity[:, t, None, None]  # (N, 1, 1)
             # psi[s, j]: the chance a misaligned model in state s passes j at the phase's start (the gate's input)
-            psi = np.where(self.shaped, 1.0, self._disposition_or(self.unshaped_pass[0, t, 0][None, :]))  # (S, k)
-            pull = 1.0 - p * np.maximum(steer, 0.0)[None, :] * (1.0 - gate[None, :] * psi)  # (S, k)
-            keep_m = np.prod(np.where(trained[:, None, :], pull[None, :, :], 1.0), axis=2)  # (C, S)
-            keep_a_train = np.prod(np.where(trained, 1.0 - p * np.maximum(-steer, 0.0)[None, :], 1.0), axis=1)  # (C,)
-            up = (1.0 - keep_m)[:, None, :]  # (C, 1, S)
-            down = (1.0 - (1.0 - p * drift)[None, :] * keep_a_train[:, None])[:, :, None]  # (C, m, 1)
-            out[t, :, :, :, 0] = np.where(misaligned, 1.0 - up, down)
-            out[t, :, :, :, 1] = np.where(misaligned, up, 1.0 - down)
+            psi = np.where(self.shaped, 1.0, self._disposition_or(unshaped_pass[:, 0, t, 0][:, None, :], kappa))  # (N, S, k)
+            pull = 1.0 - p * np.maximum(steer, 0.0) * (1.0 - gate * psi)  # (N, S, k)
+            keep_m = np.prod(np.where(trained[None, :, None, :], pull[:, None, :, :], 1.0), axis=3)  # (N, C, S)
+            keep_a_train = np.prod(np.where(trained[None], 1.0 - p * np.maximum(-steer, 0.0), 1.0), axis=2)  # (N, C)
+            up = (1.0 - keep_m)[:, :, None, :]  # (N, C, 1, S)
+            down = (1.0 - (1.0 - p * drift) * keep_a_train[:, :, None])[..., None]  # (N, C, m, 1)
+            out[:, t, ..., 0] = np.where(misaligned, 1.0 - up, down)
+            out[:, t, ..., 1] = np.where(misaligned, up, 1.0 - down)
         return out
 
-    def _disposition_or(self, pi: np.ndarray) -> np.ndarray:
-        """``(S, k)``: ``kappa_j b_j + (1 - kappa_j) pi_j`` for persistent proxies, ``pi_j`` for the others."""
-        out = np.broadcast_to(pi, (self.n_states, self.n_proxies)).copy()
+    def _disposition_or(self, pi: np.ndarray, kappa: np.ndarray) -> np.ndarray:
+        """``(N, S, k)``: ``kappa_j b_j + (1 - kappa_j) pi_j`` for persistent proxies, ``pi_j`` for the others."""
+        out = np.broadcast_to(pi, (len(pi), self.n_states, self.n_proxies)).copy()
         for q, j in enumerate(self.persistent):
-            out[:, j] = self.kappa[j] * self.disposed[:, q] + (1.0 - self.kappa[j]) * out[:, j]
+            kj = kappa[:, j, None]
+            out[..., j] = kj * self.disposed[None, :, q] + (1.0 - kj) * out[..., j]
         return out
 
-    def _build_shaping(self) -> np.ndarray:
+    def _build_shaping(self, x: "_Inputs") -> np.ndarray:
         """P(h_j' | h_j, a'), docs/model.md, "Phase step 2: shaping" (every phase, usage and proxy at once)."""
-        sc = self.scenario
-        T, C, k = self.n_phases, self.n_usages, self.n_proxies
-        names = sc.proxy_names
-        incentive = np.array([p.incentive for p in sc.proxies])
-        anti = np.array([p.anti_strength for p in sc.proxies])
-        # term[c, l]: proxy l's own pressure from its usage; weight[j, l]: the share of l's that acts on j (1 on j itself)
-        term = incentive[None, :] * (self.usages == TRAIN) - anti[None, :] * (self.usages == ANTI)  # (C, k)
-        pressure = np.array([p.native for p in sc.proxies])[None, :] + term  # (C, k)
-        for j, proxy in enumerate(sc.proxies):
-            for other, weight in proxy.transfer.items():
-                pressure[:, j] = pressure[:, j] + weight * term[:, names.index(other)]
-        capability = np.array([ph.capability for ph in sc.phases])  # (T,)
-        plasticity = np.array([ph.plasticity for ph in sc.phases])
-        onset = np.ones((T, k))
-        for j, proxy in enumerate(sc.proxies):
-            if proxy.obfuscation_difficulty is not None:
-                onset[:, j] = sigmoid(proxy.sharpness * (capability - proxy.obfuscation_difficulty))
-        gamma = np.array([p.faking_when_set for p in sc.proxies])
-        faking = np.stack([(1.0 - plasticity[:, None]) ** gamma[None, :], np.ones((T, k))], axis=0)  # (2, T, k) by a'
-        proximity = np.array([[p.proximity for p in sc.proxies], [p.aligned_proximity for p in sc.proxies]])  # (2, k)
-        wash = np.array([p.wash_out for p in sc.proxies])
-        rise, fall = sigmoid(pressure), sigmoid(-pressure)  # (C, k)
-        # (T, C, k, a') in the order of the formula: proximity * sigmoid(pressure) * faking * onset
-        on = (proximity.T[None, None, :, :] * rise[None, :, :, None]) * faking.transpose(1, 2, 0)[:, None, :, :] \
-            * onset[:, None, :, None]
-        off = np.broadcast_to((proximity.T[None, :, :] * fall[:, :, None]) * wash[None, :, None], on.shape)
-        out = np.empty((T, C, k, 2, 2, 2))
+        T, C, k, p = self.n_phases, self.n_usages, self.n_proxies, x.proxy
+        # term[c, l]: proxy l's own pressure from its usage; the transfer: the share of l's that acts on j
+        term = p["incentive"][:, None, :] * (self.usages == TRAIN) - p["anti_strength"][:, None, :] * (self.usages == ANTI)  # (N, C, k)
+        pressure = p["native"][:, None, :] + term  # (N, C, k)
+        for j, others in enumerate(self._transfers):
+            for other in others:
+                pressure[..., j] = pressure[..., j] + x.transfer[:, j, other, None] * term[..., other]
+        capability, plasticity = x.capability, x.plasticity  # (N, T)
+        onset = np.ones((x.n, T, k))
+        for j in np.flatnonzero(~np.isnan(p["obfuscation_difficulty"][0])):
+            onset[:, :, j] = sigmoid(p["sharpness"][:, j, None] * (capability - p["obfuscation_difficulty"][:, j, None]))
+        gamma = p["faking_when_set"]
+        faking = np.stack([(1.0 - plasticity[:, :, None]) ** gamma[:, None, :], np.ones((x.n, T, k))], axis=-1)  # (N, T, k, a')
+        proximity = np.stack([p["proximity"], p["aligned_proximity"]], axis=-1)  # (N, k, a')
+        wash = p["wash_out"][:, None, :, None]
+        rise, fall = sigmoid(pressure)[..., None], sigmoid(-pressure)[..., None]  # (N, C, k, 1)
+        # (N, T, C, k, a') in the order of the formula: proximity * sigmoid(pressure) * faking * onset
+        on = (proximity[:, None, None] * rise[:, None]) * faking[:, :, None] * onset[:, :, None, :, None]
+        off = np.broadcast_to(((proximity[:, None] * fall) * wash)[:, None], on.shape)
+        out = np.empty((x.n, T, C, k, 2, 2, 2))
         out[..., 0, 0], out[..., 0, 1] = 1.0 - on, on
         out[..., 1, 0], out[..., 1, 1] = off, 1.0 - off
         return out
 
-    def _build_dispositions(self) -> np.ndarray:
-        """P(b' | b, a, a'), docs/model.md, "Phase step 3: dispositions"."""
+    def _build_dispositions(self, unshaped_pass: np.ndarray) -> np.ndarray:
+        """P(b' | b, a, a'), docs/model.md, "Phase step 3: dispositions": ``(N, T, 3, T, q, a, a', b, b')``."""
         T, q_count = self.n_phases, len(self.persistent)
-        out = np.zeros((T, 3, T, q_count, 2, 2, 2, 2))
-        pi = self.unshaped_pass
-        for t in range(T):
-            for u in range(3):
-                for n in range(T):
-                    n_after = n + (u == ANTI)
-                    for q, j in enumerate(self.persistent):
-                        for a in (0, 1):
-                            for a2 in (0, 1):
-                                d = out[t, u, n, q, a, a2]
-                                if a2 != a:  # values changed: the disposition is drawn afresh
-                                    after = pi[a2, t + 1, n_after, j]
-                                    d[:, 1] = after
-                                    d[:, 0] = 1.0 - after
-                                    continue
-                                before, after = pi[a, t, n, j], pi[a, t + 1, n_after, j]
-                                if after >= before:
-                                    gain = 0.0 if before >= 1.0 else (after - before) / (1.0 - before)
-                                    d[0] = [1.0 - gain, gain]
-                                    d[1] = [0.0, 1.0]
-                                else:
-                                    loss = (before - after) / before
-                                    d[0] = [1.0, 0.0]
-                                    d[1] = [loss, 1.0 - loss]
+        out = np.zeros((len(unshaped_pass), T, 3, T, q_count, 2, 2, 2, 2))
+        if not q_count:
+            return out
+        pi = unshaped_pass[..., self.persistent]  # (N, 2, T+1, T+1, q)
+        t, u, n = np.arange(T)[:, None, None], np.arange(3)[None, :, None], np.arange(T)[None, None, :]
+        # (N, T, 3, T, q, a): pi at the phase's start (before) and at its checkpoint (after, by the new alignment)
+        before = np.moveaxis(pi[:, :, t, n], 1, -1)
+        after = np.moveaxis(pi[:, :, t + 1, n + (u == ANTI)], 1, -1)
+        for a in (0, 1):
+            # values changed: the disposition is drawn afresh
+            fresh = after[..., 1 - a, None]
+            out[..., a, 1 - a, :, 1] = fresh
+            out[..., a, 1 - a, :, 0] = 1.0 - fresh
+            # values kept: a rise in pi gains passers among non-passers, a fall loses them among passers
+            b, f = before[..., a], after[..., a]
+            rises = f >= b
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gain = np.where(b >= 1.0, 0.0, (f - b) / (1.0 - b))
+                loss = (b - f) / b
+            d = out[..., a, a, :, :]
+            d[..., 0, 0], d[..., 0, 1] = np.where(rises, 1.0 - gain, 1.0), np.where(rises, gain, 0.0)
+            d[..., 1, 0], d[..., 1, 1] = np.where(rises, 0.0, loss), np.where(rises, 1.0, 1.0 - loss)
         return out
 
-    def _build_transition(self) -> np.ndarray:
-        """The dense ``S x S`` matrices: step 1 times the product of the per-proxy steps 2 and 3, for every
-        anti-training key (:meth:`anti_key`)."""
-        S, k, T = self.n_states, self.n_proxies, self.n_phases
-        a_to = self.aligned.astype(int)
-        h_from, h_to = self.shaped[:, None, :].astype(int), self.shaped[None, :, :].astype(int)
-        jj = np.arange(k)[None, None, :]
-        shaped = np.prod(self.shaping[:, :, jj, a_to[None, :, None], h_from, h_to], axis=-1)  # (T, C, S, S)
-        values = self.values[:, :, :, np.arange(S)[:, None], a_to[None, :]]  # (T, C, m, S, S)
-        out = np.empty(values.shape[:3] + (self.n_anti_keys,) + values.shape[3:])
+    def _build_transition(self, values: np.ndarray, shaping: np.ndarray, dispositions: np.ndarray) -> np.ndarray:
+        """The dense ``S x S`` matrices of every phase, usage code, idea and anti-training key (:meth:`anti_key`):
+        ``(N, T, C, m, A, S, S)``, one key at a time."""
+        shaped = self._shaping_matrices(shaping)[:, :, :, None]  # (N, T, C, 1, S, S)
+        values = self._values_matrices(values)  # (N, T, C, m, S, S)
+        out = np.empty(values.shape[:4] + (self.n_anti_keys,) + values.shape[4:])
+        u, qq = self.usages[:, self.persistent], np.arange(len(self.persistent))  # (C, q), (q,)
         for key in range(self.n_anti_keys):
             part = shaped
             if len(self.persistent):
-                # the anti-training count of each persistent proxy this key stands for (0 where it does not matter)
-                counts = np.zeros(k, dtype=np.int64)
-                counts[self.anti_proxies] = (key // T ** np.arange(len(self.anti_proxies))) % T
-                a_from = self.aligned.astype(int)[:, None, None]
-                b_from, b_to = self.disposed[:, None, :].astype(int), self.disposed[None, :, :].astype(int)
-                u = self.usages[:, self.persistent]  # (C, q)
-                qq = np.arange(len(self.persistent))[None, None, :]
-                n = counts[self.persistent][None, None, :]
-                d = self.dispositions[:, u[:, None, None, :], n, qq, a_from, a_to[None, :, None], b_from, b_to]  # (T, C, S, S, q)
-                part = shaped * np.prod(d, axis=-1)
-            out[:, :, :, key] = values * part[:, :, None]
+                counts = self._key_counts(key)[self.persistent]  # (q,)
+                part = shaped * self._disposition_matrices(dispositions[:, :, u, counts, qq])[:, :, :, None]
+            out[:, :, :, :, key] = values * part
         return out
+
+    # The three factors of a phase's S x S matrices (docs/model.md, "A phase"): each from its table's last axes,
+    # the leading ones (phase, usage, ... or none) kept.
+    def _values_matrices(self, values: np.ndarray) -> np.ndarray:
+        """``(..., S, S)``: P(a' of s2 | s), from ``values`` ``(..., S, 2)`` (step 1)."""
+        return values[..., np.arange(self.n_states)[:, None], self.aligned.astype(int)[None, :]]
+
+    def _shaping_matrices(self, shaping: np.ndarray) -> np.ndarray:
+        """``(..., S, S)``: the product over proxies of P(h_j of s2 | h_j of s, a' of s2), from ``shaping``
+        ``(..., k, 2, 2, 2)`` (step 2)."""
+        a_to = self.aligned.astype(int)[None, :, None]
+        h_from, h_to = self.shaped[:, None, :].astype(int), self.shaped[None, :, :].astype(int)
+        return np.prod(shaping[..., np.arange(self.n_proxies)[None, None, :], a_to, h_from, h_to], axis=-1)
+
+    def _disposition_matrices(self, dispositions: np.ndarray) -> np.ndarray:
+        """``(..., S, S)``: the product over persistent proxies of P(b_q of s2 | b_q of s, a of s, a' of s2), from the
+        dispositions of one usage and anti-training count per proxy ``(..., q, 2, 2, 2, 2)`` (step 3)."""
+        a_from, a_to = self.aligned.astype(int)[:, None, None], self.aligned.astype(int)[None, :, None]
+        b_from, b_to = self.disposed[:, None, :].astype(int), self.disposed[None, :, :].astype(int)
+        qq = np.arange(len(self.persistent))[None, None, :]
+        return np.prod(dispositions[..., qq, a_from, a_to, b_from, b_to], axis=-1)
+
+    def _key_counts(self, key) -> np.ndarray:
+        """``(..., k)``: the anti-training count of each proxy that anti-training key(s) ``key`` stand for (0 where
+        it does not matter)."""
+        key = np.asarray(key)
+        counts = np.zeros(key.shape + (self.n_proxies,), dtype=np.int64)
+        counts[..., self.anti_proxies] = (key[..., None] // self.n_phases ** np.arange(len(self.anti_proxies))) % self.n_phases
+        return counts
+
+    def _stacked_matrix(self, phase: int, code: int, idea: int, key: int) -> np.ndarray:
+        """``(batch, S, S)``: a stack's transition matrices of one phase, usage code, idea and anti-training key."""
+        slot = (int(phase), int(code), int(idea), int(key))
+        if slot not in self._matrices:
+            part = self._shaping_matrices(self.shaping[:, phase, code])
+            if len(self.persistent):
+                q = self.persistent
+                chosen = self.dispositions[:, phase, self.usages[code, q], self._key_counts(key)[q], np.arange(len(q))]
+                part = part * self._disposition_matrices(chosen)
+            self._matrices[slot] = self._values_matrices(self.values[:, phase, code, idea]) * part
+        return self._matrices[slot]
 
     def anti_key(self, n_anti) -> "int | np.ndarray":
         """The key of the transition that follows anti-training counts ``n_anti`` ``(..., k)`` (the run's
@@ -359,7 +458,8 @@ class Dynamics:
 
     def initial(self, rho: np.ndarray | float, world: "np.ndarray | int" = 0) -> np.ndarray:
         """Distribution over states at a run's start for base rate(s) rho in world(s) ``world`` (the same
-        shape, or one for all): shape ``rho.shape + (S,)``.
+        shape, or one for all): shape ``rho.shape + (S,)`` (a stack: ``(batch, V, S)`` for rho ``(V,)`` or
+        ``(batch, V)``).
 
         ``a ~ Bernoulli(rho)``, nothing shaped, and each persistent proxy's disposition
         ``b_j ~ Bernoulli(pi_j(a, 0, 0))`` (docs/model.md, "Run start"), all in the world's own states.
@@ -372,6 +472,8 @@ class Dynamics:
                 at = world == w
                 out[at, w * self.inner_states : (w + 1) * self.inner_states] = d.initial(rho[at])
             return out
+        if self.batch is not None:
+            rho = np.broadcast_to(rho, (self.batch, rho.shape[-1]))
         out = np.zeros(rho.shape + (self.n_states,))
         if not len(self.persistent):
             out[..., 0] = 1.0 - rho
@@ -382,7 +484,7 @@ class Dynamics:
             a = int(self.aligned[s])
             weight = rho if a else 1.0 - rho
             for q, j in enumerate(self.persistent):
-                pi = self.unshaped_pass[a, 0, 0, j]
+                pi = self.unshaped_pass[a, 0, 0, j] if self.batch is None else self.unshaped_pass[:, a, 0, 0, j, None]
                 weight = weight * (pi if self.disposed[s, q] else 1.0 - pi)
             out[..., s] = weight
         return out
@@ -392,8 +494,11 @@ class Dynamics:
 
         ``phase`` (0-based), ``usage_code`` and ``idea`` are one for all, or one per row of the
         first axis ``(n,)``; ``n_anti`` (the run's anti-trained phases of each proxy before this
-        phase) is ``(k,)`` or ``(n, k)``, and is read only where the phase depends on it.
+        phase) is ``(k,)`` or ``(n, k)``, and is read only where the phase depends on it. A stack takes one
+        phase, usage, idea and ``n_anti`` for all, and ``dist`` ``(batch, ..., S)``.
         """
+        if self.batch is not None:
+            return np.matmul(dist, self._stacked_matrix(phase, usage_code, idea, self.anti_key(n_anti)))
         if self.transition is not None:
             return np.matmul(dist, self.transition[phase, usage_code, idea, self.anti_key(n_anti)])
         dist = np.asarray(dist, dtype=np.float64)
@@ -444,7 +549,9 @@ class Dynamics:
         return y.sum(axis=-2).reshape(lead + (self.n_states,))
 
     def pass_matrix(self, t: int, n_anti: np.ndarray) -> np.ndarray:
-        """``(S, k)``: P(proxy j passes at checkpoint t+1 | state), given anti-training counts."""
+        """``(S, k)``: P(proxy j passes at checkpoint t+1 | state), given anti-training counts (a stack: ``(batch, S, k)``)."""
+        if self.batch is not None:
+            return np.moveaxis(self.pass_prob[:, t, np.asarray(n_anti), :, np.arange(self.n_proxies)], 0, -1)
         return self.pass_prob[t, np.asarray(n_anti), :, np.arange(self.n_proxies)].T
 
     def test_likelihood(self, phase, n_anti: np.ndarray, results: np.ndarray) -> np.ndarray:
@@ -462,6 +569,40 @@ class Dynamics:
         return out
 
     def pass_set_prob(self, t: int, n_anti: np.ndarray, proxies) -> np.ndarray:
-        """``(S,)``: P(every proxy in ``proxies`` passes at checkpoint t+1 | state)."""
+        """``(S,)``: P(every proxy in ``proxies`` passes at checkpoint t+1 | state) (a stack: ``(batch, S)``)."""
         p = self.pass_matrix(t, n_anti)
-        return np.prod(p[:, list(proxies)], axis=1)
+        return np.prod(p[..., list(proxies)], axis=-1)
+
+
+class _Inputs:
+    """The numbers of one or more scenarios of one layout that the dynamics read: one row per scenario.
+
+    ``capability``, ``plasticity``: ``(N, T)``; ``drift``: ``(N, m)``; ``proxy[field]``: ``(N, k)`` for each
+    field of PROXY_FIELDS (``aligned_proximity`` the effective one; an unset ``obfuscation_difficulty`` is
+    NaN); ``transfer``: ``(N, k, k)``, ``[n, j, l]`` the weight of proxy l's pressure on proxy j (0 where
+    none); ``base_rate_values``, ``base_rate_probs``: per idea, ``(N, V)``.
+    """
+
+    PROXY_FIELDS = ("sensitivity", "false_pass", "steer", "incentive", "native", "anti_strength", "anti_damage",
+                    "proximity", "aligned_proximity", "difficulty", "sharpness", "persistence", "gate",
+                    "faking_when_set", "obfuscation_difficulty", "wash_out")
+
+    def __init__(self, scenarios: list[Scenario]):
+        self.n = len(scenarios)
+        phase, proxy = operator.attrgetter("capability", "plasticity"), operator.attrgetter(*self.PROXY_FIELDS)
+        phases = np.array([[phase(ph) for ph in sc.phases] for sc in scenarios], dtype=np.float64)  # (N, T, 2)
+        self.capability, self.plasticity = phases[..., 0].copy(), phases[..., 1].copy()
+        self.drift = np.array([[idea.drift for idea in sc.ideas] for sc in scenarios], dtype=np.float64)
+        # (N, k, fields); an unset obfuscation_difficulty (None) reads as NaN
+        proxies = np.array([[proxy(p) for p in sc.proxies] for sc in scenarios], dtype=np.float64)
+        self.proxy = {f: proxies[..., i].copy() for i, f in enumerate(self.PROXY_FIELDS)}
+        names = scenarios[0].proxy_names
+        self.transfer = np.zeros((self.n, len(names), len(names)))
+        for r, sc in enumerate(scenarios):
+            for j, proxy in enumerate(sc.proxies):
+                for other, weight in proxy.transfer.items():
+                    self.transfer[r, j, names.index(other)] = weight
+        supports = [[idea.support for idea in sc.ideas] for sc in scenarios]
+        m = len(scenarios[0].ideas)
+        self.base_rate_values = [np.array([s[i][0] for s in supports], dtype=np.float64) for i in range(m)]
+        self.base_rate_probs = [np.array([s[i][1] for s in supports], dtype=np.float64) for i in range(m)]

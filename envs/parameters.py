@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import typing
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import annotated_types
 from pydantic.fields import FieldInfo
@@ -150,49 +151,86 @@ def check_value(scenario: Scenario, path: str, value: float) -> Parameter:
     return p
 
 
+#: The most item copies a :func:`parameter_setter` keeps for reuse.
+MAX_COPIES = 4096
 #: Paths whose value takes part in a rule across fields (a compute budget of at least one full run):
 #: a scenario with one of these set is validated whole by the schema.
 CROSS_FIELD = ("compute", ".cost")
 
 
+def _place(scenario: Scenario, path: str) -> tuple:
+    """Where ``path`` sits: ``(section, item name, field, transfer key)``; ``section`` is None for a program
+    field (``budget``), ``item name`` None for ``reward``, ``transfer key`` None but for
+    ``proxies.NAME.transfer.OTHER``."""
+    parts = path.split(".")
+    if len(parts) == 1:
+        return None, None, parts[0], None
+    if parts[0] == "reward":
+        return "reward", None, parts[1], None
+    return parts[0], parts[1], parts[2], (parts[3] if len(parts) == 4 else None)
+
+
 def _targets(scenario: Scenario, values: dict[str, float]):
-    """Each value checked against its range and placed: ``(section, item name, field, transfer key, number)``;
-    ``section`` is None for a program field (``budget``), ``item name`` None for ``reward``, ``transfer key``
-    None but for ``proxies.NAME.transfer.OTHER``."""
+    """Each value checked against its range and placed: ``_place(path) + (number,)``."""
     for path, value in values.items():
         number = int(value) if check_value(scenario, path, value).whole else float(value)
-        parts = path.split(".")
-        if len(parts) == 1:
-            yield None, None, parts[0], None, number
-        elif parts[0] == "reward":
-            yield "reward", None, parts[1], None, number
-        else:
-            yield parts[0], parts[1], parts[2], (parts[3] if len(parts) == 4 else None), number
+        yield _place(scenario, path) + (number,)
 
 
 def with_parameters(scenario: Scenario, values: dict[str, float]) -> Scenario:
     """A copy of ``scenario`` with the parameters at the paths of ``values`` set (its claims dropped:
     they name regimens of the original). Each value is checked against its range; where a value
     takes part in a rule across fields (CROSS_FIELD), the whole scenario is validated by the schema."""
-    if any(path.endswith(CROSS_FIELD) for path in values):
-        return _validated(scenario, values)
-    update: dict = {"expect": []}
-    items = {"phases": list(scenario.phases), "ideas": list(scenario.ideas), "proxies": list(scenario.proxies)}
-    reward = {}
-    for section, name, field, key, number in _targets(scenario, values):
+    for path, value in values.items():
+        check_value(scenario, path, value)
+    return parameter_setter(scenario, list(values))(values)
+
+
+def parameter_setter(scenario: Scenario, paths: list[str]) -> Callable[[dict[str, float]], Scenario]:
+    """``set(values)``: :func:`with_parameters` of ``scenario`` for values at ``paths``, each already checked
+    with :func:`check_value` (as a sweep checks each value of its grid once); the paths are looked up once,
+    for setting many points."""
+    if any(path.endswith(CROSS_FIELD) for path in paths):
+        return lambda values: _validated(scenario, values)
+    program, items = [], {}  # items: (section, index) -> [(path, field, transfer key, whole)], "reward" at index None
+    for path in paths:
+        section, name, field, key = _place(scenario, path)
+        whole = parameter(scenario, path).whole
         if section is None:
-            update[field] = number
-        elif section == "reward":
-            reward[field] = number
+            program.append((path, field, whole))
         else:
-            rows = items[section]
-            i = [x.name for x in rows].index(name)
-            change = {field: number} if key is None else {field: {**rows[i].transfer, key: number}}
-            rows[i] = rows[i].model_copy(update=change)
-    update.update(items)
-    if reward:
-        update["reward"] = scenario.reward.model_copy(update=reward)
-    return scenario.model_copy(update=update)
+            index = None if name is None else [x.name for x in getattr(scenario, section)].index(name)
+            items.setdefault((section, index), []).append((path, field, key, whole))
+    # the copy of an item with its new values, by those values: a grid point reuses the copies of the items it
+    # shares with other points (say, a proxy's along one axis, a phase's along the other)
+    copies: dict[tuple, object] = {}
+
+    def set_values(values: dict[str, float]) -> Scenario:
+        update: dict = {"expect": []}
+        for path, field, whole in program:
+            update[field] = int(values[path]) if whole else float(values[path])
+        for (section, i), fields in items.items():
+            numbers = tuple(int(values[path]) if whole else float(values[path]) for path, _, _, whole in fields)
+            item = copies.get((section, i, numbers))
+            if item is None:
+                if len(copies) >= MAX_COPIES:
+                    copies.clear()
+                item = scenario.reward if section == "reward" else getattr(scenario, section)[i]
+                change: dict = {}
+                for (_, field, key, _), number in zip(fields, numbers):
+                    if key is None:
+                        change[field] = number
+                    else:
+                        change[field] = {**change.get(field, item.transfer), key: number}
+                item = copies[(section, i, numbers)] = item.model_copy(update=change)
+            if section == "reward":
+                update["reward"] = item
+            else:
+                rows = update.setdefault(section, list(getattr(scenario, section)))
+                rows[i] = item
+        return scenario.model_copy(update=update)
+
+    return set_values
 
 
 def _validated(scenario: Scenario, values: dict[str, float]) -> Scenario:

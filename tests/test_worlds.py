@@ -260,3 +260,19 @@ def test_a_path_every_world_sets_is_not_a_parameter(tmp_path):
     want = sum(p * analyze(w, reg).expected_return for p, w in zip(sc.world_weights, moved.world_scenarios))
     assert all(w.proxies[0].sensitivity == 0.8 for w in moved.world_scenarios)
     assert analyze(moved, reg).expected_return == pytest.approx(want, abs=1e-12)
+
+
+def test_a_sweep_of_a_scenario_with_worlds_is_each_points_analysis():
+    """A sweep compiles a scenario with worlds point by point (stacks hold scenarios without worlds): every row
+    is the analysis of the scenario with that point's values set."""
+    from proxygym.agents.sweep import parse_vary, sweep
+    from proxygym.envs.parameters import with_parameters
+
+    sc = load_scenario("uncertain_monitor")
+    axes = [parse_vary(sc, "proxies.cot_monitor.sensitivity=0.6:1:3"), parse_vary(sc, "phases.early_rl.plasticity=0.2:0.8:2")]
+    rows = sweep(sc, axes, ["R", "T,R"], workers=1)
+    assert len(rows) == 12
+    for row in rows:
+        point = with_parameters(sc, row["params"])
+        want = analyze(point, make_regimen(point, row["plan"])).expected_return
+        assert row["expected_return"] == pytest.approx(want, abs=1e-12)
