@@ -450,7 +450,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from proxygym.agents import experiment as ex
+    from proxygym import experiment as ex
     from proxygym.agents.parallel import check_ray
 
     fmt = _plot_format(args.plot)

@@ -131,7 +131,7 @@ def test_sweep_optimal_on_ray_matches_the_serial_solves(local_ray):
 def test_each_algorithm_gets_its_hyperparameter_files_observation_and_budget():
     """agents/hyperparams: PPO observes the belief and RecurrentPPO the history; PPO trains 400,000 steps on
     idea_screening (its own entry) and 100,000 elsewhere, RecurrentPPO 100,000 everywhere."""
-    from proxygym.agents.experiment import plan_runs
+    from proxygym.experiment import plan_runs
 
     specs, _ = plan_runs(["sticky_values", "idea_screening"], ["ppo", "recurrent_ppo"], [3, 5])
     budget = {("sticky_values", "ppo"): 100_000, ("sticky_values", "recurrent_ppo"): 100_000,

@@ -102,7 +102,7 @@ def plan_runs(scenarios: list[str], algos: list[str], seeds: list[int], n_timest
 
     ``n_timesteps`` and ``observation`` default to each algorithm's hyperparameter file (its scenario's entry);
     ``scenarios`` may say ``all`` (every shipped scenario). Bad names and values are one-line errors."""
-    from proxygym.train import load_hyperparams
+    from proxygym.train import load_hyperparams  # (imported when used: train.py imports SB3 and torch)
 
     names = list(dict.fromkeys(shipped_scenarios() if scenarios == ["all"] else scenarios))
     algos = list(dict.fromkeys(algos))
