@@ -100,7 +100,7 @@ class AlignmentEvalCallback(BaseCallback):
         o = summary.outcomes
         if self.verbose >= 1:
             print(
-                f"eval num_timesteps={self.num_timesteps}: return {o.mean_return:.4f} ± {o.ci95:.4f},"
+                f"eval num_timesteps={self.num_timesteps}: return {o.return_text()},"
                 f" P(deploy aligned) {o.p_deploy_aligned:.3f}"
                 f" (best strategy {summary.best_strategy}: {summary.best_strategy_outcomes.mean_return:.4f})"
             )
