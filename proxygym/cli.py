@@ -7,6 +7,7 @@ and one line on stderr that says what was wrong and what is allowed.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -278,7 +279,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     scenarios = [load_scenario(name) for name in names]  # every name checked before any claim is
     failed, rows = 0, []
     # a bar over the scenarios on standard error; each scenario's lines go to standard output above it
-    with tqdm(scenarios, disable=not _progress(args), unit="scenario", file=sys.stderr, leave=False) as bar:
+    with tqdm(scenarios, disable=not _progress(args), unit="scenario", file=sys.stderr) as bar:
         for sc in bar:
             bar.set_description(sc.name)
             lines = [f"{sc.name}: {sc.title}"]
@@ -741,6 +742,26 @@ def main(argv: list[str] | None = None) -> int:
     except ProxyGymError as err:
         print(f"proxygym: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        # output files are written through agents/files.py (a ProxyGymError); a write error with no file name
+        # is standard output's: a full disk, or a pipe whose reader left (| head)
+        if err.filename is not None or err.errno not in (errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            raise
+        _silence_stdout()
+        if err.errno == errno.EPIPE:  # nothing to say, as other tools
+            return 1
+        print(f"proxygym: error: cannot write standard output: {err.strerror or err}", file=sys.stderr)
+        return 2
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush does not fail again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (captured in a test): nothing will flush it to a disk
+        pass
 
 
 if __name__ == "__main__":
