@@ -459,9 +459,6 @@ def cmd_advise(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from proxygym.agents import experiment as ex
     from proxygym.agents.parallel import check_ray
 
@@ -487,19 +484,18 @@ def cmd_experiment(args: argparse.Namespace) -> int:
               f" {done} recorded already, {todo} to train" + (where if todo else ""), flush=True)
 
     records, trained = ex.run_all(specs, out, workers=args.workers, ray_address=args.ray_address,
-                                  progress=not args.no_progress and sys.stderr.isatty(), on_start=started)
+                                  progress=_progress(args), on_start=started)
     runs = ex.scored_runs(records, refs)
     overall, per = ex.aggregate(runs, reps=args.reps)
-    console = Console(width=160)
-    table = Table("scenario", "algorithm (observation)", "seeds", "mean return", "normalized score: IQM", "95% interval",
-                  box=None)
+    out_table = table("scenario", "algorithm (observation)", "seeds", "mean return", "normalized score: IQM",
+                      "95% interval", right=(2, 3, 4, 5))
     for row in per + [dict(r, scenario="all") for r in overall]:
         mine = [r["mean_return"] for r in runs if (r["algo"], r["observation"], r["scenario"]) ==
                 (row["algo"], row["observation"], row["scenario"])]
-        table.add_row(row["scenario"], f"{row['algo']} ({row['observation']})", str(len(seeds)),
+        out_table.add_row(row["scenario"], f"{row['algo']} ({row['observation']})", str(len(seeds)),
                       f"{sum(mine) / len(mine):.4f}" if mine else "-", f"{row['iqm']:.3f}",
                       f"[{row['ci'][0]:.3f}, {row['ci'][1]:.3f}]")
-    console.print(table)
+    print(render(out_table), end="")
     if args.json:
         write_text_atomic(args.json, ex.experiment_json(runs, overall, per))
     if args.plot:

@@ -115,7 +115,7 @@ def hand_file(tmp_path_factory):
 @pytest.mark.parametrize("command, unit", [
     (["bench", "--scenario", "sticky_values", "--strategy", "random", "always_train", "--episodes", "20"], "pair"),
     (["claims", "HAND", "--episodes", "20"], "scenario"),
-    (["sweep", "HAND", "--vary", "budget=1:4:4", "--plans", "T", "R"], "point"),
+    (["sweep", "HAND", "--vary", "budget=1:4:4", "--plans", "T", "R"], "chunk"),
 ])
 def test_a_progress_bar_on_a_terminal_only(command, unit, hand_file):
     """Bench, claims and sweep (flips and advise read the same rule, proxygym.cli._progress)."""
