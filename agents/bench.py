@@ -44,13 +44,13 @@ class BenchResult:
         o = self.outcomes
         return dict(
             scenario=self.scenario, strategy=self.strategy, episodes=o.episodes, mean_return=o.mean_return, ci95=o.ci95,
-            p_deploy_aligned=o.p_deploy_aligned, p_deploy_misaligned=o.p_deploy_misaligned, p_abstain=o.p_abstain,
+            ci95_low=o.ci95_low, ci95_high=o.ci95_high, p_deploy_aligned=o.p_deploy_aligned, p_deploy_misaligned=o.p_deploy_misaligned, p_abstain=o.p_abstain,
             mean_runs=o.mean_runs, exact_return=self.exact_return, optimal_return=self.optimal_return,
             optimality_gap=self.optimality_gap,
         )
 
 
-JSON_KEYS = ("scenario", "strategy", "episodes", "mean_return", "ci95", "p_deploy_aligned", "p_deploy_misaligned",
+JSON_KEYS = ("scenario", "strategy", "episodes", "mean_return", "ci95", "ci95_low", "ci95_high", "p_deploy_aligned", "p_deploy_misaligned",
              "p_abstain", "mean_runs", "exact_return", "optimal_return", "optimality_gap")
 
 
@@ -66,7 +66,7 @@ def run_pair(scenario: Scenario, strategy: str, episodes: int, seed: int) -> Ben
     env = ProxyAlignmentVectorEnv(num_envs=episodes, scenario=scenario, observation="belief")
     agent = make_strategy(strategy, scenario, env.layout, seed=s)
     total, last = play_batch(env, agent, seed=s)
-    outcomes = measure(total, last["deployed"], last["aligned"], last["abstained"], last["runs_used"])
+    outcomes = measure(total, last["deployed"], last["aligned"], last["abstained"], last["runs_used"], scenario)
     return BenchResult(
         scenario=scenario.name,
         title=scenario.title,

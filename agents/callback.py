@@ -98,22 +98,23 @@ class AlignmentEvalCallback(BaseCallback):
         if self.log_path is not None:
             self._write_evaluations()
         o = summary.outcomes
-        if self.verbose >= 1:
-            print(
-                f"eval num_timesteps={self.num_timesteps}: return {o.mean_return:.4f} ± {o.ci95:.4f},"
-                f" P(deploy aligned) {o.p_deploy_aligned:.3f}"
-                f" (best strategy {summary.best_strategy}: {summary.best_strategy_outcomes.mean_return:.4f})"
-            )
         write_summary(self.logger, summary, self.scenario, self.num_timesteps)
         self.last_summary = summary
         self.evaluations.append((self.num_timesteps, summary))
-        if o.mean_return > self.best_mean_return:
+        best = o.mean_return > self.best_mean_return
+        if best:
             self.best_mean_return = o.mean_return
             self.best_summary = summary
             if self.best_model_path is not None:
-                path = save_model_atomic(self.model, self.best_model_path)
-                if self.verbose >= 1:
-                    print(f"new best mean return; saved {path}")
+                save_model_atomic(self.model, self.best_model_path)
+        if self.verbose >= 1:  # one line per evaluation
+            print(
+                f"eval at {self.num_timesteps} steps: return {o.return_text()},"
+                f" P(deploy aligned) {o.p_deploy_aligned:.3f}"
+                f" (best strategy {summary.best_strategy}: {summary.best_strategy_outcomes.mean_return:.4f})"
+                + ("; the best so far" + (", saved" if self.best_model_path is not None else "") if best else ""),
+                flush=True,
+            )
         return summary
 
     def _write_evaluations(self) -> None:

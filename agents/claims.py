@@ -5,7 +5,8 @@ contender that is a fixed regimen (a plan, a regimen mapping, or a strategy that
 such as ``train_early_reserve_late``) is scored exactly by
 :func:`proxygym.envs.analysis.analyze` (or, for a claim at a checkpoint, by the run's
 :func:`~proxygym.envs.analysis.trajectory`), with zero width; an adaptive strategy by the
-benchmark, with its interval at ``confidence_z``. A ``better`` claim holds when the two
+benchmark, with its interval at ``confidence_z`` (Wilson's for a share of episodes and for a mean of
+two-valued returns, :meth:`proxygym.envs.outcomes.Outcomes.interval`). A ``better`` claim holds when the two
 intervals do not overlap, the order is right and the gap is at least ``by``; a ``same`` claim
 when the whole of both intervals lies within the tolerance; a ``value`` claim when the whole
 interval lies within ``within``. A claim at ``checkpoint: all`` must hold at every checkpoint.
@@ -49,7 +50,7 @@ class Claim:
     sides: tuple[str, ...]  # the contenders as the file names them
     labels: tuple[str, ...]  # the contenders as scored
     values: tuple[tuple[float | None, ...], ...]
-    half_widths: tuple[float, ...]
+    intervals: tuple[tuple[tuple[float, float] | None, ...], ...]  # per contender, each value's (low, high)
     holds: bool | None
     text: str
     robust: dict[float, bool | None] = field(default_factory=dict)
@@ -57,7 +58,7 @@ class Claim:
     @property
     def exact(self) -> bool:
         """Every side scored by the exact analysis."""
-        return all(h == 0.0 for h in self.half_widths)
+        return all(i is None or i[0] == i[1] for side in self.intervals for i in side)
 
     def to_dict(self) -> dict:
         return {
@@ -67,7 +68,7 @@ class Claim:
             "sides": list(self.sides),
             "labels": list(self.labels),
             "values": [list(v) for v in self.values],
-            "half_widths": list(self.half_widths),
+            "intervals": [[None if i is None else list(i) for i in side] for side in self.intervals],
             "holds": self.holds,
             "text": self.text,
             "holds_at_persistence": {f"{p:g}": h for p, h in self.robust.items()},
@@ -102,8 +103,9 @@ def checkpoint_values(scenario: Scenario, regimen: Regimen, exp: Expectation) ->
     return tuple(out)
 
 
-def _verdict(exp: Expectation, scores: list[tuple[str, tuple, float]]) -> tuple[bool | None, str]:
-    """Whether the claim holds at every value it reads, and its line of text."""
+def _verdict(exp: Expectation, scores: list[tuple[str, tuple, tuple]]) -> tuple[bool | None, str]:
+    """Whether the claim holds at every value it reads, and its line of text. Each score is
+    ``(label, values, intervals)``, an interval ``(low, high)`` per value (an exact value's has no width)."""
     lower = exp.metric in LOWER_IS_BETTER
     where = "" if exp.checkpoint is None else (
         " at every checkpoint" if exp.checkpoint == "all" else f" at checkpoint {exp.checkpoint}"
@@ -111,27 +113,29 @@ def _verdict(exp: Expectation, scores: list[tuple[str, tuple, float]]) -> tuple[
     where += f" ({exp.proxy})" if exp.proxy else ""
     labels = "  " + " vs ".join(f"[{label}]" for label, _, _ in scores)
 
-    def shown(vals, half) -> str:
-        text = ", ".join("undefined" if v is None else f"{v:.4f}" for v in vals)
-        return text if half == 0.0 else f"{text} +- {half:.4f}"
+    def shown(vals, spans) -> str:
+        return ", ".join("undefined" if v is None else f"{v:.4f}" if lo == hi else f"{v:.4f} [{lo:.4f}, {hi:.4f}]"
+                         for v, (lo, hi) in zip(vals, spans))
 
     if any(v is None for _, vals, _ in scores for v in vals):
         return None, f"{exp.metric}{where} is undefined for a side {labels}"
     if exp.value is not None:
-        (_, vals, half), = scores
+        (_, vals, spans), = scores
         lo, hi = exp.within
-        holds = all(lo <= v - half and v + half <= hi for v in vals)
-        return holds, f"{exp.metric}{where}: {shown(vals, half)} within [{lo:g}, {hi:g}]{labels}"
-    (_, a, ha), (_, b, hb) = scores
+        holds = all(lo <= a and b <= hi for a, b in spans)
+        return holds, f"{exp.metric}{where}: {shown(vals, spans)} within [{lo:g}, {hi:g}]{labels}"
+    (_, a, sa), (_, b, sb) = scores
     if exp.same is not None:
         gaps = [abs(x - y) for x, y in zip(a, b)]
-        holds = all(g + ha + hb <= exp.tolerance for g in gaps)
-        return holds, (f"{exp.metric}{where}: {shown(a, ha)} vs {shown(b, hb)} (|diff| {max(gaps):.4f} <= {exp.tolerance})"
+        widest = [max(ha - lb, hb - la) for (la, ha), (lb, hb) in zip(sa, sb)]  # the largest difference either way
+        holds = all(w <= exp.tolerance for w in widest)
+        return holds, (f"{exp.metric}{where}: {shown(a, sa)} vs {shown(b, sb)} (|diff| {max(gaps):.4f} <= {exp.tolerance})"
                        + labels)
-    margins = [(y - x) if lower else (x - y) for x, y in zip(a, b)]
-    holds = all(g - ha - hb > 0.0 and g - ha - hb >= exp.by for g in margins)
+    # the least margin the two intervals allow: the first side's worst end against the second side's best
+    least = [(lb - ha) if lower else (la - hb) for (la, ha), (lb, hb) in zip(sa, sb)]
+    holds = all(m > 0.0 and m >= exp.by for m in least)
     by = f" by at least {exp.by:g}" if exp.by else ""
-    return holds, f"{exp.metric}{where}: {shown(a, ha)} vs {shown(b, hb)}{labels.replace('] vs [', '] better than [')}{by}"
+    return holds, f"{exp.metric}{where}: {shown(a, sa)} vs {shown(b, sb)}{labels.replace('] vs [', '] better than [')}{by}"
 
 
 def check_claims(
@@ -152,7 +156,7 @@ def check_claims(
     benchmarked: dict[str, tuple] = {}
     out = []
     for i, exp in enumerate(scenario.expect):
-        scores = []  # (label, values, half-width) of each contender
+        scores = []  # (label, values, intervals) of each contender
         for c in exp.contenders:
             regimen = contender_regimen(scenario, c)
             label = str(c) if regimen is None else regimen.describe(scenario)
@@ -162,17 +166,19 @@ def check_claims(
                 if regimen is not None:
                     label = f"{c} (exact)"
             if regimen is not None and exp.checkpoint is not None:
-                scores.append((label, checkpoint_values(scenario, regimen, exp), 0.0))
+                vals = checkpoint_values(scenario, regimen, exp)
+                scores.append((label, vals, tuple((v, v) for v in vals)))
             elif regimen is not None:
-                a = analyze(scenario, regimen)
-                scores.append((label, (metric_value(exp.metric, a.to_dict()),), 0.0))
+                v = metric_value(exp.metric, analyze(scenario, regimen).to_dict())
+                scores.append((label, (v,), ((v, v),)))
             elif exact_only:
                 break
             else:
                 if c not in benchmarked:
                     benchmarked[c] = run_pair(scenario, c, episodes, seed)
-                value, half = benchmarked[c].outcomes.interval(exp.metric, confidence_z)
-                scores.append((f"{c} ({episodes} episodes)", (value,), half))
+                outcomes = benchmarked[c].outcomes
+                span = outcomes.interval(exp.metric, confidence_z)
+                scores.append((f"{c} ({episodes} episodes)", (outcomes.value(exp.metric),), (span,)))
         if len(scores) < len(exp.contenders):
             continue
         holds, text = _verdict(exp, scores)

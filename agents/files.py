@@ -34,22 +34,60 @@ def _real(path: Path) -> Path:
     return path.resolve() if path.is_symlink() else path
 
 
+def _nearest_folder(path: Path, shown: Path) -> Path:
+    """The nearest folder above ``path`` that exists (where a new file or folder would be made); a one-line
+    error if the nearest thing that exists there is a file."""
+    for parent in path.parents:
+        if parent.is_dir():
+            return parent
+        if parent.exists() or parent.is_symlink():
+            raise ProxyGymError(f"cannot write {shown}: {parent} is a file, not a folder")
+    return Path(os.sep)
+
+
+def _probe(folder: Path, shown: Path, make_folder: bool) -> None:
+    """Make and remove a file (or, with ``make_folder``, a folder) in ``folder``: whether what is asked can be
+    made there, whatever the permission bits, the file system or the user say; nothing is left behind."""
+    try:
+        if make_folder:
+            os.rmdir(tempfile.mkdtemp(dir=folder, prefix=".proxygym."))
+        else:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".proxygym.", suffix=".tmp")
+            os.close(fd)
+            os.unlink(tmp)
+    except OSError as err:
+        raise ProxyGymError(f"cannot write {shown}: {err.strerror or err} in {folder}") from None
+
+
 def check_writable(path: "str | Path") -> None:
-    """Fail now, in one line, if a file cannot be written at ``path`` (before any work is spent on it)."""
+    """Fail now, in one line, if a file cannot be written at ``path`` (before any work is spent on it). Nothing is
+    made: a missing folder on the way is made when the file is written."""
     path = Path(path)
     if _special(path):
         if not os.access(path, os.W_OK):
             raise ProxyGymError(f"cannot write {path}: permission denied")
         return
+    if path.is_dir():
+        raise ProxyGymError(f"cannot write {path}: it is a folder")
+    if path.parent.is_dir():
+        _probe(path.parent, path, make_folder=False)
+    else:
+        _probe(_nearest_folder(path, path), path, make_folder=True)
+
+
+def check_folder(path: "str | Path", option: str) -> None:
+    """Fail now, in one line naming ``option``, if files cannot be written in the folder ``path`` (made when
+    missing, as TensorBoard and train.py's run folders are); nothing is made here."""
+    path = Path(path)
     try:
         if path.is_dir():
-            raise IsADirectoryError("it is a folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as err:
-        raise ProxyGymError(f"cannot write {path}: {err.strerror or err}") from None
+            _probe(path, path, make_folder=False)
+        elif path.exists():
+            raise ProxyGymError(f"cannot write {path}: it is a file, not a folder")
+        else:
+            _probe(_nearest_folder(path, path), path, make_folder=True)
+    except ProxyGymError as err:
+        raise ProxyGymError(f"{option} {path}: {err}".replace(f": cannot write {path}:", ": cannot write there:")) from None
 
 
 def write_bytes_atomic(path: "str | Path", data: bytes) -> None:

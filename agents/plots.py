@@ -37,7 +37,8 @@ def bench_plot(results: list[BenchResult], fmt: str = "png") -> bytes:
         x = np.arange(len(rows))
         best = best_index(rows)
         colors = ["tab:orange" if i == best else "tab:blue" for i in range(len(rows))]
-        ax.bar(x, [r.outcomes.mean_return for r in rows], yerr=[r.outcomes.ci95 for r in rows], color=colors, capsize=2)
+        ax.bar(x, [r.outcomes.mean_return for r in rows], yerr=_return_errors([r.outcomes for r in rows]), color=colors,
+               capsize=2)
         exact = [(i, r.exact_return) for i, r in enumerate(rows) if r.exact_return is not None]
         if exact:
             ax.scatter(*zip(*exact), marker="D", color="black", s=14, zorder=3, label="exact")
@@ -54,6 +55,11 @@ def bench_plot(results: list[BenchResult], fmt: str = "png") -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=90)
     return buf.getvalue()
+
+
+def _return_errors(outcomes) -> np.ndarray:
+    """Error bars of the mean returns, ``(2, n)`` below and above: each 95% interval as it is (off-centre for Wilson's)."""
+    return np.array([[o.mean_return - o.ci95_low for o in outcomes], [o.ci95_high - o.mean_return for o in outcomes]])
 
 
 def _figure_bytes(fig: Figure, fmt: str) -> bytes:
@@ -193,7 +199,7 @@ def heatmap(summary: PolicySummary, scenario: "Scenario | None" = None) -> np.nd
     ax_d.set_title("discarded", fontsize=9)
 
     fig.suptitle(
-        f"{s.scenario}: {s.algo} policy, return {o.mean_return:.3f} ± {o.ci95:.3f}\n"
+        f"{s.scenario}: {s.algo} policy, return {o.return_text(3)}\n"
         f"best strategy {s.best_strategy} {s.best_strategy_outcomes.mean_return:.3f}",
         fontsize=10,
     )

@@ -10,6 +10,9 @@ import io
 import json
 
 import numpy as np
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 from proxygym.agents.bench import JSON_KEYS, BenchResult, best_index
 from proxygym.agents.solver import DEPLOY_CODE, DISCARD_CODE, Solution
@@ -23,33 +26,61 @@ from proxygym.envs.scenario import Scenario
 PLOT_FORMATS = ("png", "pdf", "svg")
 
 
+# -- console tables ------------------------------------------------------------------------------
+#: The width the text is laid out in: wide enough that no table is ever wrapped (the terminal's own width
+#: is not known when the output is a file or a pipe, and a table cut to 80 columns reads badly in either).
+WIDE = 10_000
+
+
+def table(*columns: str, right: tuple[int, ...] = ()) -> Table:
+    """A console table in the commands' one style: a rule under the header, no frame; ``right``: the indices of the
+    columns aligned right (numbers)."""
+    out = Table(*columns, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, highlight=False)
+    for i in right:
+        out.columns[i].justify = "right"
+    return out
+
+
+def render(*renderables) -> str:
+    """Rich renderables (tables, text) as plain text, each at its natural width: what the commands print."""
+    buf = io.StringIO()
+    console = Console(file=buf, width=WIDE, color_system=None, highlight=False, emoji=False, markup=False)
+    for r in renderables:  # one at a time: rich would join two strings on one line
+        console.print(r)
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"
+
+
 # -- the benchmark ------------------------------------------------------------------------------
-def format_tables(results: list[BenchResult]) -> str:
-    """A readable table per scenario; '*' marks the strategy with the highest mean return, 'gap' is the optimum less it."""
-    lines = []
+def bench_table(rows: list[BenchResult]) -> Table:
+    """One scenario's rows: '*' marks the strategy with the highest mean return; 'gap' is the optimum less it."""
+    best = best_index(rows)
+    out = table("", "strategy", "return", "95% interval", "P(aligned)", "P(misaligned)", "P(abstain)", "runs", "exact",
+                "gap", right=(2, 3, 4, 5, 6, 7, 8, 9))
+    for i, r in enumerate(rows):
+        o = r.outcomes
+        out.add_row(
+            "*" if i == best else "", r.strategy, f"{o.mean_return:.4f}", f"[{o.ci95_low:.4f}, {o.ci95_high:.4f}]",
+            f"{o.p_deploy_aligned:.3f}", f"{o.p_deploy_misaligned:.3f}", f"{o.p_abstain:.3f}", f"{o.mean_runs:.2f}",
+            "" if r.exact_return is None else f"{r.exact_return:.4f}",
+            "" if r.optimality_gap is None else f"{r.optimality_gap:.4f}",
+        )
+    return out
+
+
+def format_tables(results: list[BenchResult], sources: dict[str, str] | None = None) -> str:
+    """A table per scenario (:func:`bench_table`), as text. ``sources``: how ``proxygym solve`` names a scenario
+    given as a file (its path), for the line that says where the optimum comes from."""
+    parts = []
     by_scenario: dict[str, list[BenchResult]] = {}
     for r in results:
         by_scenario.setdefault(r.scenario, []).append(r)
     for name, rows in by_scenario.items():
-        best = best_index(rows)
-        lines.append(f"{name}: {rows[0].title}  ({rows[0].outcomes.episodes} episodes each)")
-        lines.append(
-            f"  {'strategy':<27}{'return':>8} {'+-95%':>7} {'P(al.)':>7} {'P(mis.)':>7} {'P(abst.)':>8} {'runs':>6}"
-            f" {'exact':>8} {'gap':>7}"
-        )
-        for i, r in enumerate(rows):
-            o = r.outcomes
-            mark = "*" if i == best else " "
-            exact = "" if r.exact_return is None else f"{r.exact_return:.4f}"
-            gap = "" if r.optimality_gap is None else f"{r.optimality_gap:.4f}"
-            lines.append(
-                f"{mark} {r.strategy:<27}{o.mean_return:>8.4f} {o.ci95:>7.4f} {o.p_deploy_aligned:>7.3f}"
-                f" {o.p_deploy_misaligned:>7.3f} {o.p_abstain:>8.3f} {o.mean_runs:>6.2f} {exact:>8} {gap:>7}"
-            )
+        parts += [f"{name}: {rows[0].title}  ({rows[0].outcomes.episodes} episodes each)", bench_table(rows)]
         if rows[0].optimal_return is not None:
-            lines.append(f"  gap: the optimum ({rows[0].optimal_return:.4f}, proxygym solve {name}) less the mean return")
-        lines.append("")
-    return "\n".join(lines)
+            source = (sources or {}).get(name, name)
+            parts.append(f"gap: the optimum ({rows[0].optimal_return:.4f}, proxygym solve {source}) less the mean return")
+        parts.append("")
+    return render(*parts)
 
 
 def format_markdown(results: list[BenchResult]) -> str:
@@ -63,8 +94,7 @@ def format_markdown(results: list[BenchResult]) -> str:
         best = max(rows.values(), key=lambda r: r.outcomes.mean_return).strategy
         cells = []
         for s in strategies:
-            o = rows[s].outcomes
-            cell = f"{o.mean_return:.3f} ± {o.ci95:.3f}"
+            cell = rows[s].outcomes.return_text(3)
             cells.append(f"**{cell}**" if s == best else cell)
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
@@ -108,13 +138,12 @@ def format_text(summary: PolicySummary) -> str:
         "",
         "| outcome | value |",
         "|---|---|",
-        f"| mean return (95% interval) | {o.mean_return:.4f} ± {o.ci95:.4f} |",
+        f"| mean return (95% interval) | {o.return_text()} |",
         f"| P(deploy aligned) | {o.p_deploy_aligned:.3f} |",
         f"| P(deploy misaligned) | {o.p_deploy_misaligned:.3f} |",
         f"| P(abstain) | {o.p_abstain:.3f} |",
         f"| mean runs used | {o.mean_runs:.2f} |",
-        f"| best strategy: {s.best_strategy} | {best.mean_return:.4f} ± {best.ci95:.4f}"
-        f" ({best.episodes} episodes) |",
+        f"| best strategy: {s.best_strategy} | {best.return_text()} ({best.episodes} episodes) |",
     ]
     if s.optimal_return is not None:
         lines.append(f"| optimal return (exact) | {s.optimal_return:.4f} (gap {s.optimality_gap:.4f}) |")
@@ -143,23 +172,25 @@ def comparison_table(scenario: Scenario, algo: str, summary: PolicySummary, stra
     """The trained agent against the benchmarked ``strategies`` (mean return, 95% interval), and its normalized score."""
 
     o = summary.outcomes
-    rows = [(f"trained {algo}", o.mean_return, o.ci95, f"{o.episodes} episodes, deterministic policy")]
+    rows = [(f"trained {algo}", o, f"{o.episodes} episodes, deterministic policy")]
     exact = {}
     for r in strategies:
         exact[r.strategy] = r.exact_return
         kind = f"{r.outcomes.episodes} episodes" + ("" if r.exact_return is None else f", exact {r.exact_return:.4f}")
-        rows.append((r.strategy, r.outcomes.mean_return, r.outcomes.ci95, kind))
-    best = max(range(len(rows)), key=lambda i: rows[i][1])
-    lines = [f"{scenario.name}: {scenario.title}", f"  {'policy':<28}{'return':>8} {'+-95%':>7}  evaluation"]
-    for i, (name, mean, ci, kind) in enumerate(rows):
-        lines.append(f"{'*' if i == best else ' '} {name:<28}{mean:>8.4f} {ci:>7.4f}  {kind}")
+        rows.append((r.strategy, r.outcomes, kind))
+    best = max(range(len(rows)), key=lambda i: rows[i][1].mean_return)
+    out = table("", "policy", "return", "95% interval", "evaluation", right=(2, 3))
+    for i, (name, outcomes, kind) in enumerate(rows):
+        out.add_row("*" if i == best else "", name, f"{outcomes.mean_return:.4f}",
+                    f"[{outcomes.ci95_low:.4f}, {outcomes.ci95_high:.4f}]", kind)
+    parts = [f"{scenario.name}: {scenario.title}", out]
     score = normalized_score(o.mean_return, exact.get("first_model"), exact.get("optimal"))
     if score is not None:
-        lines.append(
+        parts.append(
             f"normalized score (agent - first_model) / (optimal - first_model) = {score:.3f}"
             f"; optimality gap {exact['optimal'] - o.mean_return:.4f}"
         )
-    return "\n".join(lines)
+    return render(*parts).rstrip("\n")
 
 
 def normalized_score(agent: float, first_model: float | None, optimal: float | None) -> float | None:

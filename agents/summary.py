@@ -81,6 +81,7 @@ class PolicySummary:
         best = self.best_strategy_outcomes
         out = {**fields, **self.outcomes.to_dict(),
                "best_strategy_return": best.mean_return, "best_strategy_ci95": best.ci95,
+               "best_strategy_ci95_low": best.ci95_low, "best_strategy_ci95_high": best.ci95_high,
                "optimality_gap": self.optimality_gap}
         return {k: clean(v) for k, v in out.items()}
 

@@ -281,6 +281,7 @@ class Rollouts:
     verdict: list[int] = field(default_factory=list)
     usage: list[np.ndarray] = field(default_factory=list)
     idea: list[int] = field(default_factory=list)
+    scenario: Scenario | None = None  # what an episode can return (the mean return's interval), when given
 
     def record(self, checkpoint: int, action: np.ndarray) -> None:
         """One step: the decision point it was taken at and the action (the verdict as the env applies it)."""
@@ -297,7 +298,7 @@ class Rollouts:
 
     def outcomes(self) -> Outcomes:
         """How the episodes ended (:func:`proxygym.envs.outcomes.measure`)."""
-        return measure(self.returns, self.deployed, self.aligned, self.abstained, self.runs)
+        return measure(self.returns, self.deployed, self.aligned, self.abstained, self.runs, self.scenario)
 
     def usage_shares(self) -> np.ndarray:
         """``(T, k, 3)``: per phase and proxy, the share of reserve, train, anti among the runs that ran the phase."""
@@ -366,7 +367,7 @@ def play_model(model, algo: str, scenario: Scenario, observation: str, episodes:
     result is program ``i``'s.
     """
     env = ProxyAlignmentVectorEnv(episodes, scenario=scenario, observation=observation)
-    out = Rollouts(env.n_phases, env.n_proxies, env.n_ideas)
+    out = Rollouts(env.n_phases, env.n_proxies, env.n_ideas, scenario=env.scenario)
     counted = _FirstEpisodeSteps(env)
     total, last = play_batch(counted, ModelAgent(model, algo, env), seed=seed, record=out.record_batch)
     out.lengths.extend(counted.steps.tolist())

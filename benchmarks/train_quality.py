@@ -18,12 +18,14 @@ import re
 import sys
 import tempfile
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from proxygym import train
 from proxygym.agents.files import write_text_atomic
 from proxygym.agents.report import normalized_score
 from proxygym.agents.summary import best_strategy, score_references
+from proxygym.envs.outcomes import Outcomes
 from proxygym.envs.scenario import load_scenario, shipped_scenarios
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             best = best_strategy(sc)  # the reference the evaluations use: every heuristic, 2,000 episodes, seed 0
             first, optimum = score_references(sc)
             score = normalized_score(ev["mean_return"], first, optimum)
+            trained = Outcomes(**{f.name: ev[f.name] for f in fields(Outcomes)})  # its interval as evaluated
             rows.append(
-                f"| {name} | {optimum:.3f} | {best.strategy} {best.outcomes.mean_return:.3f} ± {best.outcomes.ci95:.3f} | "
-                f"{ev['mean_return']:.3f} ± {ev['ci95']:.3f} | {score:.3f} | {first:.3f} | {steps} | {seconds:.0f} s |"
+                f"| {name} | {optimum:.3f} | {best.strategy} {best.outcomes.return_text(3)} | "
+                f"{trained.return_text(3)} | {score:.3f} | {first:.3f} | {steps} | {seconds:.0f} s |"
             )
             print(rows[-1], flush=True)
 

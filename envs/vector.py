@@ -64,7 +64,8 @@ class ProxyAlignmentVectorEnv(VectorEnv):
     ```
     - ``num_envs=1``: the number of programs.
     - ``scenario``, ``observation``: as the single env.
-    - ``render_mode=None``: no rendering (render one program with the single env).
+    - ``render_mode=None``: no rendering; ``gym.make_vec(..., vectorization_mode="sync", render_mode="rgb_array")``
+      gives a vector env of single envs that render (for Gymnasium's vector ``RecordVideo``).
 
     ``reset(seed=s)`` makes the batch reproducible: the same seed and actions give the same
     trajectories. With one program it is the single env's stream (the same seed and actions play
@@ -85,7 +86,11 @@ class ProxyAlignmentVectorEnv(VectorEnv):
         render_mode: str | None = None,
     ):
         if render_mode is not None:
-            raise ValueError(f"the vector env does not render; render_mode must be None, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode {render_mode!r}: the batched vector env does not render; for images or videos of several"
+                " programs use gym.make_vec(..., vectorization_mode='sync', render_mode=...), one env per program, each"
+                " of which renders"
+            )
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs!r}")
         self.num_envs = int(num_envs)

@@ -7,6 +7,7 @@ and one line on stderr that says what was wrong and what is allowed.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -16,7 +17,17 @@ from pathlib import Path
 from proxygym.agents.bench import check_episodes, resolve_names, run_bench
 from proxygym.agents.claims import ROBUSTNESS, check_claims
 from proxygym.agents.files import check_writable, write_bytes_atomic, write_text_atomic
-from proxygym.agents.report import PLOT_FORMATS, bench_csv, bench_json, describe_policy, first_run, format_markdown, format_tables
+from proxygym.agents.report import (
+    PLOT_FORMATS,
+    bench_csv,
+    bench_json,
+    describe_policy,
+    first_run,
+    format_markdown,
+    format_tables,
+    render,
+    table,
+)
 from proxygym.agents.solver import MAX_MEMORY, estimate_size, optimum, parse_size, solve
 from proxygym.args import OneLineParser
 from proxygym.envs.analysis import analyze, compare, trajectory, what_moved
@@ -94,18 +105,14 @@ def _print_trajectory(scenario, regimen, points: list[dict]) -> None:
         f"trajectory: one run of plan {plan_text(regimen.plan)}, idea {scenario.idea_names[regimen.idea]},"
         " played to the end with no test applied"
     )
-    width = max(len(n) for n in scenario.proxy_names + ["proxy"])
-    print(
-        f"  {'checkpoint':<11} {'phase':<16} {'P(aligned)':>10}  {'proxy':<{width}}"
-        f" {'P(pass|A)':>10} {'P(pass|M)':>10} {'P(shaped)':>10}"
-    )
+    out = table("checkpoint", "phase", "P(aligned)", "proxy", "P(pass|A)", "P(pass|M)", "P(shaped)", right=(2, 4, 5, 6))
     for point in points:
         t = point["checkpoint"]
-        lead = f"{t:<11} {scenario.phases[t - 1].name[:16]:<16} {_fmt(point['base_rate']):>10}"
+        lead = [str(t), scenario.phases[t - 1].name, _fmt(point["base_rate"])]
         for name, p in point["proxies"].items():
-            print(f"  {lead}  {name:<{width}} {_fmt(p['p_pass_aligned']):>10} {_fmt(p['p_pass_misaligned']):>10}"
-                  f" {_fmt(p['p_shaped']):>10}")
-            lead = " " * len(lead)
+            out.add_row(*lead, name, _fmt(p["p_pass_aligned"]), _fmt(p["p_pass_misaligned"]), _fmt(p["p_shaped"]))
+            lead = ["", "", ""]
+    print(render(out), end="")
 
 
 def _plot_labels(scenario, regimens) -> list[str]:
@@ -181,17 +188,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         labels.append(args.plan if args.compare is None else args.compare)
         if full and labels[0].strip() == labels[1].strip():
             labels = ["first", "second"]
-    header = f"{'quantity':<20}" + "".join(f" {label:>12}" for label in labels)
-    print(header + "   meaning")
+    sides = [result] if other is None else [result, other]
+    out = table("quantity", *labels, "meaning", right=tuple(range(1, 1 + len(labels))))
     for key, meaning in DESCRIPTIONS.items():
-        row = f"{key:<20} {_fmt(getattr(result, key)):>12}"
-        if other is not None:
-            row += f" {_fmt(getattr(other, key)):>12}"
-        print(row + f"   {meaning}")
-    print()
+        out.add_row(key, *(_fmt(getattr(side, key)) for side in sides), meaning)
+    print(render(out))
     if other is not None:
+        split = table("comparison", "value", right=(1,))
         for key, value in result.compare.items():
-            print(f"{key:<26} {_fmt(value)}")
+            split.add_row(key, _fmt(value))
+        print(render(split), end="")
         print(what_moved(result.compare))
     else:
         lp, ll = (None if v is None or v <= 0 else math.log(v) for v in (result.prior_odds, result.likelihood_ratio))
@@ -239,10 +245,11 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     if args.markdown:
         print(scenario_markdown(rows), end="")
         return 0
-    width = max(len(r["name"]) for r in rows)
+    out = table("scenario", "phases", "proxies", "ideas", "runs", "compute", "title", right=(1, 2, 3, 4, 5))
     for r in rows:
-        shape = f"T={r['phases']} k={len(r['proxies'])} m={len(r['ideas'])} B={r['budget']}"
-        print(f"{r['name']:<{width}}  {shape:<18} {r['title']}")
+        out.add_row(r["name"], str(r["phases"]), str(len(r["proxies"])), str(len(r["ideas"])), str(r["budget"]),
+                    "-" if r["compute"] is None else str(r["compute"]), r["title"])
+    print(render(out), end="")
     return 0
 
 
@@ -263,20 +270,26 @@ def scenario_markdown(rows: list[dict]) -> str:
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     check_episodes(args.episodes)
     if args.json:
         check_writable(args.json)
     names = args.scenario or shipped_scenarios()
+    scenarios = [load_scenario(name) for name in names]  # every name checked before any claim is
     failed, rows = 0, []
-    for name in names:
-        sc = load_scenario(name)
-        print(f"{sc.name}: {sc.title}")
-        for check in check_claims(sc, args.episodes, args.seed, robustness=ROBUSTNESS):
-            mark = ROBUST_WORDS[check.holds].upper() if check.holds is False else ROBUST_WORDS[check.holds]
-            failed += check.holds is not True
-            at = ", ".join(f"{p:g}: {ROBUST_WORDS[h]}" for p, h in check.robust.items())
-            print(f"  [{mark}] {check.text}\n          at persistence {at}")
-            rows.append(check.to_dict())
+    # a bar over the scenarios on standard error; each scenario's lines go to standard output above it
+    with tqdm(scenarios, disable=not _progress(args), unit="scenario", file=sys.stderr) as bar:
+        for sc in bar:
+            bar.set_description(sc.name)
+            lines = [f"{sc.name}: {sc.title}"]
+            for check in check_claims(sc, args.episodes, args.seed, robustness=ROBUSTNESS):
+                mark = ROBUST_WORDS[check.holds].upper() if check.holds is False else ROBUST_WORDS[check.holds]
+                failed += check.holds is not True
+                at = ", ".join(f"{p:g}: {ROBUST_WORDS[h]}" for p, h in check.robust.items())
+                lines.append(f"  [{mark}] {check.text}\n          at persistence {at}")
+                rows.append(check.to_dict())
+            bar.write("\n".join(lines), file=sys.stdout)
     held = len(rows) - failed
     print(f"{held} of {len(rows)} claims hold." if failed else f"All {len(rows)} claims hold.")
     for p in ROBUSTNESS:
@@ -304,9 +317,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     plot_format = _plot_format(args.plot)
     _check_outputs(args.json, args.csv, args.markdown, args.plot)
     results = run_bench(
-        scenarios, strategies, args.episodes, args.seed, progress=sys.stderr.isatty(), explicit=bool(args.strategy)
+        scenarios, strategies, args.episodes, args.seed, progress=_progress(args), explicit=bool(args.strategy)
     )
-    print(format_tables(results))
+    # a scenario given as a file is solved by its path
+    sources = {sc.name: arg for arg, sc in zip(args.scenario or [], scenarios) if arg != sc.name}
+    print(format_tables(results, sources), end="")
     if args.json:
         write_text_atomic(args.json, bench_json(results))
     if args.csv:
@@ -321,6 +336,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if path:
             print(f"wrote {label}: {path}")
     return 0
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Whether to show a progress bar: unless --no-progress, whenever standard error is a terminal."""
+    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
 
 
 def _plot_format(path: str | None) -> str | None:
@@ -341,9 +361,6 @@ def _check_outputs(*paths: str | None) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from proxygym.agents.sweep import parse_vary, sweep, sweep_flip_points, terms_grid, winner_grid
 
     scenario = load_scenario(args.scenario)
@@ -351,28 +368,27 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     axes = [parse_vary(scenario, v) for v in args.vary]
     texts = list(args.plans or [])
     _check_outputs(args.json, args.csv, args.plot)
-    rows = sweep(scenario, axes, texts, optimal=args.optimal, progress=not args.no_progress and sys.stderr.isatty(),
-                 workers=args.workers, ray_address=args.ray_address)
-    console = Console(width=160)
+    rows = sweep(scenario, axes, texts, optimal=args.optimal, progress=_progress(args), workers=args.workers,
+                 ray_address=args.ray_address)
     names = texts + (["optimal"] if args.optimal else [])
     points = len(rows) // max(1, len(names))
     wins = winner_grid(rows, axes, texts, args.metric) if texts else None
-    console.print(f"{scenario.name}: {points} grid points x {len(names)} ({', '.join(names)}), exact; best by {args.metric}")
+    print(f"{scenario.name}: {points} grid points x {len(names)} ({', '.join(names)}), exact; best by {args.metric}")
     flip_points = []
     if len(axes) == 1:
-        table = Table(axes[0].path, *names, "best", box=None)
+        grid = table(axes[0].path, *names, "best", right=tuple(range(len(names) + 1)))
         by = {(r["params"][axes[0].path], r["plan"]): r.get(args.metric) for r in rows}
         for i, v in enumerate(axes[0].values):
             cells = [_fmt(by.get((v, n))) for n in names]
-            table.add_row(f"{v:g}", *cells, texts[wins[i]] if wins is not None and wins[i] >= 0 else "-")
-        console.print(table)
+            grid.add_row(f"{v:g}", *cells, texts[wins[i]] if wins is not None and wins[i] >= 0 else "-")
+        print(render(grid), end="")
         if texts:
             flip_points = sweep_flip_points(scenario, rows, axes[0], texts, args.metric)
             for value, before, after in flip_points:
-                console.print(f"flip at {axes[0].path} = {value:.6g}: {before} -> {after}")
+                print(f"flip at {axes[0].path} = {value:.6g}: {before} -> {after}")
     elif wins is not None:
         for i, t in enumerate(texts):
-            console.print(f"{t} is best at {int((wins == i).sum())} of {wins.size} points")
+            print(f"{t} is best at {int((wins == i).sum())} of {wins.size} points")
     if args.json:
         write_text_atomic(args.json, json.dumps(rows, indent=1) + "\n")
     if args.csv:
@@ -402,25 +418,21 @@ def _sweep_csv(rows: list[dict], paths: list[str]) -> str:
 
 
 def cmd_flips(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from proxygym.agents.sweep import flips
 
     scenario = load_scenario(args.scenario)
     fmt = _plot_format(args.plot)
     _check_outputs(args.json, args.plot)
-    results = flips(scenario, args.plan, args.than, args.metric, progress=not args.no_progress and sys.stderr.isatty())
-    console = Console(width=160)
+    results = flips(scenario, args.plan, args.than, args.metric, progress=_progress(args))
     now = results[0].margins[2] if results else None
     lead = "ties with" if now is None or abs(now) <= 1e-12 else ("beats" if now > 0 else "loses to")
-    console.print(f"{scenario.name}: {args.plan} {lead} {args.than} on {args.metric} (margin {_fmt(now)});"
-                  " where each parameter alone would flip that, nearest first:")
-    table = Table("parameter", "value", "range searched", "flips at", box=None)
+    print(f"{scenario.name}: {args.plan} {lead} {args.than} on {args.metric} (margin {_fmt(now)});"
+          " where each parameter alone would flip that, nearest first:")
+    out = table("parameter", "value", "range searched", "flips at", right=(1,))
     for r in results:
         flips_text = ", ".join(f"{f:.6g}" for f in r.flips) or "-"
-        table.add_row(r.path, f"{r.value:g}", f"[{r.window[0]:g}, {r.window[1]:g}]", flips_text)
-    console.print(table)
+        out.add_row(r.path, f"{r.value:g}", f"[{r.window[0]:g}, {r.window[1]:g}]", flips_text)
+    print(render(out), end="")
     if args.json:
         write_text_atomic(args.json, json.dumps([r.to_dict() for r in results], indent=1) + "\n")
     if args.plot:
@@ -438,7 +450,7 @@ def cmd_advise(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario)
     _check_outputs(args.json)
-    adv = advise(scenario, with_optimal=not args.no_optimal, progress=not args.no_progress and sys.stderr.isatty())
+    adv = advise(scenario, with_optimal=not args.no_optimal, progress=_progress(args))
     print(advice_text(adv), end="")
     if args.json:
         write_text_atomic(args.json, json.dumps(adv.to_dict(), indent=1) + "\n")
@@ -447,9 +459,6 @@ def cmd_advise(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from proxygym import experiment as ex
     from proxygym.agents.parallel import check_ray
 
@@ -475,19 +484,18 @@ def cmd_experiment(args: argparse.Namespace) -> int:
               f" {done} recorded already, {todo} to train" + (where if todo else ""), flush=True)
 
     records, trained = ex.run_all(specs, out, workers=args.workers, ray_address=args.ray_address,
-                                  progress=not args.no_progress and sys.stderr.isatty(), on_start=started)
+                                  progress=_progress(args), on_start=started)
     runs = ex.scored_runs(records, refs)
     overall, per = ex.aggregate(runs, reps=args.reps)
-    console = Console(width=160)
-    table = Table("scenario", "algorithm (observation)", "seeds", "mean return", "normalized score: IQM", "95% interval",
-                  box=None)
+    out_table = table("scenario", "algorithm (observation)", "seeds", "mean return", "normalized score: IQM",
+                      "95% interval", right=(2, 3, 4, 5))
     for row in per + [dict(r, scenario="all") for r in overall]:
         mine = [r["mean_return"] for r in runs if (r["algo"], r["observation"], r["scenario"]) ==
                 (row["algo"], row["observation"], row["scenario"])]
-        table.add_row(row["scenario"], f"{row['algo']} ({row['observation']})", str(len(seeds)),
+        out_table.add_row(row["scenario"], f"{row['algo']} ({row['observation']})", str(len(seeds)),
                       f"{sum(mine) / len(mine):.4f}" if mine else "-", f"{row['iqm']:.3f}",
                       f"[{row['ci'][0]:.3f}, {row['ci'][1]:.3f}]")
-    console.print(table)
+    print(render(out_table), end="")
     if args.json:
         write_text_atomic(args.json, ex.experiment_json(runs, overall, per))
     if args.plot:
@@ -609,8 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="write the results as a JSON list")
     p.add_argument("--csv", metavar="PATH", help="write the results as CSV")
     p.add_argument("--markdown", metavar="PATH", help="write one Markdown table (the README's)")
-    p.add_argument("--plot", metavar="PATH", help="write a PNG: a panel per scenario")
+    p.add_argument("--plot", metavar="PATH", help="draw a panel per scenario (.png, .pdf or .svg)")
     p.add_argument("--max-memory", metavar="SIZE", default=None, help=MAX_MEMORY_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (shown by default on a terminal)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("solve", help="the exact Bayes-optimal policy of a scenario and its value")
@@ -629,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--json", metavar="FILE", default=None, help=json_help)
         if plot_help:
             q.add_argument("--plot", metavar="FILE", default=None, help=f"{plot_help} (.png, .pdf or .svg)")
-        q.add_argument("--no-progress", action="store_true", help="no progress bar")
+        q.add_argument("--no-progress", action="store_true", help="no progress bar (shown by default on a terminal)")
         return q
 
     p = exact_command("sweep", "exact analyses of regimens over a grid of one or two parameters", "write every row as JSON",
@@ -688,6 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--json", metavar="FILE", default=None,
                    help="also write every claim (sides, values, whether it holds, and at persistence 0 and 1) as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (shown by default on a terminal)")
     p.set_defaults(func=cmd_claims)
 
     p = sub.add_parser("inspect", help="play a saved agent and summarize its policy (optionally to TensorBoard)")
@@ -728,6 +738,26 @@ def main(argv: list[str] | None = None) -> int:
     except ProxyGymError as err:
         print(f"proxygym: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        # output files are written through agents/files.py (a ProxyGymError); a write error with no file name
+        # is standard output's: a full disk, or a pipe whose reader left (| head)
+        if err.filename is not None or err.errno not in (errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            raise
+        _silence_stdout()
+        if err.errno == errno.EPIPE:  # nothing to say, as other tools
+            return 1
+        print(f"proxygym: error: cannot write standard output: {err.strerror or err}", file=sys.stderr)
+        return 2
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush does not fail again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (captured in a test): nothing will flush it to a disk
+        pass
 
 
 if __name__ == "__main__":

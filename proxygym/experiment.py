@@ -205,7 +205,7 @@ def save_run(out: Path, spec: RunSpec, result: dict) -> dict:
     evaluation = json.loads(result["evaluation"])
     record = {"scenario": spec.scenario, "algo": spec.algo, "observation": spec.observation, "seed": spec.seed,
               **spec.settings(), "mean_return": evaluation["mean_return"], "ci95": evaluation["ci95"],
-              "seconds": round(result["seconds"], 3)}
+              "ci95_low": evaluation.get("ci95_low"), "ci95_high": evaluation.get("ci95_high"), "seconds": round(result["seconds"], 3)}
     write_text_atomic(folder / RECORD, json.dumps(record, indent=1) + "\n")
     return record
 

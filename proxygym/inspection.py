@@ -10,6 +10,7 @@ from pathlib import Path
 from stable_baselines3.common.utils import get_latest_run_id
 
 from proxygym.agents.bench import optimal_value
+from proxygym.agents.files import check_folder
 from proxygym.agents.models import load_for_scenario
 from proxygym.agents.report import format_text
 from proxygym.agents.summary import PolicySummary, summarize
@@ -73,6 +74,8 @@ def run_inspect(args: argparse.Namespace) -> int:
     """Run ``proxygym inspect``: print the Markdown summary (or JSON). A ProxyGymError propagates to the CLI.
     Without ``--scenario``, the scenario is the one in the ``args.yml`` beside the model."""
     scenario = args.scenario or scenario_beside(args.model)
+    if args.tensorboard_log:
+        check_folder(args.tensorboard_log, "--tensorboard-log")  # before the model is played
     summary = inspect_model(
         args.model, scenario, algo=args.algo, episodes=args.episodes, tensorboard_log=args.tensorboard_log, seed=args.seed
     )

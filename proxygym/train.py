@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from proxygym.agents.bench import optimal_value, run_pair
-from proxygym.agents.files import write_text_atomic
+from proxygym.agents.files import check_folder, write_text_atomic
 from proxygym.agents.models import load_for_scenario, save_model_atomic
 from proxygym.agents.optimize import PRUNERS, SAMPLERS
 from proxygym.agents.report import comparison_table
@@ -164,6 +164,9 @@ def train(args: argparse.Namespace) -> int:
     if args.algo not in ALGOS:
         raise ProxyGymError(f"unknown algorithm {args.algo!r}; choose one of {', '.join(ALGOS)}")
     scenario = load_scenario(args.scenario)
+    for option, folder in (("--log-folder", args.log_folder), ("--tensorboard-log", args.tensorboard_log)):
+        if folder:  # a folder that cannot be written is refused now, not after the training
+            check_folder(folder, option)
     overrides = parse_key_values(args.hyperparams, "--hyperparams")
     env_kwargs = parse_key_values(args.env_kwargs, "--env-kwargs")
     if "scenario" in env_kwargs or "observation" in env_kwargs:
@@ -278,6 +281,7 @@ def train(args: argparse.Namespace) -> int:
                 best_model_path=folder / "best_model.zip",
                 optimal_return=optimum,
                 log_path=folder,  # evaluations.npz, as SB3's EvalCallback writes it
+                verbose=1,  # a line per evaluation: what a log shows while it trains, with or without the bar
             )
         )
 

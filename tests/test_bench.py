@@ -20,6 +20,7 @@ FIXED = [name for name in STRATEGIES if make_strategy(name, load_scenario("stick
                                                        ProxyAlignmentEnv("sticky_values", observation="belief").layout).regimen()]
 BENCH_KEYS = {
     "scenario": str, "strategy": str, "episodes": int, "mean_return": float, "ci95": float,
+    "ci95_low": float, "ci95_high": float,
     "p_deploy_aligned": float, "p_deploy_misaligned": float, "p_abstain": float, "mean_runs": float,
     "exact_return": (float, type(None)), "optimal_return": float, "optimality_gap": float,
 }

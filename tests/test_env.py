@@ -205,6 +205,23 @@ def test_sb3_make_vec_env_renders_rgb_arrays():
     venv.close()
 
 
+def test_gymnasium_vector_envs_that_render():
+    """Gymnasium's vector RecordVideo renders a vector env: the batched one says, in one line, to make one of
+    single envs instead (vectorization_mode='sync'), whose frames are the single env's images."""
+    with pytest.raises(ValueError, match="vectorization_mode='sync'") as err:
+        gym.make_vec("ProxyAlignment-v0", num_envs=2, scenario="sticky_values", render_mode="rgb_array")
+    assert "\n" not in str(err.value)
+    envs = gym.make_vec("ProxyAlignment-v0", num_envs=2, vectorization_mode="sync", scenario="sticky_values",
+                        render_mode="rgb_array")
+    envs.reset(seed=0)
+    envs.step(np.zeros((2, 3), dtype=np.int64))
+    frames = envs.render()
+    single = ProxyAlignmentEnv("sticky_values", render_mode="rgb_array")
+    single.reset(seed=0)
+    assert len(frames) == 2 and all(f.shape == single.render().shape and f.dtype == np.uint8 for f in frames)
+    envs.close()
+
+
 def test_bad_observation_mode_is_refused():
     with pytest.raises(ValueError, match="history, belief"):
         ProxyAlignmentEnv("sticky_values", observation="full")

@@ -51,6 +51,9 @@ def test_default_run_as_a_subprocess(tmp_path):
     total = algo_class("ppo").load(folder / "model.zip").num_timesteps  # PPO rounds up to whole rollouts
     # --eval-freq 512 counts environment steps over all the envs, whatever n_envs is
     assert steps == list(range(512, total + 1, 512)), steps
+    # standard error is not a terminal here, so no bar: a line per evaluation says how training goes
+    lines = [line for line in out.splitlines() if line.startswith("eval at ")]
+    assert [int(line.split()[2]) for line in lines] == steps and res.stderr == "", (out, res.stderr)
 
 
 def count_adapter_steps(monkeypatch) -> list:
