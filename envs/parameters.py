@@ -24,6 +24,9 @@ from proxygym.envs.scenario import Idea, Phase, Proxy, Reward, Scenario, parse_s
 
 #: Where a field has no bound on a side, the search for a flip looks this far from the value.
 UNBOUNDED_SPAN = 10.0
+#: The search for a flip in a compute budget looks up to this many times the scenario's compute (the schema
+#: allows 100,000 units, where one exact analysis alone walks millions of (compute left, runs) states).
+COMPUTE_SPAN = 10
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,12 @@ class Parameter:
     open_lo: bool = False
 
     def window(self) -> tuple[float, float]:
-        """The range searched for flips: the allowed range, or ``value -+ UNBOUNDED_SPAN`` on an unbounded side."""
+        """The range searched for flips: the allowed range, or ``value -+ UNBOUNDED_SPAN`` on an unbounded side;
+        a compute budget up to COMPUTE_SPAN times its value."""
         lo = self.value - UNBOUNDED_SPAN if math.isinf(self.lo) else self.lo
         hi = self.value + UNBOUNDED_SPAN if math.isinf(self.hi) else self.hi
+        if self.path == "compute":
+            hi = min(hi, COMPUTE_SPAN * self.value)
         if self.open_lo:
             lo = lo + (1 if self.whole else 1e-6) * max(1.0, abs(lo))
         return lo, hi

@@ -19,7 +19,7 @@ import yaml
 from proxygym.agents.sweep import flips, parse_vary, sweep, sweep_flip_points
 from proxygym.envs.errors import ScenarioError
 from proxygym.envs.parameters import parameters, with_parameters
-from proxygym.envs.scenario import parse_scenario
+from proxygym.envs.scenario import load_scenario, parse_scenario
 from tests.helpers import crossing, hand_outcomes, hand_scenario, run_cli, run_cli_here
 
 
@@ -36,6 +36,8 @@ def test_parameters_and_their_ranges(hand):
     assert ps["proxies.ask.sharpness"].open_lo and ps["proxies.ask.sharpness"].lo == 0.0
     assert ps["reward.misaligned"].window() == (-11.0, 9.0)  # unbounded: the value -+ 10
     assert "ideas.idea.base_rate" in ps and "compute" not in ps  # no compute budget in this scenario
+    compute = parameters(load_scenario("early_rejection"))["compute"]  # 30, at least one full run (10)
+    assert (compute.lo, compute.hi, compute.window()) == (10.0, 100_000.0, (10.0, 300.0))  # searched up to 10x
     moved = with_parameters(hand, {"proxies.ask.steer": -0.5, "budget": 3})
     assert moved.proxies[0].steer == -0.5 and moved.budget == 3 and hand.proxies[0].steer == 0.4
 
