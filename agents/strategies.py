@@ -252,7 +252,8 @@ class BayesThreshold(Strategy):
 
     def worth(self, runs_left: int, compute_left: int | None) -> float:
         """What the runs left are worth if the run under way is discarded: the exact value of always_reserve
-        with that many runs (and that much compute), or the abstain reward when no run can start."""
+        with that many runs (and that much compute), or the abstain reward when no run can start. (Valued under
+        the prior over base rates and worlds, not the posterior the program has learned: a heuristic.)"""
         key = (runs_left, compute_left)
         if key not in self._worth:
             sc = self.scenario

@@ -225,7 +225,7 @@ class RunTable:
     of a run under way (a *belief id*; id 0, :data:`NO_RUN`, stands for no run under way: its
     ``p_aligned`` and ``p_shaped`` are 0), and keeps, per belief id: the joint ``(V, S)``, ``p_aligned``,
     ``p_shaped`` ``(k,)``, the idea's posterior mean base rate ``base_rate``, the posterior over the scenario's
-    worlds ``world`` ``(W,)`` (with ``worlds:``; else not filled), the ``idea``, and counts of the
+    worlds ``world`` ``(W,)`` (``[1.0]`` without ``worlds:``), the ``idea``, and counts of the
     run's history (a belief id is one history): its anti-trained phases so far per proxy ``n_anti`` ``(k,)``
     (and their ``anti_key``, which picks the next phase's dense transition) and its ``record`` ``(1 + 2k,)``, what it adds to its idea's record if it ends now (1 run, its passes per
     proxy, its fails per proxy); per
@@ -328,8 +328,7 @@ class RunTable:
         p_aligned, p_shaped, rates = f.read_outs(shaped=True)
         self.joint[ids], self.p_aligned[ids], self.p_shaped[ids] = f.joint, p_aligned, p_shaped
         self.base_rate[ids], self.idea[ids] = rates[np.arange(n), f.idea], f.idea
-        if self.dyn.n_worlds > 1:
-            self.world[ids] = f.world_posterior()
+        self.world[ids] = f.world_posterior()
         self.n_ids += n
         return ids
 

@@ -48,7 +48,10 @@ class Dynamics:
     Attributes:
         n_phases, n_proxies, n_ideas: T, k and m of the scenario.
         persistent: the proxies (indices) with ``persistence > 0``, each with a ``b`` bit.
-        n_bits, n_states: bits of the latent state (``1 + k + len(persistent)``) and ``S = 2**n_bits``.
+        n_bits, n_states: bits of the latent state (``1 + k + len(persistent)``) and ``S = 2**n_bits``
+            (with worlds: ``n_bits`` of one world's state, and ``S = W 2**n_bits``).
+        start_given_aligned: ``(2 W, S)``; row ``a + 2 w`` is P(s | a, world w) at a run's start (``(2, S)``
+            without worlds; a stack: ``(batch, 2, S)``).
         aligned: ``(S,)`` bool, whether state s is aligned.
         shaped: ``(S, k)`` bool, whether state s is shaped to pass proxy j.
         disposed: ``(S, len(persistent))`` bool, the ``b`` bit of each persistent proxy.
@@ -146,14 +149,6 @@ class Dynamics:
         )
 
     @staticmethod
-    def _dense_bytes(scenario: Scenario) -> int:
-        """The bytes of the scenario's dense transition table (:attr:`transition`)."""
-        T, k, m = len(scenario.phases), len(scenario.proxies), len(scenario.ideas)
-        persistent = [p for p in scenario.proxies if p.persistence > 0]
-        n_anti_keys = T ** sum(p.anti_damage > 0 for p in persistent)
-        return T * 3**k * m * n_anti_keys * 4 ** (1 + k + len(persistent)) * 8
-
-    @staticmethod
     def stack_size(scenario: Scenario) -> int:
         """How many scenarios of this one's layout to stack at once so that the tables and the matrices of a
         phase (and the arrays on the way to one) stay within STACK_LIMIT_BYTES."""
@@ -168,7 +163,7 @@ class Dynamics:
         self.scenario = None if stacked else scenario
         self.batch = len(scenarios) if stacked else None
         proxies = scenario.proxies
-        self.n_phases = len(scenario.phases)
+        self.n_phases = T = len(scenario.phases)
         self.n_proxies = k = len(proxies)
         self.n_ideas = len(scenario.ideas)
         self.n_usages = 3**k
@@ -202,7 +197,9 @@ class Dynamics:
         shaping = self._build_shaping(x)
         dispositions = self._build_dispositions(unshaped_pass)
         # a stack builds the matrices of the phases it advances through, when first asked (:meth:`advance`)
-        dense = not stacked and self._dense_bytes(scenario) <= DENSE_LIMIT_BYTES
+        # (sized by the compiled state: a world's dynamics carries the persistent bits of every world)
+        dense_bytes = T * self.n_usages * self.n_ideas * self.n_anti_keys * self.n_states**2 * 8
+        dense = not stacked and dense_bytes <= DENSE_LIMIT_BYTES
         transition = self._build_transition(values, shaping, dispositions) if dense else None
         self._matrices: dict[tuple, np.ndarray] = {}
         row = (lambda a: a) if stacked else (lambda a: a[0])
@@ -503,11 +500,16 @@ class Dynamics:
             return np.matmul(dist, self.transition[phase, usage_code, idea, self.anti_key(n_anti)])
         dist = np.asarray(dist, dtype=np.float64)
         if self.n_worlds > 1:  # each world's block of states by its own dynamics (a run never changes world)
-            out = np.empty(np.broadcast_shapes(dist.shape, dist.shape))
+            out = np.empty(dist.shape)
             inner = self.inner_states
+            # per-row arguments over a (n, S) batch: each row its own phase (the worlds' dense tables then
+            # need a middle axis to stay row by row)
+            rowwise = dist.ndim == 2 and any(np.ndim(x) > 0 for x in (phase, usage_code, idea))
             for w, d in enumerate(self.world_dynamics):
                 block = slice(w * inner, (w + 1) * inner)
-                out[..., block] = d.advance(np.ascontiguousarray(dist[..., block]), phase, usage_code, idea, n_anti)
+                part = np.ascontiguousarray(dist[:, None, block] if rowwise else dist[..., block])
+                moved = d.advance(part, phase, usage_code, idea, n_anti)
+                out[..., block] = moved[:, 0] if rowwise else moved
             return out
         return self._advance_by_bits(dist, phase, usage_code, idea, n_anti)
 
@@ -515,6 +517,21 @@ class Dynamics:
         """``(n, S)``: the distribution after one phase of each of n models in ``state`` ``(n,)``."""
         if self.transition is not None:
             return self.transition[phase, usage_code, idea, self.anti_key(n_anti), state]
+        if self.n_worlds > 1:  # each row by the dynamics of its state's world, in that world's block
+            state = np.asarray(state)
+            out = np.zeros((len(state), self.n_states))
+            inner, world = self.inner_states, self.world[state]
+
+            def rows_of(x, rows, ndim=1):  # a per-row argument's rows (``ndim``: the dimensions of one for all)
+                return x if x is None or np.ndim(x) < ndim else np.asarray(x)[rows]
+
+            for w, d in enumerate(self.world_dynamics):
+                rows = np.flatnonzero(world == w)
+                if len(rows):
+                    out[rows, w * inner : (w + 1) * inner] = d.transition_rows(
+                        rows_of(phase, rows), rows_of(usage_code, rows), rows_of(idea, rows),
+                        rows_of(n_anti, rows, ndim=2), state[rows] - w * inner)
+            return out
         one_hot = np.zeros((len(state), self.n_states))
         one_hot[np.arange(len(state)), state] = 1.0
         return self.advance(one_hot, phase, usage_code, idea, n_anti)

@@ -442,6 +442,8 @@ class Scenario(_Strict):
     def _check_worlds(self) -> None:
         if not self.worlds:
             return
+        if len(self.worlds) == 1:
+            raise ValueError("worlds: give at least two (one world is the scenario with its values set: set them in the file)")
         names = [w.name for w in self.worlds]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -29,7 +29,16 @@ SCENARIOS = {
     "compute": compute_scenario,  # a compute budget, a persistent proxy (dense transitions)
     "v1": lambda: parse_scenario(BOTH_PERSISTENT_K2),  # persistent proxies with anti_damage: transitions bit by bit
     "worlds": lambda: load_scenario("uncertain_monitor"),  # a hidden world drawn with the base rate
+    "worlds_by_blocks": lambda: _without_combined_table(load_scenario("uncertain_monitor")),
 }
+
+
+def _without_combined_table(sc):
+    """The scenario with its worlds' phases applied world by world (as when the combined table would be too large)."""
+    from proxygym.envs.dynamics import Dynamics
+
+    Dynamics.of(sc).transition = None  # (the object every consumer of this scenario object shares)
+    return sc
 
 
 def _actions(rng, masks, nvec, invalid_share=0.2):

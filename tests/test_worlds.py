@@ -119,18 +119,32 @@ def test_the_world_posterior_is_bayes_rule_over_the_worlds():
 
 
 def test_a_phase_by_blocks_is_the_dense_transition():
-    """With worlds, a phase applied world by world (each world's own bit-by-bit steps, as when the dense table
-    would be too large) moves a distribution exactly as the dense block-diagonal table does."""
+    """With worlds, a phase applied world by world (each world's own dense table, or its bit-by-bit steps, as when
+    the combined table or a world's would be too large) moves distributions, batches with one phase per row, and
+    single models (transition_rows, as the env samples them) exactly as the dense block-diagonal table does."""
     dyn = Dynamics.of(prior_scenario())
     assert dyn.transition is not None
-    by_blocks = copy.copy(dyn)
-    by_blocks.transition = None
-    dist = np.random.default_rng(2).dirichlet(np.ones(dyn.n_states), size=4)
-    for t in range(dyn.n_phases):
-        for code in (0, 5, 8):
-            for n_anti in ([0, 0], [1, 0], [1, 1]):
-                np.testing.assert_allclose(by_blocks.advance(dist, t, code, 0, np.array(n_anti)),
-                                           dyn.advance(dist, t, code, 0, np.array(n_anti)), rtol=0, atol=1e-15)
+    by_tables = copy.copy(dyn)
+    by_tables.transition = None
+    by_bits = copy.copy(by_tables)
+    by_bits.world_dynamics = tuple(copy.copy(d) for d in dyn.world_dynamics)
+    for d in by_bits.world_dynamics:
+        d.transition = None
+    rng = np.random.default_rng(2)
+    dist = rng.dirichlet(np.ones(dyn.n_states), size=6)
+    for other in (by_tables, by_bits):
+        for t in range(dyn.n_phases):
+            for code in (0, 5, 8):
+                for n_anti in ([0, 0], [1, 0], [1, 1]):
+                    np.testing.assert_allclose(other.advance(dist, t, code, 0, np.array(n_anti)),
+                                               dyn.advance(dist, t, code, 0, np.array(n_anti)), rtol=0, atol=1e-15)
+        phase, code = rng.integers(dyn.n_phases, size=6), rng.integers(9, size=6)
+        n_anti, state = rng.integers(2, size=(6, 2)), rng.integers(dyn.n_states, size=6)
+        idea = np.zeros(6, dtype=np.int64)
+        want = np.stack([dyn.transition[p, c, 0, dyn.anti_key(n), s] for p, c, n, s in zip(phase, code, n_anti, state)])
+        np.testing.assert_allclose(other.transition_rows(phase, code, idea, n_anti, state), want, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(other.advance(np.eye(dyn.n_states)[state], phase, code, idea, n_anti), want,
+                                   rtol=0, atol=1e-15)
 
 
 def test_the_belief_observation_carries_the_world_posterior():
@@ -181,9 +195,10 @@ def test_a_bad_world_is_one_line(tmp_path, world, words):
 
 @pytest.mark.parametrize("change, words", [
     (lambda d: d["worlds"][0].update(weight=0.5), ["weights must sum to 1", "1.1"]),
+    (lambda d: d.update(worlds=[{"name": "only", "weight": 1.0, "set": {}}]), ["at least two"]),
     (lambda d: d["worlds"][1].update(name="steers"), ["names must be unique", "steers"]),
     (lambda d: d["ideas"].append({"name": "other", "base_rate": 0.3}), ["one idea", "default, other"]),
-], ids=["weights", "names", "ideas"])
+], ids=["weights", "one", "names", "ideas"])
 def test_bad_worlds_are_one_line(tmp_path, change, words):
     data = load_scenario("uncertain_monitor").model_dump(exclude={"expect"})
     change(data)
