@@ -93,7 +93,11 @@ def _ray_jobs(fn: Callable, jobs: Sequence, address: str) -> Iterator[tuple[int,
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 i = pending.pop(ref)
-                yield i, ray.get(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayTaskError as err:  # the task's own error, not the remote traceback
+                    raise (err.cause if err.cause is not None else ProxyGymError(str(err).splitlines()[0])) from None
+                yield i, result
     finally:
         for ref in pending:  # a failed job or an interrupted caller: the rest are not wanted
             ray.cancel(ref)

@@ -20,6 +20,7 @@ per scenario over its seeds, each with a stratified-bootstrap 95% interval (rlia
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import re
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from proxygym.agents.files import write_bytes_atomic, write_text_atomic
 from proxygym.agents.parallel import run_jobs
@@ -59,14 +61,18 @@ class RunSpec:
     n_timesteps: int
     eval_episodes: int
     scenario_text: str
+    hyperparams_text: str = ""  # the algorithm's hyperparameter entry for the scenario, as resolved (sorted YAML)
 
     @property
     def key(self) -> str:
         return f"{self.scenario}-{self.algo}-{self.observation}-seed{self.seed}"
 
     def settings(self) -> dict:
-        """What must match for a recorded run to stand for this one."""
-        return {"n_timesteps": self.n_timesteps, "eval_episodes": self.eval_episodes}
+        """What must match for a recorded run to stand for this one: the budgets, and digests of the scenario
+        file and of the hyperparameters (an edited file, or another file of the same name, is another run)."""
+        return {"n_timesteps": self.n_timesteps, "eval_episodes": self.eval_episodes,
+                "scenario_sha256": hashlib.sha256(self.scenario_text.encode()).hexdigest(),
+                "hyperparams_sha256": hashlib.sha256(self.hyperparams_text.encode()).hexdigest()}
 
 
 def parse_seeds(items: list[str]) -> list[int]:
@@ -128,7 +134,8 @@ def plan_runs(scenarios: list[str], algos: list[str], seeds: list[int], n_timest
             if obs not in OBSERVATION_MODES:
                 raise ProxyGymError(f"observation must be one of {', '.join(OBSERVATION_MODES)}, got {obs!r}")
             steps = n_timesteps or params["n_timesteps"]
-            specs += [RunSpec(sc.name, algo, obs, seed, int(steps), eval_episodes, text) for seed in seeds]
+            entry = yaml.safe_dump(params, sort_keys=True)
+            specs += [RunSpec(sc.name, algo, obs, seed, int(steps), eval_episodes, text, entry) for seed in seeds]
     return specs, loaded
 
 
@@ -158,12 +165,16 @@ def recorded(out: Path, spec: RunSpec) -> dict | None:
         return None
     except (OSError, ValueError) as err:
         raise ProxyGymError(f"{path}: cannot be read ({err}); delete it to train this run again") from None
-    theirs = {k: record.get(k) for k in spec.settings()}
-    if theirs != spec.settings():
-        raise ProxyGymError(
-            f"{path.parent} was trained with -n {theirs['n_timesteps']} and --eval-episodes {theirs['eval_episodes']},"
-            f" not -n {spec.n_timesteps} and --eval-episodes {spec.eval_episodes}: give those or another --out"
-        )
+    mine = spec.settings()
+    theirs = {k: record.get(k) for k in mine}
+    if theirs != mine:
+        if (theirs["n_timesteps"], theirs["eval_episodes"]) != (spec.n_timesteps, spec.eval_episodes):
+            raise ProxyGymError(
+                f"{path.parent} was trained with -n {theirs['n_timesteps']} and --eval-episodes {theirs['eval_episodes']},"
+                f" not -n {spec.n_timesteps} and --eval-episodes {spec.eval_episodes}: give those or another --out"
+            )
+        what = "the scenario file" if theirs["scenario_sha256"] != mine["scenario_sha256"] else "the hyperparameters"
+        raise ProxyGymError(f"{path.parent} was trained with another version of {what}: delete it or give another --out")
     return record
 
 

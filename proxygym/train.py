@@ -52,7 +52,7 @@ from proxygym.agents.training import (
     read_hyperparams,
 )
 from proxygym.args import OneLineParser
-from proxygym.envs import scenario_env_id
+from proxygym.envs import ENV_ID, scenario_env_id
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.scenario import load_scenario, shipped_scenarios
 
@@ -351,9 +351,10 @@ def optimize(args, scenario, params: dict, policy: str, n_timesteps: int, n_envs
     except BaseException:
         remove_run_folder(folder, Path(args.log_folder), had_root)
         raise
-    # the entry of the shipped scenario's env id (the key rl-baselines3-zoo reads), else of the scenario's name
+    # the entry of the shipped scenario's env id, else of ProxyAlignment-v0 (a file is given to the zoo by
+    # --env ProxyAlignment-v0 --env-kwargs scenario:...): the keys rl-baselines3-zoo reads, as train.py does
     shipped = args.scenario == scenario.name and scenario.name in shipped_scenarios()
-    key = scenario_env_id(scenario.name) if shipped else scenario.name
+    key = scenario_env_id(scenario.name) if shipped else ENV_ID
     base = dict(n_timesteps=n_timesteps, n_envs=n_envs, policy=policy,
                 env_kwargs=dict(observation=observation, **env_kwargs), **params)
     entry = search.best_entry(study, setup, base)

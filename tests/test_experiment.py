@@ -16,6 +16,7 @@ from scipy.stats import trim_mean
 
 from proxygym.agents.bench import run_pair
 from proxygym.agents.solver import solve
+from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.scenario import load_scenario, parse_scenario
 from tests.helpers import error_line, hand_scenario, run_cli, run_cli_here
 
@@ -168,3 +169,28 @@ def test_help_names_every_option():
     assert res.returncode == 0 and res.stderr == ""
     for option in ("--scenarios", "--algos", "--seeds", "-n", "--observation", "--json", "--plot", "--ray-address", "--out"):
         assert option in res.stdout, option
+
+
+def test_a_record_of_another_version_of_the_scenario_or_hyperparameters_is_refused(tmp_path):
+    """A recorded run stands for a planned one only if the scenario file and the hyperparameter entry are the
+    same: an edited file of the same name is another run (refused in one line, never silently reused)."""
+    import yaml
+
+    from proxygym.envs.scenario import SCENARIO_DIR
+    from proxygym.experiment import plan_runs, recorded, run_folder
+
+    mine = tmp_path / "sticky_values.yaml"
+    mine.write_text((SCENARIO_DIR / "sticky_values.yaml").read_text())
+    (spec,), _ = plan_runs([str(mine)], ["ppo"], [0], n_timesteps=64, eval_episodes=60)
+    folder = run_folder(tmp_path / "out", spec)
+    folder.mkdir(parents=True)
+    (folder / "record.json").write_text(json.dumps({**spec.settings(), "mean_return": 0.5}))
+    assert recorded(tmp_path / "out", spec)["mean_return"] == 0.5
+    data = yaml.safe_load(mine.read_text())
+    data["budget"] = 4
+    mine.write_text(yaml.safe_dump(data))
+    (edited,), _ = plan_runs([str(mine)], ["ppo"], [0], n_timesteps=64, eval_episodes=60)
+    with pytest.raises(ProxyGymError, match="another version of the scenario file"):
+        recorded(tmp_path / "out", edited)
+    (other,), _ = plan_runs([str(mine)], ["recurrent_ppo"], [0], n_timesteps=64, eval_episodes=60, observation="belief")
+    assert other.settings()["hyperparams_sha256"] != edited.settings()["hyperparams_sha256"]
