@@ -60,11 +60,12 @@ def fresh_observation(layout: ObservationLayout, dynamics: Dynamics) -> np.ndarr
     """``(n,)`` the observation of a program that has just been reset: nothing run, the whole budget left."""
     T, k, m = dynamics.n_phases, dynamics.n_proxies, dynamics.n_ideas
     zeros = np.zeros(1, dtype=np.int64)
+    prior = BatchBeliefFilter(dynamics, 1)
     return encode_observations(
         layout, zeros, zeros, np.full(1, -1, dtype=np.int64), np.zeros((1, T, k), dtype=np.int64),
         np.zeros((1, T, k), dtype=bool), np.zeros((1, m), dtype=np.int64), np.zeros((1, m, k), dtype=np.int64),
         np.zeros((1, m, k), dtype=np.int64), np.full(1, dynamics.scenario.compute or 0, dtype=np.int64),
-        (*BatchBeliefFilter(dynamics, 1).read_outs(shaped=True), BatchBeliefFilter(dynamics, 1).world_posterior()),
+        (*prior.read_outs(shaped=True), prior.world_posterior()),
     )[0]
 
 
