@@ -104,14 +104,28 @@ def _ray_jobs(fn: Callable, jobs: Sequence, address: str) -> Iterator[tuple[int,
 
 
 def _pool_jobs(fn: Callable, jobs: Sequence, workers: int) -> Iterator[tuple[int, object]]:
+    """The jobs on a process pool. After a job fails, those not started are cancelled and those running are
+    still collected and yielded (their work is not lost: a caller that records results records them), then the
+    first failure is raised."""
     pool = ProcessPoolExecutor(max_workers=workers)
+    failure: BaseException | None = None
     try:
         pending = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 i = pending.pop(future)
-                yield i, future.result()
+                if future.cancelled():
+                    continue
+                error = future.exception()
+                if error is None:
+                    yield i, future.result()
+                elif failure is None:
+                    failure = error
+                    for other in pending:
+                        other.cancel()  # (only those not started yet)
+        if failure is not None:
+            raise failure
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

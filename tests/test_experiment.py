@@ -194,3 +194,24 @@ def test_a_record_of_another_version_of_the_scenario_or_hyperparameters_is_refus
         recorded(tmp_path / "out", edited)
     (other,), _ = plan_runs([str(mine)], ["recurrent_ppo"], [0], n_timesteps=64, eval_episodes=60, observation="belief")
     assert other.settings()["hyperparams_sha256"] != edited.settings()["hyperparams_sha256"]
+
+
+def _slow_or_failing(job):
+    import time
+
+    if job == "fail":
+        raise ValueError("this job fails")
+    time.sleep(job)
+    return job
+
+
+def test_a_failed_job_keeps_the_results_of_those_running():
+    """On local processes, a job that fails first does not lose the work of one running beside it: its result
+    is yielded (an experiment records it) before the failure is raised."""
+    from proxygym.agents.parallel import run_jobs
+
+    seen = []
+    with pytest.raises(ValueError, match="this job fails"):
+        for i, result in run_jobs(_slow_or_failing, ["fail", 1.0], workers=2, progress=False):
+            seen.append((i, result))
+    assert seen == [(1, 1.0)]
