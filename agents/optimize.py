@@ -85,6 +85,22 @@ def best_hyperparams(trial, algo: str) -> dict:
     return hyperparams_opt.HYPERPARAMS_CONVERTER[ZOO_SAMPLERS[algo]](dict(trial.params))
 
 
+def check_setup(setup: Setup) -> None:
+    """Build one model from the file's hyperparameters and the overrides alone, before any trial: a key or value
+    the algorithm refuses there is the user's (one line), not a sampled combination to prune."""
+    from proxygym.agents.vec_env import make_vec_env
+
+    env = make_vec_env(setup.scenario, setup.algo, setup.n_envs, setup.observation, seed=setup.seed,
+                       vec_env=setup.vec_env, **setup.env_kwargs)
+    try:
+        algo_class(setup.algo)(setup.policy, env, seed=setup.seed, verbose=0, device=setup.device,
+                               **model_kwargs(setup.params))
+    except (TypeError, ValueError, AssertionError) as err:
+        raise ProxyGymError(f"--hyperparams rejected by {setup.algo}: {(str(err).splitlines() or [type(err).__name__])[0]}") from None
+    finally:
+        env.close()
+
+
 def objective(trial, setup: Setup) -> float:
     """Train one trial's model and return its last evaluation's mean return (pruned on the way if the pruner says so)."""
     import optuna

@@ -341,6 +341,7 @@ def optimize(args, scenario, params: dict, policy: str, n_timesteps: int, n_envs
         observation=observation, env_kwargs=env_kwargs, vec_env=args.vec_env, device=args.device, seed=args.seed,
         eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
     )
+    search.check_setup(setup)  # a misspelt --hyperparams key is one line, not every trial pruned
     had_root = Path(args.log_folder).is_dir()
     folder = next_run_folder(Path(args.log_folder) / "optimize", args.algo, scenario.name)
     print(f"optimizing {args.algo} on {scenario.name}: {args.n_trials} trials of {n_timesteps} steps"

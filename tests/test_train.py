@@ -189,6 +189,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
         (["--optimize", "--n-trials", "0"], "--n-trials must be at least 1"),
         (["--optimize", "--sampler", "grid"], "argument --sampler: invalid choice"),
         (["--optimize", "--pruner", "halving"], "argument --pruner: invalid choice"),
+        (["--optimize", "--algo", "dqn", "--hyperparams", "lerning_rate:0.001"], "--hyperparams rejected by dqn"),
         *([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA device")]),
         (["--env", "observation:history"], "unrecognized arguments: --env"),  # no prefix of --env-kwargs
     ]
