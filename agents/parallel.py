@@ -130,6 +130,12 @@ def _pool_jobs(fn: Callable, jobs: Sequence, workers: int) -> Iterator[tuple[int
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def show_progress(choice: bool | None = None) -> bool:
+    """The one rule for progress bars: ``choice`` where the user made one (``--progress``, ``--no-progress``),
+    else whenever standard error is a terminal."""
+    return sys.stderr.isatty() if choice is None else bool(choice)
+
+
 def run_jobs(fn: Callable, jobs: Sequence, *, workers: int | None = None, ray_address: str | None = None,
              progress: bool | None = None, desc: str | None = None, unit: str = "job") -> Iterator[tuple[int, object]]:
     """``(i, fn(jobs[i]))`` for every job, in the order they finish (see the module's docstring for where they run).
@@ -137,8 +143,7 @@ def run_jobs(fn: Callable, jobs: Sequence, *, workers: int | None = None, ray_ad
     if workers is not None and workers < 1:
         raise ProxyGymError(f"--workers must be at least 1, got {workers}")
     jobs = list(jobs)
-    if progress is None:
-        progress = sys.stderr.isatty()
+    progress = show_progress(progress)
     if ray_address is not None:
         source = _ray_jobs(fn, jobs, ray_address)
     else:

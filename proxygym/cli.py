@@ -17,6 +17,7 @@ from pathlib import Path
 from proxygym.agents.bench import check_episodes, resolve_names, run_bench
 from proxygym.agents.claims import ROBUSTNESS, check_claims
 from proxygym.agents.files import check_writable, write_bytes_atomic, write_text_atomic
+from proxygym.agents.parallel import show_progress
 from proxygym.agents.report import (
     PLOT_FORMATS,
     bench_csv,
@@ -340,7 +341,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _progress(args: argparse.Namespace) -> bool:
     """Whether to show a progress bar: unless --no-progress, whenever standard error is a terminal."""
-    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+    return show_progress(False if getattr(args, "no_progress", False) else None)
 
 
 def _plot_format(path: str | None) -> str | None:

@@ -39,6 +39,7 @@ from proxygym.agents.bench import optimal_value, run_pair
 from proxygym.agents.files import check_folder, write_text_atomic
 from proxygym.agents.models import load_for_scenario, save_model_atomic
 from proxygym.agents.optimize import PRUNERS, SAMPLERS
+from proxygym.agents.parallel import show_progress
 from proxygym.agents.report import comparison_table
 from proxygym.agents.summary import BEST_EPISODES, BEST_SEED, heuristic_results, summarize
 from proxygym.agents.training import (
@@ -294,7 +295,7 @@ def train(args: argparse.Namespace) -> int:
         model.learn(
             total_timesteps=n_timesteps, callback=callbacks, tb_log_name=run_name,
             reset_num_timesteps=not args.trained_agent,
-            progress_bar=sys.stderr.isatty() if args.progress is None else args.progress,
+            progress_bar=show_progress(args.progress),
         )
     except KeyboardInterrupt:
         interrupted = True
