@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from proxygym.agents.training import ALGOS, algo_class, make_env
+from proxygym.agents.training import ALGOS, algo_class, frames_of, make_env
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.observation import OBSERVATION_MODES
 from proxygym.envs.scenario import Scenario
@@ -30,16 +30,20 @@ def save_model_atomic(model, path: "str | Path") -> Path:
 def fitting_observation(observation_space, action_space, scenario: Scenario, algo: str) -> str | None:
     """The observation mode (``"history"`` or ``"belief"``) whose env has these spaces for ``algo``, or None.
 
-    The action space is one a model may act in on the scenario (``ActionLayout.fits_model``: the flat one
-    train.py's agents act in, ``MultiDiscrete`` without the one-choice idea as train.py's agents acted in before
-    it, or the env's own, as rl-baselines3-zoo trains); DQN's is the flat one."""
+    The observation space is the env's, or n of its observations side by side (a model trained with
+    ``frame_stack``: :func:`~proxygym.agents.training.frames_of`; a mode observed whole is preferred). The action
+    space is one a model may act in on the scenario (``ActionLayout.fits_model``: the flat one train.py's agents act
+    in, ``MultiDiscrete`` without the one-choice idea as train.py's agents acted in before it, or the env's own, as
+    rl-baselines3-zoo trains); DQN's is the flat one."""
+    found = []
     for mode in OBSERVATION_MODES:
         env = make_env(scenario, algo, mode)
         actions = env.unwrapped.program.actions
         fits = action_space == env.action_space if algo == "dqn" else actions.fits_model(action_space)
-        if observation_space == env.observation_space and fits:
-            return mode
-    return None
+        frames = frames_of(observation_space, env.observation_space)
+        if fits and frames is not None:
+            found.append((frames, mode))
+    return min(found)[1] if found else None
 
 
 def _describe(space) -> str:
@@ -109,6 +113,7 @@ def load_for_scenario(model_path: "str | Path", scenario: Scenario, algo: str | 
     observation = fitting_observation(obs_space, act_space, scenario, algo)
     if observation is None:
         sizes = " or ".join(f"{_describe(make_env(scenario, algo, m).observation_space)} ({m})" for m in OBSERVATION_MODES)
+        sizes += " (or several of them side by side, from frame_stack)"
         raise ProxyGymError(
             f"{path} does not fit scenario {scenario.name!r}: the model observes {_describe(obs_space)} and acts in"
             f" {act_space}; {scenario.name} gives {sizes} and acts in {make_env(scenario, algo).action_space}"

@@ -33,7 +33,7 @@ class Setup:
 
     scenario: Scenario
     algo: str
-    params: dict  # the file's entry with the overrides, as written (no n_timesteps, n_envs, env_kwargs, policy)
+    params: dict  # the file's entry with the overrides, as written (no n_timesteps, n_envs, frame_stack, env_kwargs, policy)
     policy: str
     n_timesteps: int
     n_envs: int
@@ -44,6 +44,7 @@ class Setup:
     seed: int = 0
     eval_freq: int = 10_000
     eval_episodes: int = 200
+    frame_stack: int = 1
 
 
 def zoo_modules():
@@ -91,7 +92,8 @@ def check_setup(setup: Setup) -> None:
     from proxygym.agents.vec_env import make_vec_env
 
     env = make_vec_env(setup.scenario, setup.algo, setup.n_envs, setup.observation, seed=setup.seed,
-                       vec_env=setup.vec_env, **setup.env_kwargs)
+                       vec_env=setup.vec_env, frame_stack=setup.frame_stack,
+                       **setup.env_kwargs)
     try:
         algo_class(setup.algo)(setup.policy, env, seed=setup.seed, verbose=0, device=setup.device,
                                **model_kwargs(setup.params))
@@ -111,7 +113,8 @@ def objective(trial, setup: Setup) -> float:
     kwargs = model_kwargs(setup.params)
     kwargs.update(sample(trial, setup))
     env = make_vec_env(setup.scenario, setup.algo, setup.n_envs, setup.observation, seed=setup.seed,
-                       vec_env=setup.vec_env, **setup.env_kwargs)
+                       vec_env=setup.vec_env, frame_stack=setup.frame_stack,
+                       **setup.env_kwargs)
     try:
         model = algo_class(setup.algo)(setup.policy, env, seed=setup.seed, verbose=0, device=setup.device, **kwargs)
     except (TypeError, ValueError, AssertionError) as err:  # a sampled combination the algorithm refuses

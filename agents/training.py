@@ -39,7 +39,6 @@ POLICIES = {"recurrent_ppo": "MlpLstmPolicy"}  # every other algorithm: "MlpPoli
 #: The zoo's keys of a file that train.py does not apply (each a wrapper or a callback around the zoo's own envs).
 ZOO_UNSUPPORTED = {
     "normalize": "VecNormalize (observations are already in [0, 1]; the reward is the deployed model's alignment)",
-    "frame_stack": "frame stacking (use --algo recurrent_ppo, or the belief observation, for memory)",
     "vec_env_wrapper": "a VecEnv wrapper", "callback": "callbacks from the file", "monitor_kwargs": "Monitor arguments",
     "noise_type": "action noise (continuous actions only)", "noise_std": "action noise (continuous actions only)",
     "replay_buffer_class": "another replay buffer",
@@ -163,7 +162,7 @@ def model_kwargs(params: dict) -> dict:
     ``lin_<x>`` schedules, Python-valued strings (:data:`PYTHON_VALUED`), ``train_freq`` lists as tuples; the zoo's
     keys train.py does not apply (:data:`ZOO_UNSUPPORTED`) refused, and ``env_wrapper`` accepted only where it is
     :class:`ModelAction` (train.py's agents act in its space anyway). ``params`` holds no ``n_timesteps``, ``n_envs``,
-    ``env_kwargs`` or ``policy`` any more."""
+    ``frame_stack``, ``env_kwargs`` or ``policy`` any more."""
     from stable_baselines3.common.utils import LinearSchedule
 
     out = {}
@@ -331,12 +330,28 @@ class Rollouts:
         return np.bincount(ideas, minlength=self.n_ideas)[: self.n_ideas] / max(len(ideas), 1)
 
 
+def frames_of(observation_space: spaces.Space, single: spaces.Box) -> int | None:
+    """How many observations of ``single`` (one program's) a model's ``observation_space`` holds side by side:
+    1 for the observation itself, n for SB3's ``VecFrameStack`` of n of them (rl-baselines3-zoo's ``frame_stack``:
+    the last n observations, oldest first, those before the episode's first one zeros); None if it holds neither."""
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1 or single.shape[0] == 0:
+        return None
+    n, rest = divmod(observation_space.shape[0], single.shape[0])
+    if rest or n < 1 or observation_space.dtype != single.dtype:
+        return None
+    same = np.array_equal(observation_space.low, np.repeat(single.low, n)) and np.array_equal(
+        observation_space.high, np.repeat(single.high, n))  # VecFrameStack's bounds (np.repeat)
+    return n if same else None
+
+
 class ModelAgent:
     """A trained model's deterministic policy as an agent of a batch: ``agent(obs) -> (N, 2 + k)`` actions.
 
     It passes each program's action mask to MaskablePPO, and keeps RecurrentPPO's LSTM state
     with the episode start of each program (a program at its first decision point: a run's
-    start with the whole budget left).
+    start with the whole budget left). A model trained on stacked frames (``frame_stack``, whose
+    observation space holds n observations) is given them as it was in training: SB3's own
+    ``StackedObservations`` (what ``VecFrameStack`` keeps), restarted at each program's episode start.
     """
 
     def __init__(self, model, algo: str, env: ProxyAlignmentVectorEnv):
@@ -345,16 +360,38 @@ class ModelAgent:
         # the space the model was saved with: the model space, MultiDiscrete(model_nvec) (large scenarios, and
         # every model saved before the flat one) or the env's own (trained on the bare env, as rl-baselines3-zoo trains)
         self.space = model.action_space
+        single = env.single_observation_space
+        n = frames_of(model.observation_space, single)
+        if n is None:
+            raise ProxyGymError(f"the model observes {model.observation_space}, which is not one or more of {single}")
+        self.frames = None
+        if n > 1:
+            from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
+
+            self.frames = StackedObservations(env.num_envs, n, single)
+        self._first = True
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         kwargs = {}
         actions = self.env.programs.actions
+        starts = self.env.layout.episode_start(obs)
         if self.algo == "maskable_ppo":
             kwargs["action_masks"] = actions.model_masks(self.env.action_masks(), self.space)
         if self.algo == "recurrent_ppo":
-            kwargs.update(state=self.state, episode_start=self.env.layout.episode_start(obs))
-        action, self.state = self.model.predict(obs, deterministic=True, **kwargs)
+            kwargs.update(state=self.state, episode_start=starts)
+        seen = obs if self.frames is None else self._stack(obs, starts)
+        self._first = False
+        action, self.state = self.model.predict(seen, deterministic=True, **kwargs)
         return actions.from_model(action, self.space)
+
+    def _stack(self, obs: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        if self._first:
+            return self.frames.reset(obs)
+        # a program at its episode's start has its frames cleared (VecFrameStack's "done"; the terminal
+        # observation it would stack for the info is not used here)
+        infos = [{"terminal_observation": obs[i]} if start else {} for i, start in enumerate(starts.tolist())]
+        stacked, _ = self.frames.update(obs, starts, infos)
+        return stacked
 
 
 def play_model(model, algo: str, scenario: Scenario, observation: str, episodes: int, seed: int = 0) -> Rollouts:

@@ -39,7 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
-from stable_baselines3.common.vec_env import VecEnv, VecMonitor
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecMonitor
 
 from proxygym.agents.training import VEC_ENVS, make_env, model_space
 from proxygym.envs.core import make_programs
@@ -182,8 +182,9 @@ def make_vec_env(
     vec_env: str = "batched",
     monitor_dir: "str | Path | None" = None,
     action_space: spaces.Space | None = None,
+    frame_stack: int = 1,
     **env_kwargs,
-) -> VecMonitor:
+) -> "VecMonitor | VecFrameStack":
     """The training env of ``algo``: ``n_envs`` programs seeded with ``seed``, under SB3's ``VecMonitor`` (episode
     returns and lengths for SB3's logger, and with ``monitor_dir`` the file ``monitor_dir/monitor.csv`` that SB3's
     ``load_results`` and rl-baselines3-zoo's plots read, with each episode's ``deployed``, ``aligned`` and
@@ -192,9 +193,15 @@ def make_vec_env(
     ``vec_env``: ``"batched"`` (one :class:`ProxyAlignmentSB3VecEnv`), or rl-baselines3-zoo's choices, SB3's
     ``"dummy"`` (``DummyVecEnv``: single envs stepped in turn in this process) and ``"subproc"``
     (``SubprocVecEnv``: a process per env), each env a :func:`proxygym.agents.training.make_env`.
+
+    ``frame_stack`` n > 1: the monitored env under SB3's ``VecFrameStack`` (each program's last n observations side by
+    side, as rl-baselines3-zoo's ``frame_stack`` wraps its envs); :class:`proxygym.agents.training.ModelAgent` gives a
+    model trained so the same frames when it is played.
     """
     if vec_env not in VEC_ENVS:
         raise ValueError(f"vec_env must be one of {', '.join(VEC_ENVS)}, got {vec_env!r}")
+    if isinstance(frame_stack, bool) or not isinstance(frame_stack, int) or frame_stack < 1:
+        raise ValueError(f"frame_stack must be a whole number of at least 1, got {frame_stack!r}")
     if vec_env == "batched":
         env = ProxyAlignmentSB3VecEnv(scenario, algo, n_envs, observation, action_space=action_space, **env_kwargs)
     else:
@@ -206,4 +213,5 @@ def make_vec_env(
         env = (DummyVecEnv if vec_env == "dummy" else SubprocVecEnv)([one] * int(n_envs))
     if seed is not None:
         env.seed(seed)
-    return VecMonitor(env, filename=None if monitor_dir is None else str(monitor_dir), info_keywords=END_KEYS)
+    monitored = VecMonitor(env, filename=None if monitor_dir is None else str(monitor_dir), info_keywords=END_KEYS)
+    return monitored if frame_stack == 1 else VecFrameStack(monitored, frame_stack)

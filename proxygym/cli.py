@@ -466,7 +466,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     fmt = _plot_format(args.plot)
     seeds = ex.parse_seeds(args.seeds)
     specs, scenarios = ex.plan_runs(args.scenarios, args.algos, seeds, args.n_timesteps, args.observation,
-                                    args.eval_episodes)
+                                    args.eval_episodes, args.frame_stack)
     if args.workers is not None and args.workers < 1:
         raise ProxyGymError(f"--workers must be at least 1, got {args.workers}")
     if args.reps < 1:
@@ -491,9 +491,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     out_table = table("scenario", "algorithm (observation)", "seeds", "mean return", "normalized score: IQM",
                       "95% interval", right=(2, 3, 4, 5))
     for row in per + [dict(r, scenario="all") for r in overall]:
-        mine = [r["mean_return"] for r in runs if (r["algo"], r["observation"], r["scenario"]) ==
-                (row["algo"], row["observation"], row["scenario"])]
-        out_table.add_row(row["scenario"], f"{row['algo']} ({row['observation']})", str(len(seeds)),
+        mine = [r["mean_return"] for r in runs if (ex.agent_of(r), r["scenario"]) == (ex.agent_of(row), row["scenario"])]
+        out_table.add_row(row["scenario"], ex.agent_label(ex.agent_of(row)), str(len(seeds)),
                       f"{sum(mine) / len(mine):.4f}" if mine else "-", f"{row['iqm']:.3f}",
                       f"[{row['ci'][0]:.3f}, {row['ci'][1]:.3f}]")
     print(render(out_table), end="")
@@ -678,6 +677,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training steps of every run (default: each algorithm's hyperparameter file)")
     p.add_argument("--observation", choices=("history", "belief"), default=None,
                    help="what every agent observes (default: each algorithm's hyperparameter file)")
+    p.add_argument("--frame-stack", type=int, default=None, metavar="N",
+                   help="every agent sees its last N observations side by side (SB3's VecFrameStack; default: each"
+                   " algorithm's hyperparameter file, else 1)")
     p.add_argument("--eval-episodes", type=int, default=2000,
                    help="episodes of each trained policy's evaluation (default 2000)")
     p.add_argument("--out", metavar="DIR", default="logs/experiment",

@@ -47,7 +47,7 @@ RLIABLE_EXTRA = "pip install 'proxygym[experiment]'"
 #: The file that marks a finished run.
 RECORD = "record.json"
 #: The keys of a run in the JSON output.
-RUN_KEYS = ("scenario", "algo", "seed", "observation", "mean_return", "normalized_score")
+RUN_KEYS = ("scenario", "algo", "seed", "observation", "frame_stack", "mean_return", "normalized_score")
 
 
 @dataclass(frozen=True)
@@ -62,10 +62,12 @@ class RunSpec:
     eval_episodes: int
     scenario_text: str
     hyperparams_text: str = ""  # the algorithm's hyperparameter entry for the scenario, as resolved (sorted YAML)
+    frame_stack: int = 1  # the observations the agent sees side by side (rl-baselines3-zoo's frame_stack)
 
     @property
     def key(self) -> str:
-        return f"{self.scenario}-{self.algo}-{self.observation}-seed{self.seed}"
+        frames = f"-stack{self.frame_stack}" if self.frame_stack > 1 else ""
+        return f"{self.scenario}-{self.algo}-{self.observation}{frames}-seed{self.seed}"
 
     def settings(self) -> dict:
         """What must match for a recorded run to stand for this one: the budgets, and digests of the scenario
@@ -103,11 +105,13 @@ def check_rliable() -> None:
 
 
 def plan_runs(scenarios: list[str], algos: list[str], seeds: list[int], n_timesteps: int | None = None,
-              observation: str | None = None, eval_episodes: int = 2000) -> tuple[list[RunSpec], dict[str, Scenario]]:
+              observation: str | None = None, eval_episodes: int = 2000,
+              frame_stack: int | None = None) -> tuple[list[RunSpec], dict[str, Scenario]]:
     """Every combination as a :class:`RunSpec` (scenario, then algorithm, then seed), and the scenarios by name.
 
-    ``n_timesteps`` and ``observation`` default to each algorithm's hyperparameter file (its scenario's entry);
-    ``scenarios`` may say ``all`` (every shipped scenario). Bad names and values are one-line errors."""
+    ``n_timesteps``, ``observation`` and ``frame_stack`` default to each algorithm's hyperparameter file (its
+    scenario's entry; no ``frame_stack`` there is 1); ``scenarios`` may say ``all`` (every shipped scenario). Bad
+    names and values are one-line errors."""
     from proxygym.train import load_hyperparams  # (imported when used: train.py imports SB3 and torch)
 
     names = list(dict.fromkeys(shipped_scenarios() if scenarios == ["all"] else scenarios))
@@ -119,6 +123,8 @@ def plan_runs(scenarios: list[str], algos: list[str], seeds: list[int], n_timest
         raise ProxyGymError(f"-n must be at least 1, got {n_timesteps}")
     if eval_episodes < 2:
         raise ProxyGymError(f"--eval-episodes must be at least 2 (for an interval), got {eval_episodes}")
+    if frame_stack is not None and frame_stack < 1:
+        raise ProxyGymError(f"--frame-stack must be at least 1, got {frame_stack}")
     loaded: dict[str, Scenario] = {}
     for ref in names:
         sc = load_scenario(ref)
@@ -129,13 +135,18 @@ def plan_runs(scenarios: list[str], algos: list[str], seeds: list[int], n_timest
     for sc in loaded.values():
         text = Path(sc.source).read_text(encoding="utf-8")
         for algo in algos:
-            params = load_hyperparams(algo, sc.name, {})
+            params = load_hyperparams(algo, sc.name, {} if frame_stack is None else {"frame_stack": frame_stack})
             obs = observation or (params.get("env_kwargs") or {}).get("observation", "belief")
             if obs not in OBSERVATION_MODES:
                 raise ProxyGymError(f"observation must be one of {', '.join(OBSERVATION_MODES)}, got {obs!r}")
             steps = n_timesteps or params["n_timesteps"]
+            frames = params.get("frame_stack", 1)
+            if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+                raise ProxyGymError(f"{algo}'s hyperparameter frame_stack must be a whole number of at least 1, got {frames!r}")
+            if frames == 1:
+                params.pop("frame_stack", None)  # the same run as one whose file says nothing of it
             entry = yaml.safe_dump(params, sort_keys=True)
-            specs += [RunSpec(sc.name, algo, obs, seed, int(steps), eval_episodes, text, entry) for seed in seeds]
+            specs += [RunSpec(sc.name, algo, obs, seed, int(steps), eval_episodes, text, entry, frames) for seed in seeds]
     return specs, loaded
 
 
@@ -191,7 +202,8 @@ def train_run(spec: RunSpec) -> dict:
         argv = ["--algo", spec.algo, "--scenario", str(scenario_file), "--seed", str(spec.seed),
                 "--observation", spec.observation, "-n", str(spec.n_timesteps),
                 "--final-episodes", str(spec.eval_episodes), "--eval-freq", "0",
-                "--log-folder", str(logs), "--tensorboard-log", "", "--no-progress"]
+                "--log-folder", str(logs), "--tensorboard-log", "", "--no-progress",
+                "--hyperparams", f"frame_stack:{spec.frame_stack}"]
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = train.main(argv)
@@ -214,7 +226,8 @@ def save_run(out: Path, spec: RunSpec, result: dict) -> dict:
     write_text_atomic(folder / "evaluation.json", result["evaluation"])
     write_text_atomic(folder / "config.yml", result["config"])
     evaluation = json.loads(result["evaluation"])
-    record = {"scenario": spec.scenario, "algo": spec.algo, "observation": spec.observation, "seed": spec.seed,
+    record = {"scenario": spec.scenario, "algo": spec.algo, "observation": spec.observation,
+              "frame_stack": spec.frame_stack, "seed": spec.seed,
               **spec.settings(), "mean_return": evaluation["mean_return"], "ci95": evaluation["ci95"],
               "ci95_low": evaluation.get("ci95_low"), "ci95_high": evaluation.get("ci95_high"), "seconds": round(result["seconds"], 3)}
     write_text_atomic(folder / RECORD, json.dumps(record, indent=1) + "\n")
@@ -236,19 +249,25 @@ def run_all(specs: list[RunSpec], out: Path, workers: int | None = None, ray_add
 
 
 def scored_runs(records: list[dict], refs: dict[str, tuple[float, float]]) -> list[dict]:
-    """The JSON's runs: each record's keys of :data:`RUN_KEYS`, its normalized score added."""
-    return [{k: r[k] for k in RUN_KEYS[:-1]} | {"normalized_score": normalized_score(r["mean_return"], *refs[r["scenario"]])}
-            for r in records]
+    """The JSON's runs: each record's keys of :data:`RUN_KEYS`, its normalized score added (``frame_stack`` 1 for a
+    record written before runs had it)."""
+    return [{k: r.get(k, 1) if k == "frame_stack" else r[k] for k in RUN_KEYS[:-1]}
+            | {"normalized_score": normalized_score(r["mean_return"], *refs[r["scenario"]])} for r in records]
 
 
 # -- the aggregate ----------------------------------------------------------------------------------
-def score_matrices(runs: list[dict]) -> tuple[dict[tuple[str, str], np.ndarray], list[str]]:
-    """Per (algorithm, observation), the normalized scores as rliable reads them: ``(seeds, scenarios)``;
+def agent_of(run: dict) -> tuple[str, str, int]:
+    """The agent a run trained: (algorithm, observation, frames stacked)."""
+    return run["algo"], run["observation"], run.get("frame_stack", 1)
+
+
+def score_matrices(runs: list[dict]) -> tuple[dict[tuple[str, str, int], np.ndarray], list[str]]:
+    """Per agent (:func:`agent_of`), the normalized scores as rliable reads them: ``(seeds, scenarios)``;
     and the scenarios' order (the columns)."""
     scenarios = list(dict.fromkeys(r["scenario"] for r in runs))
     out = {}
-    for group in dict.fromkeys((r["algo"], r["observation"]) for r in runs):
-        mine = [r for r in runs if (r["algo"], r["observation"]) == group]
+    for group in dict.fromkeys(agent_of(r) for r in runs):
+        mine = [r for r in runs if agent_of(r) == group]
         seeds = sorted({r["seed"] for r in mine})
         m = np.full((len(seeds), len(scenarios)), np.nan)
         for r in mine:
@@ -257,12 +276,14 @@ def score_matrices(runs: list[dict]) -> tuple[dict[tuple[str, str], np.ndarray],
     return out, scenarios
 
 
-def _label(group: tuple[str, str]) -> str:
-    return f"{group[0]} ({group[1]})"
+def agent_label(group: tuple[str, str, int]) -> str:
+    """``ppo (belief)``; ``ppo (history, 4 frames)`` for an agent of stacked frames."""
+    algo, observation, frames = group
+    return f"{algo} ({observation}" + (f", {frames} frames)" if frames > 1 else ")")
 
 
 def aggregate(runs: list[dict], reps: int = 2000, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """Overall and per scenario, per (algorithm, observation): the interquartile mean of the normalized scores
+    """Overall and per scenario, per agent (algorithm, observation, frames): the interquartile mean of the normalized scores
     and its stratified-bootstrap 95% interval (rliable, ``reps`` resamples seeded by ``seed``)."""
     from rliable import metrics
 
@@ -276,9 +297,10 @@ def aggregate(runs: list[dict], reps: int = 2000, seed: int = 0) -> tuple[list[d
     matrices, scenarios = score_matrices(runs)
     rng = np.random.RandomState(seed)
     overall, per = [], []
-    for (algo, obs), m in matrices.items():
-        overall.append({"algo": algo, "observation": obs, **estimate(m)})
-        per += [{"scenario": name, "algo": algo, "observation": obs, **estimate(m[:, [j]])} for j, name in enumerate(scenarios)]
+    for (algo, obs, frames), m in matrices.items():
+        agent = {"algo": algo, "observation": obs, "frame_stack": frames}
+        overall.append({**agent, **estimate(m)})
+        per += [{"scenario": name, **agent, **estimate(m[:, [j]])} for j, name in enumerate(scenarios)]
     return overall, per
 
 
@@ -293,7 +315,7 @@ def _interval_estimates(score_dict: dict, func, reps: int, rng: np.random.Random
 
 def profile_plot(runs: list[dict], fmt: str = "png", reps: int = 2000, seed: int = 0) -> bytes:
     """rliable's performance profiles (the share of runs scoring above each threshold, with stratified-bootstrap
-    95% bands), one line per (algorithm, observation), as ``fmt`` (png, pdf or svg)."""
+    95% bands), one line per agent (:func:`agent_label`), as ``fmt`` (png, pdf or svg)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from rliable import library as rly
@@ -302,7 +324,7 @@ def profile_plot(runs: list[dict], fmt: str = "png", reps: int = 2000, seed: int
     matrices, scenarios = score_matrices(runs)
     scores = np.concatenate([m.ravel() for m in matrices.values()])
     tau = np.linspace(min(0.0, float(scores.min())), max(1.0, float(scores.max())), 101)
-    named = {_label(g): m for g, m in matrices.items()}
+    named = {agent_label(g): m for g, m in matrices.items()}
     # rliable's create_performance_profile, with the bootstrap seeded so the picture is the same every time
     profiles, cis = _interval_estimates(named, lambda s: rly.score_distributions(s, tau), reps, np.random.RandomState(seed))
     fig = Figure(figsize=(7, 4.2))

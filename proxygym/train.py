@@ -48,7 +48,9 @@ from proxygym.agents.training import (
     POLICIES,
     VEC_ENVS,
     algo_class,
+    frames_of,
     hyperparams_file,
+    make_env,
     model_kwargs,
     read_hyperparams,
 )
@@ -197,7 +199,9 @@ def train(args: argparse.Namespace) -> int:
     for key, value in (("n_timesteps", args.n_timesteps), ("n_envs", args.n_envs)):
         if value is not None:
             params[key] = value
-    n_timesteps, n_envs = (_whole(params.pop(key, default), key) for key, default in (("n_timesteps", None), ("n_envs", 1)))
+    n_timesteps, n_envs, frame_stack = (
+        _whole(params.pop(key, default), key) for key, default in (("n_timesteps", None), ("n_envs", 1), ("frame_stack", 1))
+    )
     env_kwargs = {**(params.pop("env_kwargs", None) or {}), **env_kwargs}
     if args.observation is not None:
         env_kwargs["observation"] = args.observation
@@ -216,7 +220,7 @@ def train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)  # small MLPs: one thread is faster than two here
     if args.optimize:
-        return optimize(args, scenario, params, policy, n_timesteps, n_envs, observation, env_kwargs)
+        return optimize(args, scenario, params, policy, n_timesteps, n_envs, observation, env_kwargs, frame_stack)
     model = None
     if args.trained_agent:
         # the shared loader checks which algorithm saved the file and that its spaces fit the scenario
@@ -226,6 +230,8 @@ def train(args: argparse.Namespace) -> int:
                 f"--trained-agent {args.trained_agent!r} observes {saved_observation!r}, not {args.observation!r}"
             )
         observation = saved_observation
+        # a resumed model sees what it was trained on: its own number of stacked frames, whatever the file says
+        frame_stack = frames_of(model.observation_space, make_env(scenario, args.algo, observation).observation_space)
     tb = args.tensorboard_log or None
     had_root = Path(args.log_folder).is_dir()
     folder = next_run_folder(Path(args.log_folder), args.algo, scenario.name)
@@ -237,7 +243,7 @@ def train(args: argparse.Namespace) -> int:
         # MultiDiscrete without the one-choice idea, for one saved before the flat action space)
         action_space = None if model is None else model.action_space
         vec_env = make_vec_env(scenario, args.algo, n_envs, observation, seed=args.seed, vec_env=args.vec_env,
-                               monitor_dir=folder, action_space=action_space, **env_kwargs)
+                               monitor_dir=folder, action_space=action_space, frame_stack=frame_stack, **env_kwargs)
         if model is not None:
             if model.n_envs != n_envs:  # SB3 continues a model only with the number of envs it was saved with
                 raise ProxyGymError(
@@ -264,7 +270,8 @@ def train(args: argparse.Namespace) -> int:
     run_name = f"{scenario.name}_{args.algo}_seed{args.seed}"
     write_text_atomic(folder / "args.yml", yaml.safe_dump(vars(args), sort_keys=False))
     config = dict(
-        n_timesteps=n_timesteps, n_envs=n_envs, policy=policy, env_kwargs=dict(observation=observation, **env_kwargs), **params
+        n_timesteps=n_timesteps, n_envs=n_envs, policy=policy, env_kwargs=dict(observation=observation, **env_kwargs),
+        **({"frame_stack": frame_stack} if frame_stack > 1 else {}), **params
     )
     write_text_atomic(folder / "config.yml", yaml.safe_dump(config, sort_keys=False))
 
@@ -287,7 +294,8 @@ def train(args: argparse.Namespace) -> int:
         )
 
     # -- train --------------------------------------------------------------------------
-    print(f"training {args.algo} on {scenario.name} for {n_timesteps} steps ({n_envs} envs, {observation} observation)")
+    frames = f", the last {frame_stack} stacked" if frame_stack > 1 else ""
+    print(f"training {args.algo} on {scenario.name} for {n_timesteps} steps ({n_envs} envs, {observation} observation{frames})")
     print(f"run folder: {folder}", flush=True)
     model_path = folder / "model.zip"
     interrupted = False
@@ -331,7 +339,7 @@ def _whole(value, key: str) -> int:
 
 
 def optimize(args, scenario, params: dict, policy: str, n_timesteps: int, n_envs: int, observation: str,
-             env_kwargs: dict) -> int:
+             env_kwargs: dict, frame_stack: int = 1) -> int:
     """``--optimize``: an Optuna study of ``--n-trials`` trials (:mod:`proxygym.agents.optimize`); the best trial's
     hyperparameters are written as a hyperparameter file for ``-conf``."""
     from proxygym.agents import optimize as search
@@ -340,7 +348,7 @@ def optimize(args, scenario, params: dict, policy: str, n_timesteps: int, n_envs
     setup = search.Setup(
         scenario=scenario, algo=args.algo, params=params, policy=policy, n_timesteps=n_timesteps, n_envs=n_envs,
         observation=observation, env_kwargs=env_kwargs, vec_env=args.vec_env, device=args.device, seed=args.seed,
-        eval_freq=args.eval_freq, eval_episodes=args.eval_episodes,
+        eval_freq=args.eval_freq, eval_episodes=args.eval_episodes, frame_stack=frame_stack,
     )
     search.check_setup(setup)  # a misspelt --hyperparams key is one line, not every trial pruned
     had_root = Path(args.log_folder).is_dir()
@@ -358,7 +366,8 @@ def optimize(args, scenario, params: dict, policy: str, n_timesteps: int, n_envs
     shipped = args.scenario == scenario.name and scenario.name in shipped_scenarios()
     key = scenario_env_id(scenario.name) if shipped else ENV_ID
     base = dict(n_timesteps=n_timesteps, n_envs=n_envs, policy=policy,
-                env_kwargs=dict(observation=observation, **env_kwargs), **params)
+                env_kwargs=dict(observation=observation, **env_kwargs),
+                **({"frame_stack": frame_stack} if frame_stack > 1 else {}), **params)
     entry = search.best_entry(study, setup, base)
     path = search.write_report(study, folder, key, entry)
     best = study.best_trial

@@ -119,6 +119,36 @@ def test_resume_a_model_in_the_action_space_it_was_saved_with(tmp_path, capsys, 
     assert resumed.action_space != gym.spaces.Discrete(9)  # not the flat action train.py's new agents act in
 
 
+def test_frame_stack_is_played_as_it_was_trained(tmp_path):
+    """rl-baselines3-zoo's frame_stack: trained on the last 3 history observations under SB3's VecFrameStack, the
+    model is evaluated on the same frames (each program's first episode as in the training env, VecFrameStack
+    over the batched env with the same seed), found by the loader (inspect, experiment) and resumed with them."""
+    import numpy as np
+
+    from proxygym.agents.models import load_for_scenario
+    from proxygym.agents.vec_env import make_vec_env
+
+    args = [*QUICK, "--observation", "history", "--n-envs", "2", "--log-folder", str(tmp_path), "--tensorboard-log", ""]
+    assert train.main([*args, "--hyperparams", "frame_stack:3"]) == 0
+    folder = tmp_path / "ppo" / "sticky_values_1"
+    assert yaml.safe_load((folder / "config.yml").read_text())["frame_stack"] == 3
+    sc = load_scenario("sticky_values")
+    model, algo, observation = load_for_scenario(folder / "model.zip", sc)
+    single = make_vec_env(sc, "ppo", 1, "history").observation_space.shape[0]
+    assert (algo, observation, model.observation_space.shape) == ("ppo", "history", (3 * single,))
+    played = play_model(model, algo, sc, observation, 64, seed=7)
+    env = make_vec_env(sc, "ppo", 64, "history", seed=7, frame_stack=3)
+    obs, total, done = env.reset(), np.zeros(64), np.zeros(64, dtype=bool)
+    while not done.all():
+        obs, reward, ended, _ = env.step(model.predict(obs, deterministic=True)[0])
+        total[~done] += reward[~done]
+        done |= ended
+    assert total.tolist() == played.returns and min(played.lengths) >= 2  # a stack of more than one observation
+    assert train.main([*args, "--trained-agent", str(folder / "model.zip")]) == 0
+    resumed = algo_class("ppo").load(tmp_path / "ppo" / "sticky_values_2" / "model.zip")
+    assert resumed.observation_space == model.observation_space and resumed.num_timesteps > model.num_timesteps
+
+
 def test_ctrl_c_saves_a_loadable_model(tmp_path):
     """SIGINT once training is under way: the first periodic checkpoint (--save-freq), written by a
     callback of model.learn, shows it is, whatever the machine's speed."""

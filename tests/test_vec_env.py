@@ -335,6 +335,7 @@ class RegimenModel:
 
     def __init__(self, algo, agent, venv, space):
         self.algo, self.agent, self.venv, self.calls, self.action_space = algo, agent, venv, 0, space
+        self.observation_space = venv.single_observation_space
         self.fresh = fresh_observation(venv.layout, venv.dynamics)
         self.layout = venv.programs.actions
 
@@ -392,3 +393,49 @@ def test_play_model_plays_each_programs_first_episode():
         assert abs(getattr(got, key) - getattr(exact, key)) <= z / Z95 * ci + 1e-9, key
     # every recorded step is one of a counted episode: a run's start per run used
     assert np.sum(np.asarray(first.checkpoint) == 0) == sum(first.runs)
+
+
+class FramesModel:
+    """A stand-in for a model trained on ``n`` stacked frames (SB3's ``VecFrameStack`` space): it plays a fixed
+    regimen on the newest frame and keeps every stacked observation it is handed."""
+
+    def __init__(self, agent, single, n):
+        self.agent, self.n, self.size = agent, n, single.shape[0]
+        self.observation_space = gym.spaces.Box(np.repeat(single.low, n), np.repeat(single.high, n), dtype=single.dtype)
+        self.action_space = gym.spaces.Discrete(9)
+        self.seen = []
+
+    def predict(self, obs, deterministic=False):
+        self.seen.append(obs.copy())
+        actions = self.agent(obs[:, -self.size:])
+        return 3 * actions[:, 0] + actions[:, 1], None
+
+
+def test_a_frame_stacked_model_is_handed_its_last_frames():
+    """play_model gives a model of n stacked frames what VecFrameStack gave it in training: each program's last n
+    observations of its episode, oldest first, zeros before the episode's first; checked frame by frame against the
+    stacks of the step before, and the episodes the same as the unstacked policy's."""
+    from proxygym.agents.training import play_model
+
+    sc = load_scenario("sticky_values")
+    reg = make_regimen(sc, "T,R,R")
+    venv = ProxyAlignmentVectorEnv(1, sc, observation="history")
+    agent = RegimenAgent(reg, venv.layout, reg.budget)
+    model = FramesModel(agent, venv.single_observation_space, 3)
+    stacked = play_model(model, "ppo", sc, "history", 200, seed=4)
+    plain = play_model(RegimenModel("ppo", agent, venv, SPACES["flat"]), "ppo", sc, "history", 200, seed=4)
+    assert stacked.returns == plain.returns and stacked.verdict == plain.verdict
+    size, fresh = model.size, fresh_observation(venv.layout, venv.dynamics)
+    before = None
+    restarts = 0
+    for seen in model.seen:
+        frames = seen.reshape(len(seen), 3, size)
+        start = (frames[:, -1] == fresh).all(axis=1)
+        expected = np.zeros_like(frames)
+        expected[:, -1] = frames[:, -1]
+        if before is not None:
+            expected[~start, :-1] = before[~start, 1:]
+        assert np.array_equal(frames, expected)
+        restarts += start.sum() if before is not None else 0
+        before = frames
+    assert len(model.seen) > 3 and restarts > 0  # several steps, and programs that began a second episode
