@@ -107,6 +107,7 @@ def objective(trial, setup: Setup) -> float:
     """Train one trial's model and return its last evaluation's mean return (pruned on the way if the pruner says so)."""
     import optuna
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
 
     from proxygym.agents.vec_env import make_vec_env
 
@@ -120,6 +121,7 @@ def objective(trial, setup: Setup) -> float:
     except (TypeError, ValueError, AssertionError) as err:  # a sampled combination the algorithm refuses
         env.close()
         raise optuna.TrialPruned(f"rejected by {setup.algo}: {(str(err).splitlines() or [type(err).__name__])[0]}") from None
+    model.set_logger(Logger(folder=None, output_formats=[]))  # nothing written (SB3's own: an empty folder in /tmp)
 
     scores: list[tuple[int, float]] = []
 

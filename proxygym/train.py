@@ -255,6 +255,10 @@ def train(args: argparse.Namespace) -> int:
         else:
             model = algo_class(args.algo)(policy, vec_env, seed=args.seed, verbose=0, tensorboard_log=tb,
                                           device=args.device, **kwargs)
+        if tb is None:  # a logger that writes nothing (SB3's own would leave an empty folder in the temp folder)
+            from stable_baselines3.common.logger import Logger
+
+            model.set_logger(Logger(folder=None, output_formats=[]))
     except BaseException as err:
         # nothing is left of a run that did not start: its env's subprocesses, its folder (and the monitor file in it)
         if vec_env is not None:

@@ -23,7 +23,7 @@ from tests.helpers import error_line, hand_scenario, run_cli, run_cli_here
 SCENARIOS = ("sticky_values", "budget_of_one")
 ARGS = ("experiment", "--scenarios", *SCENARIOS, "--algos", "ppo", "--seeds", "0-1", "-n", "64", "--eval-episodes", "60",
         "--reps", "500", "--no-progress")
-RUN_KEYS = {"scenario", "algo", "seed", "observation", "mean_return", "normalized_score"}
+RUN_KEYS = {"scenario", "algo", "seed", "observation", "frame_stack", "mean_return", "normalized_score"}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_runs_scores_and_aggregates(first):
     runs = data["runs"]
     assert [(r["scenario"], r["seed"]) for r in runs] == [(s, seed) for s in SCENARIOS for seed in (0, 1)]
     for r in runs:
-        assert set(r) == RUN_KEYS and (r["algo"], r["observation"]) == ("ppo", "belief")
+        assert set(r) == RUN_KEYS and (r["algo"], r["observation"], r["frame_stack"]) == ("ppo", "belief", 1)
         sc = load_scenario(r["scenario"])
         first_model = run_pair(sc, "first_model", 2, 0).exact_return
         assert r["normalized_score"] == pytest.approx((r["mean_return"] - first_model) / (solve(sc).value - first_model))
@@ -130,6 +130,25 @@ def test_each_algorithm_gets_its_hyperparameter_files_observation_and_budget():
         for seed in (3, 5)]
 
 
+def test_frame_stacked_runs_are_their_own_agent():
+    """--frame-stack N: runs of their own (their key, their hyperparameters' digest) and their own row of the
+    aggregate, labelled with the frames; --frame-stack 1 is the file's agent itself (a run recorded without it stands)."""
+    from proxygym.experiment import aggregate, agent_label, plan_runs
+
+    plain, _ = plan_runs(["sticky_values"], ["ppo"], [0], observation="history")
+    one, _ = plan_runs(["sticky_values"], ["ppo"], [0], observation="history", frame_stack=1)
+    four, _ = plan_runs(["sticky_values"], ["ppo"], [0], observation="history", frame_stack=4)
+    assert one == plain and plain[0].frame_stack == 1 and four[0].frame_stack == 4
+    assert (plain[0].key, four[0].key) == ("sticky_values-ppo-history-seed0", "sticky_values-ppo-history-stack4-seed0")
+    assert plain[0].settings()["hyperparams_sha256"] != four[0].settings()["hyperparams_sha256"]
+    runs = [{"scenario": "a", "algo": "ppo", "observation": "history", "frame_stack": k, "seed": s,
+             "normalized_score": k + s / 10} for k in (1, 4) for s in range(4)]
+    overall, _ = aggregate(runs, reps=50)
+    # four scores k, k + 0.1, k + 0.2, k + 0.3: the interquartile mean is the mean of the middle two
+    assert [(r["frame_stack"], round(r["iqm"], 12)) for r in overall] == [(1, 1.15), (4, 4.15)]
+    assert [agent_label(("ppo", "history", k)) for k in (1, 4)] == ["ppo (history)", "ppo (history, 4 frames)"]
+
+
 @pytest.mark.parametrize("args, fragment", [
     (("--scenarios", "nowhere", "--algos", "ppo", "--seeds", "0"), "unknown scenario 'nowhere'"),
     (("--scenarios", "sticky_values", "--algos", "ppo2", "--seeds", "0"), "unknown algorithm 'ppo2'; choose one of ppo"),
@@ -139,6 +158,7 @@ def test_each_algorithm_gets_its_hyperparameter_files_observation_and_budget():
     (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", "-n", "0"), "-n must be at least 1"),
     (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", "--plot", "p.gif"), "must end in .png, .pdf, .svg"),
     (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", "--workers", "0"), "--workers must be at least 1"),
+    (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", "--frame-stack", "0"), "--frame-stack must be at least 1"),
     (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", "--ray-address", "head"),
      "--ray-address 'head': give local, auto, HOST:PORT or ray://HOST:PORT"),
     (("--scenarios", "sticky_values", "--algos", "ppo", "--seeds", "0", "--ray-address", "127.0.0.1:1"),
@@ -167,7 +187,8 @@ def test_ray_address_without_ray_names_the_extra(tmp_path):
 def test_help_names_every_option():
     res = run_cli_here("experiment", "--help")
     assert res.returncode == 0 and res.stderr == ""
-    for option in ("--scenarios", "--algos", "--seeds", "-n", "--observation", "--json", "--plot", "--ray-address", "--out"):
+    for option in ("--scenarios", "--algos", "--seeds", "-n", "--observation", "--frame-stack", "--json", "--plot",
+                   "--ray-address", "--out"):
         assert option in res.stdout, option
 
 

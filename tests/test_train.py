@@ -72,9 +72,15 @@ def count_adapter_steps(monkeypatch) -> list:
 
 @pytest.mark.parametrize("algo", [a for a in ALGOS if a != "ppo"])
 def test_every_algorithm_trains_saves_loads_and_plays(tmp_path, algo, monkeypatch):
+    import tempfile
+
     steps = count_adapter_steps(monkeypatch)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # the system's temp folder, as SB3's logger finds it
     code = train.main(["--algo", algo, *QUICK, "--n-envs", "2", "--log-folder", str(tmp_path), "--tensorboard-log", ""])
     assert code == 0
+    assert not list(temp.glob("SB3-*"))  # without TensorBoard nothing is logged: no empty SB3-<date> folder is left
     assert steps and set(steps) == {2} and 2 * len(steps) >= 1024  # trained in one batched env of 2 programs
     folder = tmp_path / algo / "sticky_values_1"
     model = algo_class(algo).load(folder / "model.zip")
@@ -209,7 +215,8 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
         (["--algo", "recurrent_ppo", "--hyperparams", "policy:NoSuchPolicy"], "rejected by recurrent_ppo"),
         (["-conf", "missing.yml"], "No such file"),
         (["-conf", str(no_entry)], "has no entry for scenario 'sticky_values'"),
-        (["--hyperparams", "frame_stack:4"], "does not apply frame stacking"),
+        (["--hyperparams", "frame_stack:0"], "frame_stack must be a whole number of at least 1"),
+        (["--hyperparams", "normalize:true"], "does not apply VecNormalize"),
         (["--hyperparams", "env_wrapper:gymnasium.wrappers.TimeLimit"], "applies only proxygym.agents.training.ModelAction"),
         (["--hyperparams", "learning_rate:exp_0.1"], "lin_<number>"),
         (["--hyperparams", "policy_kwargs:dict(net_arch=__import__('os'))"], "cannot read \"__import__('os')\""),
