@@ -153,6 +153,13 @@ def test_evaluations_npz_holds_each_evaluations_episodes(ours):
     assert evaluations["results"].mean(axis=1) == pytest.approx([e.value for e in logged], abs=1e-6)
     assert set(np.unique(evaluations["results"])) <= {0.0, 1.0}
     assert ((evaluations["ep_lengths"] >= 4) & (evaluations["ep_lengths"] <= 20)).all()
+    # best_model.zip is the policy of the first evaluation with the highest mean: played again over the same
+    # episodes (train.py's evaluation seed, 10000 + --seed), it gives that evaluation's returns and lengths
+    best = int(np.argmax(evaluations["results"].mean(axis=1)))
+    model = algo_class("ppo").load(ours["folder"] / "best_model.zip")
+    replay = play_model(model, "ppo", load_scenario("sticky_values"), "belief", episodes=10, seed=10_000)
+    assert evaluations["results"][best].tolist() == replay.returns
+    assert evaluations["ep_lengths"][best].tolist() == replay.lengths
 
 
 # -- the zoo itself -----------------------------------------------------------------------------------
