@@ -18,7 +18,7 @@ from proxygym.agents.bench import run_pair
 from proxygym.agents.solver import solve
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.scenario import load_scenario, parse_scenario
-from tests.helpers import error_line, hand_scenario, run_cli, run_cli_here
+from tests.helpers import ROOT, error_line, hand_scenario, run_cli, run_cli_here
 
 SCENARIOS = ("sticky_values", "budget_of_one")
 ARGS = ("experiment", "--scenarios", *SCENARIOS, "--algos", "ppo", "--seeds", "0-1", "-n", "64", "--eval-episodes", "60",
@@ -133,7 +133,7 @@ def test_each_algorithm_gets_its_hyperparameter_files_observation_and_budget():
 def test_frame_stacked_runs_are_their_own_agent():
     """--frame-stack N: runs of their own (their key, their hyperparameters' digest) and their own row of the
     aggregate, labelled with the frames; --frame-stack 1 is the file's agent itself (a run recorded without it stands)."""
-    from proxygym.experiment import aggregate, agent_label, plan_runs
+    from proxygym.experiment import agent_label, aggregate, plan_runs
 
     plain, _ = plan_runs(["sticky_values"], ["ppo"], [0], observation="history")
     one, _ = plan_runs(["sticky_values"], ["ppo"], [0], observation="history", frame_stack=1)
@@ -236,3 +236,44 @@ def test_a_failed_job_keeps_the_results_of_those_running():
         for i, result in run_jobs(_slow_or_failing, ["fail", 1.0], workers=2, progress=False):
             seen.append((i, result))
     assert seen == [(1, 1.0)]
+
+
+def test_the_benchmark_table_is_made_from_experiment_files(tmp_path):
+    """benchmarks/experiment_table.py: two files of two agents, written by hand; the table's cells are theirs (the
+    mean return averaged over the seeds by hand), and --readme replaces only what is between the markers."""
+    import subprocess
+
+    def run(scenario, agent, seed, ret):
+        return {"scenario": scenario, "algo": "ppo", "observation": agent[0], "frame_stack": agent[1], "seed": seed,
+                "mean_return": ret, "normalized_score": 0.0}
+
+    def row(agent, iqm, lo, hi, scenario=None):
+        return {**({"scenario": scenario} if scenario else {}), "algo": "ppo", "observation": agent[0],
+                "frame_stack": agent[1], "iqm": iqm, "ci": [lo, hi]}
+
+    belief, stacked = ("belief", 1), ("history", 4)
+    files = {
+        "a.json": {"runs": [run("x", belief, 0, 0.5), run("x", belief, 1, 0.75), run("y", belief, 0, 0.25)],
+                   "aggregate": [row(belief, 0.9, 0.8, 1.0)],
+                   "per_scenario": [row(belief, 0.95, 0.9, 1.0, "x"), row(belief, 0.85, 0.7, 0.99, "y")]},
+        "b.json": {"runs": [run("x", stacked, 0, 0.125)], "aggregate": [row(stacked, 0.5, 0.25, 0.75)],
+                   "per_scenario": [row(stacked, 0.5, 0.25, 0.75, "x")]},
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_text(json.dumps(data))
+    readme = tmp_path / "README.md"
+    readme.write_text("before\n<!-- experiment-table:start -->\nold\n<!-- experiment-table:end -->\nafter\n")
+    script = str(ROOT / "benchmarks" / "experiment_table.py")
+    res = subprocess.run([sys.executable, script, "a.json", "b.json", "--readme", "README.md"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert readme.read_text() == (
+        "before\n<!-- experiment-table:start -->\n"
+        "| scenario | ppo (belief): IQM [95%] | mean return | ppo (history, 4 frames): IQM [95%] | mean return |\n"
+        "|---|---|---|---|---|\n"
+        "| x | 0.950 [0.900, 1.000] | 0.6250 | 0.500 [0.250, 0.750] | 0.1250 |\n"
+        "| y | 0.850 [0.700, 0.990] | 0.2500 | - | - |\n"
+        "| **all** | **0.900 [0.800, 1.000]** |  | **0.500 [0.250, 0.750]** |  |\n"
+        "<!-- experiment-table:end -->\nafter\n")
+    res = subprocess.run([sys.executable, script, "missing.json"], capture_output=True, text=True, cwd=tmp_path)
+    assert "missing.json: not the JSON of proxygym experiment --json" in error_line(res.returncode, res.stdout, res.stderr)
