@@ -305,6 +305,23 @@ def _margin_along(scenario: Scenario, path: str, texts: list[str], metric: str):
     return margin
 
 
+def _margins_on(scenario: Scenario, path: str, texts: list[str], metric: str, values: list[float]) -> list[float | None]:
+    """``[margin(v) for v in values]`` of :func:`_margin_along`, the points analysed together (:func:`analyze_many`)."""
+    setter = parameter_setter(scenario, [path])
+    regimens = _regimens_at(scenario, texts)
+    points: dict[int, Scenario] = {}
+    for i, value in enumerate(values):
+        try:
+            check_value(scenario, path, value)
+            points[i] = setter({path: value})
+        except ScenarioError:  # a value the schema refuses with the rest: no margin there
+            continue
+    rebuilt = path in REGIMEN_PATHS  # (analyze_many asks once per budget and compute)
+    found = analyze_many(list(points.values()), lambda sc: _regimens_at(sc, texts) if rebuilt else regimens)
+    margins = dict(zip(points, (_margin(a, b, metric) for a, b in found)))
+    return [margins.get(i) for i in range(len(values))]
+
+
 def _sign(m: float | None) -> int:
     return 0 if m is None or abs(m) <= TIE else (1 if m > 0 else -1)
 
@@ -317,7 +334,7 @@ def flips_of(scenario: Scenario, p: Parameter, texts: list[str], metric: str = "
     else:
         grid = np.linspace(lo, hi, SCAN_POINTS)
     margin = _margin_along(scenario, p.path, texts, metric)
-    margins = [margin(float(v)) for v in grid]
+    margins = _margins_on(scenario, p.path, texts, metric, [float(v) for v in grid])
     found = []
     last_v, last_s = None, 0
     for v, m in zip(grid, margins):
