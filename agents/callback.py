@@ -11,7 +11,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HParam
 
 from proxygym.agents.files import write_bytes_atomic
-from proxygym.agents.models import fitting_observation, save_model_atomic
+from proxygym.agents.models import fitting_observations, save_model_atomic
 from proxygym.agents.summary import PolicySummary, summarize_rollouts
 from proxygym.agents.tensorboard import TENSORBOARD_ONLY, hparam_value, write_summary
 from proxygym.agents.training import ALGOS, play_model
@@ -78,9 +78,9 @@ class AlignmentEvalCallback(BaseCallback):
         self._calls_per_eval = 1
 
     def _init_callback(self) -> None:
-        mode = fitting_observation(self.model.observation_space, self.model.action_space, self.scenario, self.algo)
-        if mode != self.observation:
-            found = "no observation mode" if mode is None else f"observation={mode!r}"
+        modes = fitting_observations(self.model.observation_space, self.model.action_space, self.scenario, self.algo)
+        if self.observation not in modes:
+            found = "no observation mode" if not modes else " and ".join(f"observation={m!r}" for m in modes)
             raise ProxyGymError(
                 f"the model's spaces fit {found} of scenario {self.scenario.name!r}, not observation={self.observation!r}"
             )

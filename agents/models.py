@@ -27,14 +27,15 @@ def save_model_atomic(model, path: "str | Path") -> Path:
     return path
 
 
-def fitting_observation(observation_space, action_space, scenario: Scenario, algo: str) -> str | None:
-    """The observation mode (``"history"`` or ``"belief"``) whose env has these spaces for ``algo``, or None.
+def fitting_observations(observation_space, action_space, scenario: Scenario, algo: str) -> list[str]:
+    """The observation modes (``"history"``, ``"belief"``) whose env has these spaces for ``algo``, those observed
+    whole first: the observation space is the env's, or n of its observations side by side (a model trained with
+    ``frame_stack``: :func:`~proxygym.agents.training.frames_of`). Stacked, both modes may fit (n history frames
+    as long as m belief frames: every bound is [0, 1]); then only the model's run can tell (:func:`load_for_scenario`).
 
-    The observation space is the env's, or n of its observations side by side (a model trained with
-    ``frame_stack``: :func:`~proxygym.agents.training.frames_of`; a mode observed whole is preferred). The action
-    space is one a model may act in on the scenario (``ActionLayout.fits_model``: the flat one train.py's agents act
-    in, ``MultiDiscrete`` without the one-choice idea as train.py's agents acted in before it, or the env's own, as
-    rl-baselines3-zoo trains); DQN's is the flat one."""
+    The action space is one a model may act in on the scenario (``ActionLayout.fits_model``: the flat one train.py's
+    agents act in, ``MultiDiscrete`` without the one-choice idea as train.py's agents acted in before it, or the env's
+    own, as rl-baselines3-zoo trains); DQN's is the flat one."""
     found = []
     for mode in OBSERVATION_MODES:
         env = make_env(scenario, algo, mode)
@@ -43,7 +44,26 @@ def fitting_observation(observation_space, action_space, scenario: Scenario, alg
         frames = frames_of(observation_space, env.observation_space)
         if fits and frames is not None:
             found.append((frames, mode))
-    return min(found)[1] if found else None
+    return [mode for _, mode in sorted(found)]
+
+
+def observation_beside(model_path: "str | Path") -> str | None:
+    """The observation named in the ``config.yml`` train.py wrote beside a model (in its run folder, or the run folder
+    above ``checkpoints/``), or None where there is none to read."""
+    import yaml
+
+    model_path = Path(model_path)
+    for folder in (model_path.parent, model_path.parent.parent):
+        path = folder / "config.yml"
+        if path.is_file():
+            try:
+                config = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError):  # (rl-baselines3-zoo's config.yml is not plain YAML)
+                return None
+            env_kwargs = config.get("env_kwargs") if isinstance(config, dict) else None
+            observation = env_kwargs.get("observation") if isinstance(env_kwargs, dict) else None
+            return observation if observation in OBSERVATION_MODES else None
+    return None
 
 
 def _describe(space) -> str:
@@ -88,8 +108,13 @@ def _model_file(model_path: "str | Path") -> Path:
     raise ProxyGymError(f"{model_path}: no such model file")
 
 
-def load_for_scenario(model_path: "str | Path", scenario: Scenario, algo: str | None = None, device: str = "cpu"):
-    """``(model, algo, observation)``: a saved model, loaded with its class on ``device``, whose spaces fit ``scenario``."""
+def load_for_scenario(model_path: "str | Path", scenario: Scenario, algo: str | None = None, device: str = "cpu",
+                      observation: str | None = None):
+    """``(model, algo, observation)``: a saved model, loaded with its class on ``device``, whose spaces fit ``scenario``.
+
+    The observation mode is the one the model's spaces fit (:func:`fitting_observations`), which must be
+    ``observation`` when given; where both modes fit (stacked frames), the one the ``config.yml`` beside the model
+    names (:func:`observation_beside`), else a one-line error asking for it."""
     from stable_baselines3.common.save_util import load_from_zip_file  # imports torch: only when a model is loaded
 
     path = _model_file(model_path)
@@ -110,8 +135,8 @@ def load_for_scenario(model_path: "str | Path", scenario: Scenario, algo: str | 
     elif detected is not None and detected != algo:
         raise ProxyGymError(f"{path}: this model was saved by {detected}, not {algo}")
     obs_space, act_space = data["observation_space"], data["action_space"]
-    observation = fitting_observation(obs_space, act_space, scenario, algo)
-    if observation is None:
+    modes = fitting_observations(obs_space, act_space, scenario, algo)
+    if not modes:
         sizes = " or ".join(f"{_describe(make_env(scenario, algo, m).observation_space)} ({m})" for m in OBSERVATION_MODES)
         sizes += " (or several of them side by side, from frame_stack)"
         raise ProxyGymError(
@@ -119,5 +144,15 @@ def load_for_scenario(model_path: "str | Path", scenario: Scenario, algo: str | 
             f" {act_space}; {scenario.name} gives {sizes} and acts in {make_env(scenario, algo).action_space}"
             f" (was it trained on another scenario?)"
         )
+    if observation is not None and observation not in modes:
+        raise ProxyGymError(f"{path} observes {' or '.join(map(repr, modes))} of scenario {scenario.name!r}, not {observation!r}")
+    if observation is None:
+        beside = observation_beside(path) if len(modes) > 1 else None
+        if len(modes) > 1 and beside not in modes:
+            raise ProxyGymError(
+                f"{path} fits both the history and the belief observation of scenario {scenario.name!r} (as stacked"
+                " frames) and no config.yml beside it says which it was trained on: give --observation"
+            )
+        observation = modes[0] if len(modes) == 1 else beside
     model = algo_class(algo).load(path, device=device)
     return model, algo, observation

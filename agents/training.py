@@ -369,7 +369,6 @@ class ModelAgent:
             from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 
             self.frames = StackedObservations(env.num_envs, n, single)
-        self._first = True
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         kwargs = {}
@@ -380,15 +379,13 @@ class ModelAgent:
         if self.algo == "recurrent_ppo":
             kwargs.update(state=self.state, episode_start=starts)
         seen = obs if self.frames is None else self._stack(obs, starts)
-        self._first = False
         action, self.state = self.model.predict(seen, deterministic=True, **kwargs)
         return actions.from_model(action, self.space)
 
     def _stack(self, obs: np.ndarray, starts: np.ndarray) -> np.ndarray:
-        if self._first:
-            return self.frames.reset(obs)
-        # a program at its episode's start has its frames cleared (VecFrameStack's "done"; the terminal
-        # observation it would stack for the info is not used here)
+        # a program at its episode's start (every program at the first call) has its frames cleared, as VecFrameStack
+        # clears an env's when it is done; the terminal observation given is only there because SB3 warns without
+        # one (it stacks it for an info that is not used here)
         infos = [{"terminal_observation": obs[i]} if start else {} for i, start in enumerate(starts.tolist())]
         stacked, _ = self.frames.update(obs, starts, infos)
         return stacked

@@ -19,21 +19,34 @@ from pathlib import Path
 
 from proxygym.agents.files import write_text_atomic
 from proxygym.envs.errors import ProxyGymError
-from proxygym.experiment import agent_label, agent_of
+from proxygym.experiment import agent_label, agent_of, mean_returns
 
 START, END = "<!-- experiment-table:start -->", "<!-- experiment-table:end -->"
 
 
+#: The keys the table reads, per list of a file.
+KEYS = {"runs": ("scenario", "algo", "observation", "mean_return"), "aggregate": ("algo", "observation", "iqm", "ci"),
+        "per_scenario": ("scenario", "algo", "observation", "iqm", "ci")}
+
+
 def read(paths: list[str]) -> list[dict]:
-    """Every file's JSON, each checked for the keys the table needs (one line naming the file otherwise)."""
-    out = []
+    """Every file's JSON, each checked for what the table reads (one line naming the file otherwise); an agent
+    (:func:`agent_of`) in two files is refused (which file's aggregate would the table show?)."""
+    out, seen = [], {}
     for path in paths:
         try:
             data = json.loads(Path(path).read_text())
-            if not all(isinstance(data.get(k), list) for k in ("runs", "aggregate", "per_scenario")):
+            if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in KEYS):
                 raise ValueError("no runs, aggregate and per_scenario lists")
+            for name, keys in KEYS.items():
+                if not all(isinstance(row, dict) and all(k in row for k in keys) for row in data[name]):
+                    raise ValueError(f"a row of {name} lacks one of {', '.join(keys)}")
         except (OSError, ValueError) as err:
             raise ProxyGymError(f"{path}: not the JSON of proxygym experiment --json ({err})") from None
+        for agent in dict.fromkeys(agent_of(run) for run in data["runs"]):
+            if agent in seen:
+                raise ProxyGymError(f"{path}: {agent_label(agent)} is in {seen[agent]} too; give each agent's runs once")
+            seen[agent] = path
         out.append(data)
     return out
 
@@ -47,9 +60,11 @@ def markdown(files: list[dict]) -> str:
                 scenarios.append(run["scenario"])
             agents.setdefault(agent_of(run), {"runs": [], "per": {}, "all": None})["runs"].append(run)
         for row in data["per_scenario"]:
-            agents[agent_of(row)]["per"][row["scenario"]] = row
+            if agent_of(row) in agents:
+                agents[agent_of(row)]["per"][row["scenario"]] = row
         for row in data["aggregate"]:
-            agents[agent_of(row)]["all"] = row
+            if agent_of(row) in agents:
+                agents[agent_of(row)]["all"] = row
 
     def interval(row: dict | None, bold: bool = False) -> str:
         if row is None:
@@ -57,9 +72,11 @@ def markdown(files: list[dict]) -> str:
         text = f"{row['iqm']:.3f} [{row['ci'][0]:.3f}, {row['ci'][1]:.3f}]"
         return f"**{text}**" if bold else text
 
+    means = mean_returns([run for got in agents.values() for run in got["runs"]])
+
     def mean_return(agent: tuple, scenario: str) -> str:
-        mine = [r["mean_return"] for r in agents[agent]["runs"] if r["scenario"] == scenario]
-        return f"{sum(mine) / len(mine):.4f}" if mine else "-"
+        mine = means.get((agent, scenario))
+        return "-" if mine is None else f"{mine:.4f}"
 
     header = ["scenario"] + [h for a in agents for h in (f"{agent_label(a)}: IQM [95%]", "mean return")]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

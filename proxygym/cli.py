@@ -490,10 +490,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     overall, per = ex.aggregate(runs, reps=args.reps)
     out_table = table("scenario", "algorithm (observation)", "seeds", "mean return", "normalized score: IQM",
                       "95% interval", right=(2, 3, 4, 5))
+    means = ex.mean_returns(runs)
     for row in per + [dict(r, scenario="all") for r in overall]:
-        mine = [r["mean_return"] for r in runs if (ex.agent_of(r), r["scenario"]) == (ex.agent_of(row), row["scenario"])]
+        mine = means.get((ex.agent_of(row), row["scenario"]))
         out_table.add_row(row["scenario"], ex.agent_label(ex.agent_of(row)), str(len(seeds)),
-                      f"{sum(mine) / len(mine):.4f}" if mine else "-", f"{row['iqm']:.3f}",
+                      "-" if mine is None else f"{mine:.4f}", f"{row['iqm']:.3f}",
                       f"[{row['ci'][0]:.3f}, {row['ci'][1]:.3f}]")
     print(render(out_table), end="")
     if args.json:
@@ -708,6 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", default=None, metavar="NAME",
                    help="a shipped scenario's name or a YAML path (default: the one in the args.yml train.py wrote beside MODEL)")
     p.add_argument("--algo", default=None, help="the algorithm that saved MODEL (default: read from the file)")
+    p.add_argument("--observation", choices=("history", "belief"), default=None,
+                   help="what MODEL observes (default: what its spaces fit, or the config.yml train.py wrote beside it)")
     p.add_argument("--episodes", type=int, default=200, help="episodes to play (default 200)")
     p.add_argument("--seed", type=int, default=0, help="the seed of the batch the episodes are played in, all at once (default 0)")
     p.add_argument("--tensorboard-log", metavar="DIR", default=None, help="also write the summary to TensorBoard in DIR")

@@ -112,7 +112,7 @@ def plan_runs(scenarios: list[str], algos: list[str], seeds: list[int], n_timest
     ``n_timesteps``, ``observation`` and ``frame_stack`` default to each algorithm's hyperparameter file (its
     scenario's entry; no ``frame_stack`` there is 1); ``scenarios`` may say ``all`` (every shipped scenario). Bad
     names and values are one-line errors."""
-    from proxygym.train import load_hyperparams  # (imported when used: train.py imports SB3 and torch)
+    from proxygym.train import _whole, load_hyperparams  # (imported when used: train.py imports SB3 and torch)
 
     names = list(dict.fromkeys(shipped_scenarios() if scenarios == ["all"] else scenarios))
     algos = list(dict.fromkeys(algos))
@@ -140,9 +140,7 @@ def plan_runs(scenarios: list[str], algos: list[str], seeds: list[int], n_timest
             if obs not in OBSERVATION_MODES:
                 raise ProxyGymError(f"observation must be one of {', '.join(OBSERVATION_MODES)}, got {obs!r}")
             steps = n_timesteps or params["n_timesteps"]
-            frames = params.get("frame_stack", 1)
-            if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-                raise ProxyGymError(f"{algo}'s hyperparameter frame_stack must be a whole number of at least 1, got {frames!r}")
+            frames = _whole(params.get("frame_stack", 1), "frame_stack")  # (as train.py reads it)
             if frames == 1:
                 params.pop("frame_stack", None)  # the same run as one whose file says nothing of it
             entry = yaml.safe_dump(params, sort_keys=True)
@@ -274,6 +272,16 @@ def score_matrices(runs: list[dict]) -> tuple[dict[tuple[str, str, int], np.ndar
             m[seeds.index(r["seed"]), scenarios.index(r["scenario"])] = r["normalized_score"]
         out[group] = m
     return out, scenarios
+
+
+def mean_returns(runs: list[dict]) -> dict[tuple[tuple[str, str, int], str], float]:
+    """``{(agent, scenario): the mean return over its seeds}`` (:func:`agent_of`)."""
+    sums: dict = {}
+    for r in runs:
+        key = (agent_of(r), r["scenario"])
+        total, n = sums.get(key, (0.0, 0))
+        sums[key] = (total + r["mean_return"], n + 1)
+    return {key: total / n for key, (total, n) in sums.items()}
 
 
 def agent_label(group: tuple[str, str, int]) -> str:

@@ -27,12 +27,14 @@ def inspect_model(
     tensorboard_log: "str | Path | None" = None,
     seed: int = 0,
     optimal_return: float | None = None,
+    observation: str | None = None,
 ) -> PolicySummary:
     """Load a saved model, check it fits ``scenario``, play it and summarize it, with its gap to
     the optimum (``optimal_return``, by default the exact solver's value when the scenario can be solved).
 
     ``algo`` is detected from the file when not given; the observation mode (history or
-    belief) from the model's observation space. With ``tensorboard_log``, the summary is
+    belief), when not given, from the model's observation space (and where stacked frames fit
+    both, from the ``config.yml`` beside the model: :func:`load_for_scenario`). With ``tensorboard_log``, the summary is
     written at step 0 (the tags of :func:`write_summary`) to a new run folder in it,
     ``inspect_<model file stem>_<n>`` (numbered as SB3 numbers training runs), so that
     inspections do not pile up in one run and sit beside the training runs. Every problem is a
@@ -41,7 +43,7 @@ def inspect_model(
     scenario = load_scenario(scenario)
     if episodes < 2:
         raise ProxyGymError(f"--episodes must be at least 2 (for an interval), got {episodes}")
-    model, algo, observation = load_for_scenario(model_path, scenario, algo)
+    model, algo, observation = load_for_scenario(model_path, scenario, algo, observation=observation)
     if optimal_return is None:
         optimal_return = optimal_value(scenario)
     summary = summarize(model, algo, scenario, observation, episodes, seed, optimal_return)
@@ -77,7 +79,8 @@ def run_inspect(args: argparse.Namespace) -> int:
     if args.tensorboard_log:
         check_folder(args.tensorboard_log, "--tensorboard-log")  # before the model is played
     summary = inspect_model(
-        args.model, scenario, algo=args.algo, episodes=args.episodes, tensorboard_log=args.tensorboard_log, seed=args.seed
+        args.model, scenario, algo=args.algo, episodes=args.episodes, tensorboard_log=args.tensorboard_log, seed=args.seed,
+        observation=args.observation,
     )
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))

@@ -224,12 +224,8 @@ def train(args: argparse.Namespace) -> int:
     model = None
     if args.trained_agent:
         # the shared loader checks which algorithm saved the file and that its spaces fit the scenario
-        model, _, saved_observation = load_for_scenario(args.trained_agent, scenario, args.algo, device=args.device)
-        if args.observation is not None and args.observation != saved_observation:
-            raise ProxyGymError(
-                f"--trained-agent {args.trained_agent!r} observes {saved_observation!r}, not {args.observation!r}"
-            )
-        observation = saved_observation
+        model, _, observation = load_for_scenario(args.trained_agent, scenario, args.algo, device=args.device,
+                                                  observation=args.observation)
         # a resumed model sees what it was trained on: its own number of stacked frames, whatever the file says
         frame_stack = frames_of(model.observation_space, make_env(scenario, args.algo, observation).observation_space)
     tb = args.tensorboard_log or None

@@ -275,5 +275,11 @@ def test_the_benchmark_table_is_made_from_experiment_files(tmp_path):
         "| y | 0.850 [0.700, 0.990] | 0.2500 | - | - |\n"
         "| **all** | **0.900 [0.800, 1.000]** |  | **0.500 [0.250, 0.750]** |  |\n"
         "<!-- experiment-table:end -->\nafter\n")
-    res = subprocess.run([sys.executable, script, "missing.json"], capture_output=True, text=True, cwd=tmp_path)
-    assert "missing.json: not the JSON of proxygym experiment --json" in error_line(res.returncode, res.stdout, res.stderr)
+    (tmp_path / "list.json").write_text("[]")
+    (tmp_path / "short.json").write_text(json.dumps({**files["b.json"], "aggregate": [{"algo": "ppo"}]}))
+    for args, fragment in ((["missing.json"], "missing.json: not the JSON of proxygym experiment --json"),
+                           (["list.json"], "list.json: not the JSON of proxygym experiment --json"),
+                           (["short.json"], "a row of aggregate lacks one of algo, observation, iqm, ci"),
+                           (["b.json", "b.json"], "b.json: ppo (history, 4 frames) is in b.json too")):
+        res = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, cwd=tmp_path)
+        assert fragment in error_line(res.returncode, res.stdout, res.stderr, args)

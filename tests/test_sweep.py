@@ -163,3 +163,30 @@ def test_compute_ranges_from_one_full_run():
     assert parameters(sc)["compute"].lo == 2.0
     with pytest.raises(ScenarioError, match="outside its allowed range"):
         with_parameters(sc, {"compute": 1})
+
+
+@pytest.mark.parametrize("path, values", [("compute", [2, 3, 4, 7, 9, 12]), ("budget", [1, 2, 3]),
+                                          ("phases.late.cost", [1, 3, 5, 8]), ("proxies.honeypot.steer", [-1, 0, 0.5])])
+def test_the_scan_analyses_each_point_as_the_point_alone(path, values):
+    """flips' scan analyses its points together (analyze_many): each margin is that of the scenario set to the value
+    and analysed alone, regimens rebuilt where they read the value (budget, compute), and None where the schema
+    refuses the value with the rest (a compute budget below a full run)."""
+    from proxygym.agents.sweep import _margins_on
+    from proxygym.envs.analysis import analyze
+    from proxygym.envs.regimen import make_regimen
+    from tests.helpers import compute_scenario
+
+    sc = compute_scenario()
+    expected = []
+    for v in values:
+        try:
+            at = with_parameters(sc, {path: v})
+        except ScenarioError:
+            expected.append(None)
+            continue
+        a, b = (analyze(at, make_regimen(at, text)).expected_return for text in ("T,R", "R,R"))
+        expected.append(a - b)
+    got = _margins_on(sc, path, ["T,R", "R,R"], "expected_return", [float(v) for v in values])
+    assert [m is None for m in got] == [m is None for m in expected]
+    assert None in expected or path != "compute"
+    assert [m for m in got if m is not None] == pytest.approx([m for m in expected if m is not None], abs=1e-12)

@@ -126,32 +126,45 @@ def test_resume_a_model_in_the_action_space_it_was_saved_with(tmp_path, capsys, 
 
 
 def test_frame_stack_is_played_as_it_was_trained(tmp_path):
-    """rl-baselines3-zoo's frame_stack: trained on the last 3 history observations under SB3's VecFrameStack, the
+    """rl-baselines3-zoo's frame_stack: trained on the last 4 history observations under SB3's VecFrameStack, the
     model is evaluated on the same frames (each program's first episode as in the training env, VecFrameStack
-    over the batched env with the same seed), found by the loader (inspect, experiment) and resumed with them."""
+    over the batched env with the same seed), loaded by inspect and experiment, and resumed with them. On
+    uncertain_monitor 4 history frames are as long as 3 belief frames (all in [0, 1]): the run's config.yml, or
+    the user, says which."""
+    import shutil
+
     import numpy as np
 
     from proxygym.agents.models import load_for_scenario
     from proxygym.agents.vec_env import make_vec_env
+    from proxygym.envs.errors import ProxyGymError
 
-    args = [*QUICK, "--observation", "history", "--n-envs", "2", "--log-folder", str(tmp_path), "--tensorboard-log", ""]
-    assert train.main([*args, "--hyperparams", "frame_stack:3"]) == 0
-    folder = tmp_path / "ppo" / "sticky_values_1"
-    assert yaml.safe_load((folder / "config.yml").read_text())["frame_stack"] == 3
-    sc = load_scenario("sticky_values")
+    args = [*QUICK, "--scenario", "uncertain_monitor", "--observation", "history", "--n-envs", "2",
+            "--log-folder", str(tmp_path), "--tensorboard-log", ""]
+    assert train.main([*args, "--hyperparams", "frame_stack:4"]) == 0  # evaluated as it trained
+    folder = tmp_path / "ppo" / "uncertain_monitor_1"
+    assert yaml.safe_load((folder / "config.yml").read_text())["frame_stack"] == 4
+    sc = load_scenario("uncertain_monitor")
+    sizes = {m: make_vec_env(sc, "ppo", 1, m).observation_space.shape[0] for m in ("history", "belief")}
+    assert 4 * sizes["history"] == 3 * sizes["belief"]
     model, algo, observation = load_for_scenario(folder / "model.zip", sc)
-    single = make_vec_env(sc, "ppo", 1, "history").observation_space.shape[0]
-    assert (algo, observation, model.observation_space.shape) == ("ppo", "history", (3 * single,))
+    assert (algo, observation, model.observation_space.shape) == ("ppo", "history", (4 * sizes["history"],))
     played = play_model(model, algo, sc, observation, 64, seed=7)
-    env = make_vec_env(sc, "ppo", 64, "history", seed=7, frame_stack=3)
+    env = make_vec_env(sc, "ppo", 64, "history", seed=7, frame_stack=4)
     obs, total, done = env.reset(), np.zeros(64), np.zeros(64, dtype=bool)
     while not done.all():
         obs, reward, ended, _ = env.step(model.predict(obs, deterministic=True)[0])
         total[~done] += reward[~done]
         done |= ended
-    assert total.tolist() == played.returns and min(played.lengths) >= 2  # a stack of more than one observation
+    # (the training env hands SB3 float32 rewards)
+    assert total == pytest.approx(played.returns, abs=1e-6) and min(played.lengths) >= 2  # more than one observation
+    # away from its run folder only the user can say which observation it was trained on
+    shutil.copy(folder / "model.zip", tmp_path / "alone.zip")
+    with pytest.raises(ProxyGymError, match="fits both the history and the belief observation .* give --observation"):
+        load_for_scenario(tmp_path / "alone.zip", sc)
+    assert load_for_scenario(tmp_path / "alone.zip", sc, observation="history")[2] == "history"
     assert train.main([*args, "--trained-agent", str(folder / "model.zip")]) == 0
-    resumed = algo_class("ppo").load(tmp_path / "ppo" / "sticky_values_2" / "model.zip")
+    resumed = algo_class("ppo").load(tmp_path / "ppo" / "uncertain_monitor_2" / "model.zip")
     assert resumed.observation_space == model.observation_space and resumed.num_timesteps > model.num_timesteps
 
 
