@@ -76,10 +76,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--episodes", type=int, default=2000, help="episodes per (scenario, strategy) pair, as bench's default")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--without", nargs="+", default=[], metavar="SCENARIO",
+                        help="shipped scenarios to leave out (to compare with a checkout that lacks them)")
     args = parser.parse_args(argv)
 
     scenarios, strategies = resolve_names(None, None)
     names = [sc.name for sc in scenarios]
+    unknown = sorted(set(args.without) - set(names))
+    if unknown:
+        parser.error(f"--without: {', '.join(unknown)} is not a shipped scenario; they are {', '.join(names)}")
+    names = [name for name in names if name not in args.without]
     env = gym.make_vec("CartPole-v1", num_envs=args.episodes, vectorization_mode="vector_entry_point")
     rng = np.random.default_rng(args.seed)
     benchmark_chunk(names[0], strategies, args.episodes, args.seed)  # warm-up: imports, first allocations
