@@ -175,6 +175,9 @@ def test_ctrl_c_saves_a_loadable_model(tmp_path):
         [sys.executable, str(ROOT / "train.py"), "-n", "10000000", "--eval-freq", "0", "--save-freq", "256",
          "--log-folder", str(tmp_path / "logs"), "--tensorboard-log", ""],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        # Ctrl-C as at a terminal: a suite started in the background by a non-interactive shell runs with SIGINT
+        # ignored, which the child would inherit (and then never see the signal)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         folder = None
