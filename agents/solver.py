@@ -186,6 +186,9 @@ class _Builder:
         self.means: list[list[float]] = [[] for _ in range(self.n_classes)]
         self._ids: list[dict[tuple, int]] = [{} for _ in range(self.n_classes)]
         self.trees: dict[tuple[int, int], RunTree] = {}
+        # the last level's predictive masses of each latent state alone, by (idea, phase, anti-training counts): the
+        # same in every tree of the idea (:meth:`_unit_masses`)
+        self._units: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     def intern(self, g: int, w: np.ndarray, rounded: "np.ndarray | None" = None) -> int:
         """The id of posterior ``w`` of class ``g`` (``rounded``: ``w`` already rounded to the key's decimals)."""
@@ -282,22 +285,11 @@ class _Builder:
         p_al = np.zeros(n * CR)
         end = np.full(n * CR, -1, dtype=np.int32)
         point = self.intern(g, np.ones(1)) if V == 1 else -1
-        unit = np.eye(S)[:, None, :]  # (S, 1, S): each latent state alone
-        results = np.tile(dyn.results, (S, 1))
         counts, inv = np.unique(n_anti, axis=0, return_inverse=True)
         inv = inv.reshape(-1)
         step = max(1, BLOCK // (CR * max(V, 2)))
         for gi, na in enumerate(counts):
-            mass = np.empty((S, C, R))
-            aligned = np.empty((S, C, R))
-            for c in range(C):
-                pred = predict_joint(dyn, unit, t, c, idea, np.broadcast_to(na, (S, k)))
-                post, z = condition_joint(
-                    dyn, np.repeat(pred, R, axis=0), t, np.broadcast_to(na + self.anti[c], (S * R, k)), results
-                )
-                mass[:, c] = z.reshape(S, R)
-                aligned[:, c] = (self._p_aligned(post) * z).reshape(S, R)
-            mass, aligned = mass.reshape(S, CR), aligned.reshape(S, CR)
+            mass, aligned = self._unit_masses(idea, t, na)
             rows = np.flatnonzero(inv == gi)
             for lo in range(0, len(rows), step):
                 block = rows[lo : lo + step]
@@ -316,6 +308,27 @@ class _Builder:
                     w = (jb.reshape(-1, S) @ mass).reshape(len(block), V, CR).transpose(0, 2, 1).reshape(-1, V)
                     end[idx[live]] = self._intern_rows(g, end_weights(w[live][:, :, None]))
         return prob, p_al, end
+
+    def _unit_masses(self, idea: int, t: int, na: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(mass, aligned)``, each ``(S, C R)``: for the unit joint of each latent state, the predictive probability
+        of each (usage, results) of phase ``t`` and its aligned part, after anti-training counts ``na``."""
+        key = (idea, t, tuple(na.tolist()))
+        if key not in self._units:
+            dyn, C, R = self.dyn, self.C, self.R
+            S, k = dyn.n_states, dyn.n_proxies
+            unit = np.eye(S)[:, None, :]  # (S, 1, S): each latent state alone
+            results = np.tile(dyn.results, (S, 1))
+            mass = np.empty((S, C, R))
+            aligned = np.empty((S, C, R))
+            for c in range(C):
+                pred = predict_joint(dyn, unit, t, c, idea, np.broadcast_to(na, (S, k)))
+                post, z = condition_joint(
+                    dyn, np.repeat(pred, R, axis=0), t, np.broadcast_to(na + self.anti[c], (S * R, k)), results
+                )
+                mass[:, c] = z.reshape(S, R)
+                aligned[:, c] = (self._p_aligned(post) * z).reshape(S, R)
+            self._units[key] = (mass.reshape(S, C * R), aligned.reshape(S, C * R))
+        return self._units[key]
 
     def _p_aligned(self, joint: np.ndarray) -> np.ndarray:
         return joint[:, :, self.dyn.aligned].sum(axis=(1, 2))
