@@ -313,7 +313,8 @@ class _Builder:
         """``(mass, aligned)``, each ``(S, C R)``: for the unit joint of each latent state, the predictive probability
         of each (usage, results) of phase ``t`` and its aligned part, after anti-training counts ``na``."""
         key = (idea, t, tuple(na.tolist()))
-        if key not in self._units:
+        got = self._units.get(key)
+        if got is None:
             dyn, C, R = self.dyn, self.C, self.R
             S, k = dyn.n_states, dyn.n_proxies
             unit = np.eye(S)[:, None, :]  # (S, 1, S): each latent state alone
@@ -327,8 +328,10 @@ class _Builder:
                 )
                 mass[:, c] = z.reshape(S, R)
                 aligned[:, c] = (self._p_aligned(post) * z).reshape(S, R)
-            self._units[key] = (mass.reshape(S, C * R), aligned.reshape(S, C * R))
-        return self._units[key]
+            got = (mass.reshape(S, C * R), aligned.reshape(S, C * R))
+            if (len(self._units) + 1) * 2 * mass.nbytes <= UNIT_CACHE_BYTES:  # (kept while small: many small trees)
+                self._units[key] = got
+        return got
 
     def _p_aligned(self, joint: np.ndarray) -> np.ndarray:
         return joint[:, :, self.dyn.aligned].sum(axis=(1, 2))
@@ -341,6 +344,10 @@ class _Builder:
         uniq, first, inv = np.unique(rounded, axis=0, return_index=True, return_inverse=True)
         ids = np.array([self.intern(g, w[f], u) for f, u in zip(first, uniq)], dtype=np.int64)
         return ids[inv.reshape(-1)]
+
+
+#: The most memory the last level's per-state masses are kept in for reuse across trees (:meth:`_Builder._unit_masses`).
+UNIT_CACHE_BYTES = 4 * 2**20
 
 
 # -- the size guard -----------------------------------------------------------------------
