@@ -277,9 +277,8 @@ class _Builder:
         unit joint of state ``s`` (and likewise for its aligned part). Parents are taken by their
         anti-training counts (the updates depend on them), in blocks.
         """
-        dyn, C, R = self.dyn, self.C, self.R
+        C, R = self.C, self.R
         n, V, S = joint.shape
-        k = dyn.n_proxies
         CR = C * R
         prob = np.zeros(n * CR)
         p_al = np.zeros(n * CR)
