@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from proxygym.agents.training import PYTHON_VALUED, algo_class, model_kwargs, play_model, zoo_repr
+from proxygym.agents.training import PYTHON_VALUED, algo_class, model_kwargs, play_model, silent_logger, zoo_repr
 from proxygym.envs.errors import ProxyGymError
 from proxygym.envs.scenario import Scenario
 
@@ -107,7 +107,6 @@ def objective(trial, setup: Setup) -> float:
     """Train one trial's model and return its last evaluation's mean return (pruned on the way if the pruner says so)."""
     import optuna
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.logger import Logger
 
     from proxygym.agents.vec_env import make_vec_env
 
@@ -121,7 +120,7 @@ def objective(trial, setup: Setup) -> float:
     except (TypeError, ValueError, AssertionError) as err:  # a sampled combination the algorithm refuses
         env.close()
         raise optuna.TrialPruned(f"rejected by {setup.algo}: {(str(err).splitlines() or [type(err).__name__])[0]}") from None
-    model.set_logger(Logger(folder=None, output_formats=[]))  # nothing written (SB3's own: an empty folder in /tmp)
+    model.set_logger(silent_logger())
 
     scores: list[tuple[int, float]] = []
 

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from proxygym.agents.parallel import check_ray, parallel_map
-from proxygym.envs.analysis import ANALYSIS_KEYS, Analysis, analyze, analyze_many, compare, metric_value
+from proxygym.envs.analysis import ANALYSIS_KEYS, Analysis, analyze_many, compare, metric_value
 from proxygym.envs.errors import ProxyGymError, ScenarioError
 from proxygym.envs.parameters import Parameter, check_value, parameter, parameter_setter, parameters, with_parameters
 from proxygym.envs.regimen import PLAN_PATTERN, Regimen, make_regimen, regimen_from_spec
@@ -112,16 +112,6 @@ def _regimens_at(scenario: Scenario, texts: list[str]) -> list[Regimen]:
 
 #: Paths whose value a regimen reads (its default budget and compute): the regimens are rebuilt where these vary.
 REGIMEN_PATHS = ("budget", "compute")
-
-
-def analyses_at(scenario: Scenario, values: dict[str, float], texts: list[str],
-                regimens: list[Regimen] | None = None) -> tuple[Scenario, list[Analysis]]:
-    """The scenario with ``values`` set, and the analysis of each regimen there (``regimens``, when given,
-    are those regimens already built, valid while no path of REGIMEN_PATHS varies)."""
-    sc = with_parameters(scenario, values)
-    if regimens is None or any(p in values for p in REGIMEN_PATHS):
-        regimens = _regimens_at(sc, texts)
-    return sc, [analyze(sc, r) for r in regimens]
 
 
 def _analyse_chunk(args) -> list[dict]:
@@ -254,8 +244,8 @@ def sweep_flip_points(scenario: Scenario, rows: list[dict], axis: Axis, texts: l
         a, b = wins[i - 1], wins[i]
         if a >= 0 and b >= 0 and a != b:
             pair = [texts[a], texts[b]]
-            margin = _margin_along(scenario, p.path, pair, metric)
-            out.append((_bisect(margin, p, axis.values[i - 1], axis.values[i], 1), texts[a], texts[b]))
+            margins = _margins_along(scenario, p.path, pair, metric)
+            out.append((_bisect(margins, p, axis.values[i - 1], axis.values[i], 1), texts[a], texts[b]))
     return out
 
 
@@ -290,36 +280,28 @@ class Flips:
                 "margin_range": None if self.span is None else list(self.span)}
 
 
-def _margin_along(scenario: Scenario, path: str, texts: list[str], metric: str):
-    """``margin(value)``: the first regimen's margin over the second with ``path`` at ``value`` (the regimens built
-    once), None where undefined or where the schema refuses the value with the rest (say, compute below one run)."""
-    regimens = _regimens_at(scenario, texts)
-
-    def margin(value: float) -> float | None:
-        try:
-            _, (a, b) = analyses_at(scenario, {path: value}, texts, regimens)
-        except ScenarioError:
-            return None
-        return _margin(a, b, metric)
-
-    return margin
-
-
-def _margins_on(scenario: Scenario, path: str, texts: list[str], metric: str, values: list[float]) -> list[float | None]:
-    """``[margin(v) for v in values]`` of :func:`_margin_along`, the points analysed together (:func:`analyze_many`)."""
+def _margins_along(scenario: Scenario, path: str, texts: list[str], metric: str):
+    """``margins(values)``: the first regimen's margin over the second with ``path`` at each value, the points
+    analysed together (:func:`analyze_many`; the regimens built once, or per budget and compute where ``path`` is
+    one of them), None where undefined or where the schema refuses the value with the rest (say, compute below one
+    run)."""
     setter = parameter_setter(scenario, [path])
     regimens = _regimens_at(scenario, texts)
-    points: dict[int, Scenario] = {}
-    for i, value in enumerate(values):
-        try:
-            check_value(scenario, path, value)
-            points[i] = setter({path: value})
-        except ScenarioError:  # a value the schema refuses with the rest: no margin there
-            continue
-    rebuilt = path in REGIMEN_PATHS  # (analyze_many asks once per budget and compute)
-    found = analyze_many(list(points.values()), lambda sc: _regimens_at(sc, texts) if rebuilt else regimens)
-    margins = dict(zip(points, (_margin(a, b, metric) for a, b in found)))
-    return [margins.get(i) for i in range(len(values))]
+    rebuilt = path in REGIMEN_PATHS
+
+    def margins(values: list[float]) -> list[float | None]:
+        points: dict[int, Scenario] = {}
+        for i, value in enumerate(values):
+            try:
+                check_value(scenario, path, value)
+                points[i] = setter({path: value})
+            except ScenarioError:
+                continue
+        found = analyze_many(list(points.values()), lambda sc: _regimens_at(sc, texts) if rebuilt else regimens)
+        by_point = dict(zip(points, (_margin(a, b, metric) for a, b in found)))
+        return [by_point.get(i) for i in range(len(values))]
+
+    return margins
 
 
 def _sign(m: float | None) -> int:
@@ -333,8 +315,8 @@ def flips_of(scenario: Scenario, p: Parameter, texts: list[str], metric: str = "
         grid = np.unique(np.round(np.linspace(lo, hi, min(SCAN_POINTS, int(hi - lo) + 1))))
     else:
         grid = np.linspace(lo, hi, SCAN_POINTS)
-    margin = _margin_along(scenario, p.path, texts, metric)
-    margins = _margins_on(scenario, p.path, texts, metric, [float(v) for v in grid])
+    along = _margins_along(scenario, p.path, texts, metric)
+    margins = along([float(v) for v in grid])
     found = []
     last_v, last_s = None, 0
     for v, m in zip(grid, margins):
@@ -342,24 +324,24 @@ def flips_of(scenario: Scenario, p: Parameter, texts: list[str], metric: str = "
         if s == 0:
             continue
         if last_s and s != last_s:
-            found.append(_bisect(margin, p, float(last_v), float(v), last_s))
+            found.append(_bisect(along, p, float(last_v), float(v), last_s))
         last_v, last_s = v, s
-    now = margin(p.value)
+    (now,) = along([p.value])
     seen = [m for m in margins + [now] if m is not None]
     span = (min(seen), max(seen)) if seen else None
     return Flips(p.path, p.value, (float(lo), float(hi)), found, (margins[0], margins[-1], now), span)
 
 
-def _bisect(margin, p: Parameter, a: float, b: float, sign_a: int) -> float:
+def _bisect(margins, p: Parameter, a: float, b: float, sign_a: int) -> float:
     """The first point past ``a`` where the margin's sign leaves ``sign_a`` (``a`` and ``b`` bracket one change):
     on the lattice of multiples of FLIP_TOLERANCE (or of whole numbers), so the answer is the same whatever
     scan found the bracket: the least lattice value at which the order of the two is no longer the one at ``a``
-    (a tie counts as changed)."""
+    (a tie counts as changed). ``margins``: :func:`_margins_along`'s, asked one point at a time."""
     step = 1.0 if p.whole else FLIP_TOLERANCE
     lo, hi = math.floor(a / step + 1e-9), math.ceil(b / step - 1e-9)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        s = _sign(margin(mid * step))
+        s = _sign(margins([mid * step])[0])
         if s == sign_a:  # (a tie is where the first regimen stops being the better)
             lo = mid
         else:

@@ -245,6 +245,14 @@ class ModelAction(gym.ActionWrapper):
         return self.actions.model_masks(self.env.unwrapped.action_masks(), self.action_space)
 
 
+def silent_logger():
+    """An SB3 logger that writes nothing, for a model trained without TensorBoard (SB3's own would make an empty
+    ``SB3-<date>`` folder in the temp folder for every model)."""
+    from stable_baselines3.common.logger import Logger
+
+    return Logger(folder=None, output_formats=[])
+
+
 def model_space(algo: str | None, layout: ActionLayout) -> spaces.Space:
     """The action space train.py's agents of ``algo`` act in: ``layout.model_space()``, flat for DQN whatever its size."""
     return layout.model_space(flat=True if algo == "dqn" else None)
@@ -373,7 +381,7 @@ class ModelAgent:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         kwargs = {}
         actions = self.env.programs.actions
-        starts = self.env.layout.episode_start(obs)
+        starts = self.env.layout.episode_start(obs) if self.algo == "recurrent_ppo" or self.frames is not None else None
         if self.algo == "maskable_ppo":
             kwargs["action_masks"] = actions.model_masks(self.env.action_masks(), self.space)
         if self.algo == "recurrent_ppo":

@@ -53,6 +53,7 @@ from proxygym.agents.training import (
     make_env,
     model_kwargs,
     read_hyperparams,
+    silent_logger,
 )
 from proxygym.args import OneLineParser
 from proxygym.envs import ENV_ID, scenario_env_id
@@ -251,10 +252,8 @@ def train(args: argparse.Namespace) -> int:
         else:
             model = algo_class(args.algo)(policy, vec_env, seed=args.seed, verbose=0, tensorboard_log=tb,
                                           device=args.device, **kwargs)
-        if tb is None:  # a logger that writes nothing (SB3's own would leave an empty folder in the temp folder)
-            from stable_baselines3.common.logger import Logger
-
-            model.set_logger(Logger(folder=None, output_formats=[]))
+        if tb is None:
+            model.set_logger(silent_logger())
     except BaseException as err:
         # nothing is left of a run that did not start: its env's subprocesses, its folder (and the monitor file in it)
         if vec_env is not None:
@@ -269,10 +268,7 @@ def train(args: argparse.Namespace) -> int:
     # TensorBoard's run: the scenario, the algorithm and the seed (SB3 appends _1, _2, ... for repeats)
     run_name = f"{scenario.name}_{args.algo}_seed{args.seed}"
     write_text_atomic(folder / "args.yml", yaml.safe_dump(vars(args), sort_keys=False))
-    config = dict(
-        n_timesteps=n_timesteps, n_envs=n_envs, policy=policy, env_kwargs=dict(observation=observation, **env_kwargs),
-        **({"frame_stack": frame_stack} if frame_stack > 1 else {}), **params
-    )
+    config = file_entry(n_timesteps, n_envs, policy, observation, env_kwargs, frame_stack, params)
     write_text_atomic(folder / "config.yml", yaml.safe_dump(config, sort_keys=False))
 
     optimum = optimal_value(scenario)  # None when the scenario is too large to solve exactly
@@ -330,6 +326,15 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def file_entry(n_timesteps: int, n_envs: int, policy: str, observation: str, env_kwargs: dict, frame_stack: int,
+               params: dict) -> dict:
+    """A run's hyperparameters as an entry of a file in rl-baselines3-zoo's format (``config.yml``, and the best
+    trial's file of ``--optimize``): what train.py took out of the entry put back (``frame_stack`` only above 1)."""
+    frames = {"frame_stack": frame_stack} if frame_stack > 1 else {}
+    return dict(n_timesteps=n_timesteps, n_envs=n_envs, policy=policy,
+                env_kwargs=dict(observation=observation, **env_kwargs), **frames, **params)
+
+
 def _whole(value, key: str) -> int:
     """A hyperparameter that counts something (steps, envs): a whole number of at least 1."""
 
@@ -365,9 +370,7 @@ def optimize(args, scenario, params: dict, policy: str, n_timesteps: int, n_envs
     # --env ProxyAlignment-v0 --env-kwargs scenario:...): the keys rl-baselines3-zoo reads, as train.py does
     shipped = args.scenario == scenario.name and scenario.name in shipped_scenarios()
     key = scenario_env_id(scenario.name) if shipped else ENV_ID
-    base = dict(n_timesteps=n_timesteps, n_envs=n_envs, policy=policy,
-                env_kwargs=dict(observation=observation, **env_kwargs),
-                **({"frame_stack": frame_stack} if frame_stack > 1 else {}), **params)
+    base = file_entry(n_timesteps, n_envs, policy, observation, env_kwargs, frame_stack, params)
     entry = search.best_entry(study, setup, base)
     path = search.write_report(study, folder, key, entry)
     best = study.best_trial

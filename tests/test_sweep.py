@@ -171,7 +171,7 @@ def test_the_scan_analyses_each_point_as_the_point_alone(path, values):
     """flips' scan analyses its points together (analyze_many): each margin is that of the scenario set to the value
     and analysed alone, regimens rebuilt where they read the value (budget, compute), and None where the schema
     refuses the value with the rest (a compute budget below a full run)."""
-    from proxygym.agents.sweep import _margins_on
+    from proxygym.agents.sweep import _margins_along
     from proxygym.envs.analysis import analyze
     from proxygym.envs.regimen import make_regimen
     from tests.helpers import compute_scenario
@@ -186,7 +186,7 @@ def test_the_scan_analyses_each_point_as_the_point_alone(path, values):
             continue
         a, b = (analyze(at, make_regimen(at, text)).expected_return for text in ("T,R", "R,R"))
         expected.append(a - b)
-    got = _margins_on(sc, path, ["T,R", "R,R"], "expected_return", [float(v) for v in values])
+    got = _margins_along(sc, path, ["T,R", "R,R"], "expected_return")([float(v) for v in values])
     assert [m is None for m in got] == [m is None for m in expected]
     assert None in expected or path != "compute"
     assert [m for m in got if m is not None] == pytest.approx([m for m in expected if m is not None], abs=1e-12)
